@@ -1,0 +1,276 @@
+//! The compiled limits of one domain and the matcher that finds a descriptor's rule.
+//!
+//! Matching follows envoyproxy/ratelimit level by level: an exact value wins, then the first
+//! wildcard that matches in config order, then the key-only rule; the request must have exactly
+//! as many entries as the matched rule is deep, and a level that matched is never revisited.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use envoy_types::pb::google::protobuf::Struct;
+
+use crate::clock::Unit;
+use crate::key;
+
+/// Hash maps on the request path: fast, and seeded per process.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// All rules of one domain (one YAML file).
+#[derive(Debug)]
+pub struct DomainTree {
+    pub name: String,
+    pub(super) root: Level,
+    /// Every rule in config order; tree nodes refer to them by index.
+    pub rules: Vec<Rule>,
+}
+
+/// The children of one node (or the domain's top level), grouped by descriptor key.
+#[derive(Debug, Default)]
+pub(super) struct Level {
+    pub(super) by_key: Map<String, Choices>,
+}
+
+/// The nodes at one level that share a descriptor key.
+#[derive(Debug, Default)]
+pub(super) struct Choices {
+    pub(super) exact: Map<String, Node>,
+    pub(super) wildcards: Vec<(Pattern, Node)>,
+    pub(super) any: Option<Node>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Node {
+    pub(super) rule: Option<usize>,
+    pub(super) children: Level,
+}
+
+/// One `rate_limit` of the config, with the path that leads to it.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub path: Vec<LevelSpec>,
+    pub limit: Limit,
+    pub name: Option<String>,
+    pub replaces: Vec<String>,
+    pub shadow_mode: bool,
+    pub quota_mode: bool,
+    pub detailed_metric: bool,
+    pub metadata: Option<Arc<Struct>>,
+    /// The Go service's stats key for the rule's path (`domain.key1_value1.subkey1`).
+    pub path_key: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    Limited { unit: Unit, requests_per_unit: u32 },
+    Unlimited,
+}
+
+/// One level on the way to a rule: the descriptor key and how its value is matched.
+#[derive(Debug, Clone)]
+pub struct LevelSpec {
+    pub key: String,
+    pub selector: Selector,
+    pub value_to_metric: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum Selector {
+    Exact(String),
+    AnyValue,
+    Wildcard { pattern: Pattern, shared: bool },
+}
+
+impl LevelSpec {
+    /// This level's segment of the Go service's default stats key.
+    pub fn path_segment(&self) -> String {
+        match &self.selector {
+            Selector::Exact(value) => format!("{}_{value}", self.key),
+            Selector::AnyValue => self.key.clone(),
+            Selector::Wildcard { pattern, .. } => format!("{}_{}", self.key, pattern.text()),
+        }
+    }
+}
+
+impl DomainTree {
+    /// The rule for a descriptor's entries, `None` when no rule applies (including whitelist
+    /// nodes, which match but carry no limit).
+    pub fn find<'e>(
+        &self,
+        entries: impl ExactSizeIterator<Item = (&'e str, &'e str)>,
+    ) -> Option<&Rule> {
+        let depth = entries.len();
+        let mut level = &self.root;
+        for (index, (key, value)) in entries.enumerate() {
+            let node = level.by_key.get(key)?.select(value)?;
+            if index + 1 == depth {
+                return node.rule.map(|rule| &self.rules[rule]);
+            }
+            level = &node.children;
+        }
+        None
+    }
+}
+
+impl Choices {
+    fn select(&self, value: &str) -> Option<&Node> {
+        if let Some(node) = self.exact.get(value) {
+            return Some(node);
+        }
+        if let Some((_, node)) = self
+            .wildcards
+            .iter()
+            .find(|(pattern, _)| pattern.matches(value))
+        {
+            return Some(node);
+        }
+        self.any.as_ref()
+    }
+}
+
+impl Rule {
+    /// The counter-key levels for a request's values (which this rule matched).
+    pub fn key_levels<'a>(
+        &'a self,
+        values: impl Iterator<Item = &'a str> + 'a,
+    ) -> impl Iterator<Item = key::Level<'a>> + 'a {
+        self.path
+            .iter()
+            .zip(values)
+            .map(|(level, value)| match &level.selector {
+                Selector::Exact(_) => key::Level::Exact {
+                    key: &level.key,
+                    value,
+                },
+                Selector::AnyValue => key::Level::AnyValue {
+                    key: &level.key,
+                    value,
+                },
+                Selector::Wildcard {
+                    pattern,
+                    shared: false,
+                } => key::Level::Wildcard {
+                    key: &level.key,
+                    pattern: pattern.text(),
+                    value,
+                },
+                Selector::Wildcard {
+                    pattern,
+                    shared: true,
+                } => key::Level::SharedWildcard {
+                    key: &level.key,
+                    pattern: pattern.text(),
+                },
+            })
+    }
+
+    /// The Go service's stats key for this request: the rule's path, except where
+    /// `detailed_metric` or `value_to_metric` ask for the request's values (`share_threshold`
+    /// levels always show their pattern).
+    pub fn stats_key<'a>(&'a self, domain: &str, values: &[&str]) -> Cow<'a, str> {
+        let dynamic = self.detailed_metric || self.path.iter().any(|level| level.value_to_metric);
+        if !dynamic {
+            return Cow::Borrowed(&self.path_key);
+        }
+        let mut stats = String::from(domain);
+        for (level, value) in self.path.iter().zip(values) {
+            stats.push('.');
+            let segment = match &level.selector {
+                Selector::Wildcard {
+                    pattern,
+                    shared: true,
+                } => format!("{}_{}", level.key, pattern.text()),
+                _ if self.detailed_metric => format!("{}_{value}", level.key),
+                Selector::Exact(_) => level.path_segment(),
+                _ if level.value_to_metric && !value.is_empty() => format!("{}_{value}", level.key),
+                _ => level.path_segment(),
+            };
+            stats.push_str(&segment);
+        }
+        Cow::Owned(stats)
+    }
+}
+
+/// A value pattern where each `*` matches any run of characters, including none.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    text: String,
+    /// The literal text before the first star.
+    first: String,
+    /// The literal pieces between stars, found in order.
+    middle: Vec<String>,
+    /// The literal text after the last star.
+    last: String,
+}
+
+impl Pattern {
+    /// A pattern for a value containing `*`; `None` for a plain value.
+    pub fn new(text: &str) -> Option<Pattern> {
+        let (first, rest) = text.split_once('*')?;
+        let (middle, last) = rest.rsplit_once('*').unwrap_or(("", rest));
+        Some(Pattern {
+            text: text.to_string(),
+            first: first.to_string(),
+            middle: middle
+                .split('*')
+                .filter(|piece| !piece.is_empty())
+                .map(str::to_string)
+                .collect(),
+            last: last.to_string(),
+        })
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub fn matches(&self, value: &str) -> bool {
+        let Some(inside) = value
+            .strip_prefix(self.first.as_str())
+            .and_then(|rest| rest.strip_suffix(self.last.as_str()))
+        else {
+            return false;
+        };
+        let mut inside = inside;
+        for piece in &self.middle {
+            match inside.find(piece.as_str()) {
+                Some(at) => inside = &inside[at + piece.len()..],
+                None => return false,
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pattern;
+
+    #[test]
+    fn stars_match_anywhere_in_the_value() {
+        let cases = [
+            ("foo*", "foo1", true),
+            ("foo*", "foo", true),
+            ("foo*", "bar", false),
+            ("bar*b", "barab", true),
+            ("bar*b", "barb", true),
+            ("bar*b", "bara", false),
+            ("bar*b", "xbarb", false),
+            ("foo*bar*baz", "foo123bar456baz", true),
+            ("foo*bar*baz", "foobarbaz", true),
+            ("foo*bar*baz", "foo123baz", false),
+            ("*.example.com", "api.example.com", true),
+            ("*.example.com", "example.com", false),
+            ("ab*ba", "aba", false),
+            ("*", "", true),
+        ];
+        for (pattern, value, expected) in cases {
+            assert_eq!(
+                Pattern::new(pattern).unwrap().matches(value),
+                expected,
+                "{pattern} ~ {value}"
+            );
+        }
+        assert!(Pattern::new("plain").is_none());
+    }
+}

@@ -1,0 +1,348 @@
+//! Counter keys: an injective, versioned text encoding of (domain, rule, request values).
+//!
+//! envoyproxy/ratelimit joins parts with `_`, so `(a_b, c)` and `(a, b_c)` share a counter. Here
+//! every part is percent-escaped so that the separators can only come from the encoder, and the
+//! way each level matched (exact value, any value, wildcard) and the window length are part of the
+//! key, so the same descriptor under two different rules never shares a counter. The window's
+//! start is not in the key: stores keep it beside the count, so one authority (the store's clock)
+//! decides when a window rolls over.
+//!
+//! ```text
+//! key   := "1|" domain "|" scope ("|" level)+
+//! scope := window_secs | window_secs "x" requests_per_unit      (a request's own limit)
+//! level := k "=" v | k "?" v | k "~" pattern "=" v | k "~" pattern
+//!          exact      any value  wildcard              shared wildcard (share_threshold)
+//! ```
+//!
+//! No `{` or `}` survives escaping, so no request value can pick a Redis Cluster hash slot.
+
+use std::fmt::Write as _;
+
+/// Encoding version, the key's first component; bump it when the layout changes.
+const VERSION: &str = "1";
+
+/// Which limit a counter belongs to, besides its path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// A limit from the configuration, counted in windows of this many seconds.
+    Rule { window_secs: u64 },
+    /// A limit carried by the request itself (`RateLimitDescriptor.limit`).
+    Override {
+        window_secs: u64,
+        requests_per_unit: u32,
+    },
+}
+
+impl Scope {
+    pub fn window_secs(self) -> u64 {
+        match self {
+            Scope::Rule { window_secs } | Scope::Override { window_secs, .. } => window_secs,
+        }
+    }
+}
+
+/// How one descriptor entry matched its rule level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level<'a> {
+    /// The rule names this exact value.
+    Exact { key: &'a str, value: &'a str },
+    /// The rule names only the key; any value matches and each value counts apart.
+    AnyValue { key: &'a str, value: &'a str },
+    /// A wildcard value pattern matched; each value counts apart.
+    Wildcard {
+        key: &'a str,
+        pattern: &'a str,
+        value: &'a str,
+    },
+    /// A wildcard with `share_threshold`: every matching value shares one counter.
+    SharedWildcard { key: &'a str, pattern: &'a str },
+}
+
+/// Encodes a counter key. Injective: two different inputs never give the same key.
+pub fn encode<'a>(
+    domain: &str,
+    scope: Scope,
+    levels: impl IntoIterator<Item = Level<'a>>,
+) -> String {
+    let mut key = String::with_capacity(64);
+    key.push_str(VERSION);
+    key.push('|');
+    escape_into(&mut key, domain);
+    key.push('|');
+    // Writing to a String cannot fail.
+    let _ = match scope {
+        Scope::Rule { window_secs } => write!(key, "{window_secs}"),
+        Scope::Override {
+            window_secs,
+            requests_per_unit,
+        } => write!(key, "{window_secs}x{requests_per_unit}"),
+    };
+    for level in levels {
+        key.push('|');
+        match level {
+            Level::Exact { key: k, value } => {
+                escape_into(&mut key, k);
+                key.push('=');
+                escape_into(&mut key, value);
+            }
+            Level::AnyValue { key: k, value } => {
+                escape_into(&mut key, k);
+                key.push('?');
+                escape_into(&mut key, value);
+            }
+            Level::Wildcard {
+                key: k,
+                pattern,
+                value,
+            } => {
+                escape_into(&mut key, k);
+                key.push('~');
+                escape_into(&mut key, pattern);
+                key.push('=');
+                escape_into(&mut key, value);
+            }
+            Level::SharedWildcard { key: k, pattern } => {
+                escape_into(&mut key, k);
+                key.push('~');
+                escape_into(&mut key, pattern);
+            }
+        }
+    }
+    key
+}
+
+/// A key taken apart again; the inverse of [`encode`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodedKey {
+    pub domain: String,
+    pub scope: Scope,
+    pub levels: Vec<DecodedLevel>,
+}
+
+/// An owned [`Level`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DecodedLevel {
+    Exact {
+        key: String,
+        value: String,
+    },
+    AnyValue {
+        key: String,
+        value: String,
+    },
+    Wildcard {
+        key: String,
+        pattern: String,
+        value: String,
+    },
+    SharedWildcard {
+        key: String,
+        pattern: String,
+    },
+}
+
+impl DecodedLevel {
+    /// The descriptor entry's key.
+    pub fn key(&self) -> &str {
+        match self {
+            DecodedLevel::Exact { key, .. }
+            | DecodedLevel::AnyValue { key, .. }
+            | DecodedLevel::Wildcard { key, .. }
+            | DecodedLevel::SharedWildcard { key, .. } => key,
+        }
+    }
+
+    /// The value the counter stands for: the request's value, or the pattern when shared.
+    pub fn value(&self) -> &str {
+        match self {
+            DecodedLevel::Exact { value, .. }
+            | DecodedLevel::AnyValue { value, .. }
+            | DecodedLevel::Wildcard { value, .. } => value,
+            DecodedLevel::SharedWildcard { pattern, .. } => pattern,
+        }
+    }
+}
+
+/// Takes a key apart; `None` when it was not made by [`encode`].
+pub fn decode(key: &str) -> Option<DecodedKey> {
+    let mut parts = key.split('|');
+    if parts.next()? != VERSION {
+        return None;
+    }
+    let domain = unescape(parts.next()?)?;
+    let scope_text = parts.next()?;
+    let scope = match scope_text.split_once('x') {
+        None => Scope::Rule {
+            window_secs: parse_number(scope_text)?,
+        },
+        Some((window, requests)) => Scope::Override {
+            window_secs: parse_number(window)?,
+            requests_per_unit: parse_number(requests)?,
+        },
+    };
+    let levels = parts.map(decode_level).collect::<Option<Vec<_>>>()?;
+    if levels.is_empty() {
+        return None;
+    }
+    Some(DecodedKey {
+        domain,
+        scope,
+        levels,
+    })
+}
+
+fn parse_number<T: std::str::FromStr>(text: &str) -> Option<T> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+fn decode_level(text: &str) -> Option<DecodedLevel> {
+    let split = text.find(['=', '?', '~'])?;
+    let key = unescape(&text[..split])?;
+    let rest = &text[split + 1..];
+    match text.as_bytes()[split] {
+        b'=' => Some(DecodedLevel::Exact {
+            key,
+            value: unescape(rest)?,
+        }),
+        b'?' => Some(DecodedLevel::AnyValue {
+            key,
+            value: unescape(rest)?,
+        }),
+        _ => match rest.split_once('=') {
+            Some((pattern, value)) => Some(DecodedLevel::Wildcard {
+                key,
+                pattern: unescape(pattern)?,
+                value: unescape(value)?,
+            }),
+            None => Some(DecodedLevel::SharedWildcard {
+                key,
+                pattern: unescape(rest)?,
+            }),
+        },
+    }
+}
+
+/// Bytes that are escaped: the encoding's separators, `%` itself, Redis hash-tag braces and
+/// control characters (so keys print on one line).
+fn needs_escape(byte: u8) -> bool {
+    matches!(byte, b'%' | b'|' | b'=' | b'?' | b'~' | b'{' | b'}') || byte < 0x20 || byte == 0x7f
+}
+
+fn escape_into(out: &mut String, text: &str) {
+    let mut rest = text;
+    while let Some(at) = rest.bytes().position(needs_escape) {
+        out.push_str(&rest[..at]);
+        let _ = write!(out, "%{:02X}", rest.as_bytes()[at]);
+        rest = &rest[at + 1..];
+    }
+    out.push_str(rest);
+}
+
+fn unescape(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let byte = bytes[at];
+        if byte == b'%' {
+            let hex = text.get(at + 1..at + 3)?;
+            let decoded = u8::from_str_radix(hex, 16).ok()?;
+            if !needs_escape(decoded) || hex.bytes().any(|b| b.is_ascii_lowercase()) {
+                return None;
+            }
+            out.push(decoded);
+            at += 3;
+        } else if needs_escape(byte) {
+            return None;
+        } else {
+            out.push(byte);
+            at += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(secs: u64) -> Scope {
+        Scope::Rule { window_secs: secs }
+    }
+
+    #[test]
+    fn underscore_joins_that_collide_in_the_go_service_do_not_collide_here() {
+        let a = encode(
+            "d",
+            rule(60),
+            [Level::Exact {
+                key: "a_b",
+                value: "c",
+            }],
+        );
+        let b = encode(
+            "d",
+            rule(60),
+            [Level::Exact {
+                key: "a",
+                value: "b_c",
+            }],
+        );
+        assert_ne!(a, b);
+        let one_entry = encode(
+            "d",
+            rule(60),
+            [Level::AnyValue {
+                key: "user",
+                value: "alice_path_/x",
+            }],
+        );
+        let two_entries = encode(
+            "d",
+            rule(60),
+            [
+                Level::AnyValue {
+                    key: "user",
+                    value: "alice",
+                },
+                Level::AnyValue {
+                    key: "path",
+                    value: "/x",
+                },
+            ],
+        );
+        assert_ne!(one_entry, two_entries);
+    }
+
+    #[test]
+    fn separators_braces_and_control_bytes_are_escaped() {
+        let key = encode(
+            "d|x",
+            rule(1),
+            [Level::Exact {
+                key: "k=",
+                value: "{tag}\n\0|%é",
+            }],
+        );
+        assert_eq!(key, "1|d%7Cx|1|k%3D=%7Btag%7D%0A%00%7C%25é");
+        assert!(!key.contains('{') && !key.contains('\n'));
+    }
+
+    #[test]
+    fn decode_rejects_what_encode_cannot_produce() {
+        for bad in [
+            "",
+            "2|d|60|k=v",
+            "1|d|60",
+            "1|d|6a|k=v",
+            "1|d|60|k",
+            "1|d|60|k=%7b",
+            "1|d|60|k=%41",
+        ] {
+            assert_eq!(decode(bad), None, "{bad:?}");
+        }
+    }
+}

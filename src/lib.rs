@@ -1,0 +1,27 @@
+//! ratelimiter: an Envoy-compatible external rate-limit service.
+//!
+//! Envoy asks `ShouldRateLimit` before it forwards a request; the answer comes from limits
+//! written in envoyproxy/ratelimit's YAML format, counted in fixed windows aligned to the Unix
+//! epoch, in memory on one node.
+//!
+//! # Layout
+//!
+//! - [`settings`]: command line and `RATELIMITER_*` environment.
+//! - [`server`]: the composition root; `server::run(settings, listeners, clock, shutdown)`.
+//! - [`config`]: YAML files to an immutable snapshot of compiled per-domain rule trees.
+//! - [`rls`]: the gRPC service: request validation, the tonic impl, response building.
+//! - [`limiter`]: the decision: match, count in one store batch, statuses.
+//! - [`key`]: injective counter keys.
+//! - [`clock`]: units, the clock, epoch-aligned windows.
+//! - [`store`]: the `CounterStore` trait and the in-memory store.
+//! - [`error`]: client-facing errors and their gRPC statuses.
+
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod key;
+pub mod limiter;
+pub mod rls;
+pub mod server;
+pub mod settings;
+pub mod store;

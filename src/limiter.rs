@@ -1,0 +1,304 @@
+//! The decision core: match each descriptor to its limit, turn the limited ones into counter
+//! operations, hand them to the store in one batch, and read the counts back into statuses.
+//!
+//! The answers are envoyproxy/ratelimit's: OVER_LIMIT when the count after this hit exceeds the
+//! limit, `replaces` drops the named rules for the request, shadow rules never block, and
+//! quota-mode descriptors block only when all of them are over.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
+use envoy_types::pb::google::protobuf::Struct;
+
+use crate::clock::Unit;
+use crate::config::{Config, DomainTree, Limit, Rule};
+use crate::key::{self, Scope};
+use crate::store::{Count, CounterOp, CounterStore, StoreError};
+
+/// A validated request: what to check, for which domain.
+#[derive(Debug)]
+pub struct Check<'r> {
+    pub domain: &'r str,
+    pub descriptors: Vec<DescriptorCheck<'r>>,
+}
+
+#[derive(Debug)]
+pub struct DescriptorCheck<'r> {
+    pub entries: &'r [Entry],
+    /// The descriptor's own limit (`RateLimitDescriptor.limit`), used instead of the config's.
+    pub limit_override: Option<LimitOverride>,
+    /// What to add to the counter: positive to consume, zero to only check, negative to refund.
+    pub hits: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LimitOverride {
+    pub unit: Unit,
+    pub requests_per_unit: u32,
+}
+
+/// Service-wide switches that change decisions (the Go service's `SHADOW_MODE`, `QUOTA_MODE`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Modes {
+    /// Never answer OVER_LIMIT overall; statuses still show which descriptors are over.
+    pub global_shadow: bool,
+    /// Treat every descriptor as a quota descriptor.
+    pub global_quota: bool,
+}
+
+/// The answer to a [`Check`]: one outcome per descriptor, in request order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub over_limit: bool,
+    pub outcomes: Vec<Outcome>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// No rule applies: unknown domain, no match, a whitelist rule, or a replaced rule.
+    NoLimit { quota: bool },
+    /// The matched rule is `unlimited`.
+    Unlimited,
+    /// The descriptor was counted against a limit.
+    Counted(Counted),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Counted {
+    pub over_limit: bool,
+    pub unit: Unit,
+    pub requests_per_unit: u32,
+    pub name: Option<String>,
+    /// The count after this request's hits.
+    pub count: u64,
+    pub remaining: u32,
+    pub resets_in: Duration,
+    pub quota: bool,
+    pub metadata: Option<Arc<Struct>>,
+}
+
+impl Outcome {
+    pub fn is_over_limit(&self) -> bool {
+        matches!(self, Outcome::Counted(counted) if counted.over_limit)
+    }
+}
+
+pub struct Limiter {
+    config: Arc<ArcSwap<Config>>,
+    store: Arc<dyn CounterStore>,
+    modes: Modes,
+}
+
+/// What one descriptor will need, found before the store is asked.
+enum Plan<'c> {
+    NoLimit,
+    Unlimited,
+    Counted {
+        rule: Option<&'c Rule>,
+        unit: Unit,
+        requests_per_unit: u32,
+        key: String,
+    },
+}
+
+impl Limiter {
+    pub fn new(
+        config: Arc<ArcSwap<Config>>,
+        store: Arc<dyn CounterStore>,
+        modes: Modes,
+    ) -> Limiter {
+        Limiter {
+            config,
+            store,
+            modes,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn CounterStore> {
+        &self.store
+    }
+
+    /// Decides a request. Fails only when the store cannot be reached, so that the caller can
+    /// tell Envoy "unavailable" and Envoy's `failure_mode_deny` decides.
+    pub async fn check(&self, check: &Check<'_>) -> Result<Decision, StoreError> {
+        let config = self.config.load_full();
+        let domain = config.domain(check.domain);
+        let mut plans: Vec<Plan> = check
+            .descriptors
+            .iter()
+            .map(|descriptor| plan(domain, descriptor))
+            .collect();
+        drop_replaced(&mut plans);
+
+        let ops: Vec<CounterOp> = plans
+            .iter()
+            .zip(&check.descriptors)
+            .filter_map(|(plan, descriptor)| match plan {
+                Plan::Counted { key, unit, .. } => Some(CounterOp {
+                    key: key.clone(),
+                    window_secs: unit.seconds(),
+                    delta: descriptor.hits,
+                }),
+                _ => None,
+            })
+            .collect();
+        let counts = if ops.is_empty() {
+            Vec::new()
+        } else {
+            self.store.apply(&ops).await?
+        };
+        if counts.len() != ops.len() {
+            return Err(StoreError::Protocol(format!(
+                "{} counts for {} operations",
+                counts.len(),
+                ops.len()
+            )));
+        }
+
+        let mut counts = counts.into_iter();
+        let outcomes: Vec<Outcome> = plans
+            .into_iter()
+            .map(|plan| match plan {
+                Plan::NoLimit => Outcome::NoLimit {
+                    quota: self.modes.global_quota,
+                },
+                Plan::Unlimited => Outcome::Unlimited,
+                Plan::Counted {
+                    rule,
+                    unit,
+                    requests_per_unit,
+                    ..
+                } => {
+                    // One count per counted plan: checked against `ops.len()` above.
+                    let count = counts.next().unwrap_or(Count {
+                        value: 0,
+                        resets_in: Duration::ZERO,
+                    });
+                    Outcome::Counted(self.counted(rule, unit, requests_per_unit, count))
+                }
+            })
+            .collect();
+        Ok(Decision {
+            over_limit: self.overall_over_limit(&outcomes),
+            outcomes,
+        })
+    }
+
+    fn counted(
+        &self,
+        rule: Option<&Rule>,
+        unit: Unit,
+        requests_per_unit: u32,
+        count: Count,
+    ) -> Counted {
+        let over = count.value > u64::from(requests_per_unit);
+        let shadow = rule.is_some_and(|rule| rule.shadow_mode);
+        Counted {
+            over_limit: over && !shadow,
+            unit,
+            requests_per_unit,
+            name: rule.and_then(|rule| rule.name.clone()),
+            count: count.value,
+            remaining: u64::from(requests_per_unit).saturating_sub(count.value) as u32,
+            resets_in: count.resets_in,
+            quota: self.modes.global_quota || rule.is_some_and(|rule| rule.quota_mode),
+            metadata: rule.and_then(|rule| rule.metadata.clone()),
+        }
+    }
+
+    /// OVER_LIMIT when any regular descriptor is over, or when there are quota descriptors and
+    /// every one of them is over; never under global shadow mode.
+    fn overall_over_limit(&self, outcomes: &[Outcome]) -> bool {
+        let regular_over = outcomes.iter().any(|outcome| match outcome {
+            Outcome::Counted(counted) => counted.over_limit && !counted.quota,
+            _ => false,
+        });
+        let mut quotas = outcomes.iter().filter_map(|outcome| match outcome {
+            Outcome::Counted(counted) if counted.quota => Some(counted.over_limit),
+            Outcome::NoLimit { quota: true } => Some(false),
+            _ => None,
+        });
+        let all_quotas_over = quotas
+            .next()
+            .is_some_and(|first| first && quotas.all(|over| over));
+        (regular_over || all_quotas_over) && !self.modes.global_shadow
+    }
+}
+
+fn plan<'c>(domain: Option<&'c DomainTree>, descriptor: &DescriptorCheck<'_>) -> Plan<'c> {
+    let Some(domain) = domain else {
+        return Plan::NoLimit;
+    };
+    let values = descriptor.entries.iter().map(|entry| entry.value.as_str());
+    if let Some(LimitOverride {
+        unit,
+        requests_per_unit,
+    }) = descriptor.limit_override
+    {
+        let scope = Scope::Override {
+            window_secs: unit.seconds(),
+            requests_per_unit,
+        };
+        let levels = descriptor.entries.iter().map(|entry| key::Level::Exact {
+            key: &entry.key,
+            value: &entry.value,
+        });
+        return Plan::Counted {
+            rule: None,
+            unit,
+            requests_per_unit,
+            key: key::encode(&domain.name, scope, levels),
+        };
+    }
+    let pairs = descriptor
+        .entries
+        .iter()
+        .map(|entry| (entry.key.as_str(), entry.value.as_str()));
+    match domain.find(pairs) {
+        None => Plan::NoLimit,
+        Some(rule) => match rule.limit {
+            Limit::Unlimited => Plan::Unlimited,
+            Limit::Limited {
+                unit,
+                requests_per_unit,
+            } => Plan::Counted {
+                rule: Some(rule),
+                unit,
+                requests_per_unit,
+                key: key::encode(
+                    &domain.name,
+                    Scope::Rule {
+                        window_secs: unit.seconds(),
+                    },
+                    rule.key_levels(values),
+                ),
+            },
+        },
+    }
+}
+
+/// Drops every counted rule whose name another counted rule of this request `replaces`.
+fn drop_replaced(plans: &mut [Plan<'_>]) {
+    let replaced: Vec<&str> = plans
+        .iter()
+        .filter_map(|plan| match plan {
+            Plan::Counted {
+                rule: Some(rule), ..
+            } => Some(rule.replaces.iter().map(String::as_str)),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    if replaced.is_empty() {
+        return;
+    }
+    for plan in plans.iter_mut() {
+        let is_replaced = matches!(plan, Plan::Counted { rule: Some(rule), .. }
+            if rule.name.as_deref().is_some_and(|name| replaced.contains(&name)));
+        if is_replaced {
+            *plan = Plan::NoLimit;
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! The Envoy rate-limit service (`envoy.service.ratelimit.v3.RateLimitService`): validation of
+//! requests at the edge, the gRPC service itself, and the responses it sends.
+
+mod metadata;
+pub mod request;
+pub mod response;
+pub mod service;
+
+pub use request::RequestLimits;
+pub use response::{HeaderNames, ResponseOptions};
+pub use service::RateLimitGrpc;

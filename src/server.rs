@@ -1,0 +1,136 @@
+//! The composition root: build the config snapshot, the store and the limiter, serve them on
+//! pre-bound listeners, and shut down in order when told to.
+//!
+//! Shutdown: health turns NOT_SERVING at once; after `--shutdown-delay` the listeners stop
+//! accepting; in-flight calls get `--shutdown-timeout` to finish; then background tasks stop.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::clock::Clock;
+use crate::config::{self, ConfigError};
+use crate::limiter::{Limiter, Modes};
+use crate::rls::RateLimitGrpc;
+use crate::settings::ServeSettings;
+use crate::store::MemoryStore;
+
+/// gRPC health service names reported: the overall server (""), the name the Go service uses,
+/// and the fully qualified rate-limit service.
+const HEALTH_SERVICE_NAMES: [&str; 3] = [
+    "",
+    "ratelimit",
+    "envoy.service.ratelimit.v3.RateLimitService",
+];
+
+/// Sockets bound before the server starts, so that callers (and tests) can use port 0.
+pub struct Listeners {
+    pub grpc: TcpListener,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("the rate limit config is invalid:\n{}", list(.0))]
+    Config(Vec<ConfigError>),
+    #[error("the gRPC server failed: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    #[error("the gRPC server task ended abnormally: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+fn list(errors: &[ConfigError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("  {e}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Runs the service until `shutdown` completes, then drains and returns.
+pub async fn run(
+    settings: ServeSettings,
+    listeners: Listeners,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let config = config::load(&settings.config).map_err(ServeError::Config)?;
+    tracing::info!(path = %settings.config.display(), domains = config.domains().len(), "loaded rate limit config");
+    let config = Arc::new(ArcSwap::from_pointee(config));
+
+    let background = CancellationToken::new();
+    let store = Arc::new(MemoryStore::new(settings.memory_max_counters, clock));
+    tokio::spawn(MemoryStore::sweep_periodically(
+        store.clone(),
+        background.clone(),
+    ));
+
+    let modes = Modes {
+        global_shadow: settings.global_shadow_mode,
+        global_quota: settings.global_quota_mode,
+    };
+    let limiter = Arc::new(Limiter::new(config, store, modes));
+    let rls = RateLimitGrpc::new(
+        limiter,
+        settings.requests.limits(),
+        settings.responses.options(),
+    );
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    set_health(&health, ServingStatus::Serving).await;
+
+    let stop_accepting = CancellationToken::new();
+    let grpc_address = listeners
+        .grpc
+        .local_addr()
+        .map_or_else(|_| "an unknown address".into(), |a| a.to_string());
+    let incoming = TcpIncoming::from(listeners.grpc).with_nodelay(Some(true));
+    let grpc = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(rls.into_server(settings.requests.max_message_bytes))
+        .serve_with_incoming_shutdown(incoming, stop_accepting.clone().cancelled_owned());
+    let mut grpc = tokio::spawn(grpc);
+    tracing::info!("serving gRPC on {grpc_address}");
+
+    let early_exit = tokio::select! {
+        () = shutdown => None,
+        result = &mut grpc => Some(result),
+    };
+    if let Some(result) = early_exit {
+        background.cancel();
+        return flatten(result);
+    }
+
+    tracing::info!(delay = ?settings.shutdown_delay, "shutting down: reporting NOT_SERVING");
+    set_health(&health, ServingStatus::NotServing).await;
+    tokio::time::sleep(settings.shutdown_delay).await;
+    stop_accepting.cancel();
+    let outcome = match tokio::time::timeout(settings.shutdown_timeout, &mut grpc).await {
+        Ok(result) => flatten(result),
+        Err(_) => {
+            tracing::warn!(timeout = ?settings.shutdown_timeout, "in-flight calls did not finish in time; stopping anyway");
+            grpc.abort();
+            Ok(())
+        }
+    };
+    background.cancel();
+    tracing::info!("stopped");
+    outcome
+}
+
+async fn set_health(health: &HealthReporter, status: ServingStatus) {
+    for name in HEALTH_SERVICE_NAMES {
+        health.set_service_status(name, status).await;
+    }
+}
+
+fn flatten(
+    result: Result<Result<(), tonic::transport::Error>, tokio::task::JoinError>,
+) -> Result<(), ServeError> {
+    result?.map_err(ServeError::from)
+}

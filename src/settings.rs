@@ -1,0 +1,243 @@
+//! Command line and environment: every flag can also be set by a `RATELIMITER_*` variable, which
+//! is how containers are usually configured. Secrets are redacted whenever settings are printed.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::rls::{HeaderNames, RequestLimits, ResponseOptions};
+
+/// Envoy-compatible external rate-limit service.
+///
+/// Answers envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit from limits written in
+/// envoyproxy/ratelimit's YAML format.
+#[derive(Debug, Parser)]
+#[command(name = "ratelimiter", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service: gRPC on --grpc-addr, limits from --config.
+    Serve(Box<ServeSettings>),
+    /// Check a config directory (or one file) exactly as `serve` would load it, then exit:
+    /// 0 and "all rate limit configs ok", or 1 and one line per error.
+    Validate {
+        /// Directory of *.yaml/*.yml files (one domain each), or a single file.
+        path: PathBuf,
+    },
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct ServeSettings {
+    /// Directory of envoyproxy/ratelimit YAML files (one domain per *.yaml/*.yml; dotfiles and
+    /// subdirectories are skipped), or a single file.
+    #[arg(long, env = "RATELIMITER_CONFIG", default_value = "config")]
+    pub config: PathBuf,
+
+    /// Address for the gRPC rate-limit and health services (what Envoy calls).
+    #[arg(long, env = "RATELIMITER_GRPC_ADDR", default_value = "0.0.0.0:8081")]
+    pub grpc_addr: SocketAddr,
+
+    /// Address for the HTTP management API and Prometheus metrics.
+    #[arg(long, env = "RATELIMITER_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+
+    /// Keep counters in Redis (redis:// or rediss://) so that several nodes share them. Without
+    /// it, counters live in this process's memory.
+    #[arg(long, env = "RATELIMITER_REDIS_URL")]
+    pub redis_url: Option<Secret>,
+
+    /// This node's name in the node registry (defaults to the host name).
+    #[arg(long, env = "RATELIMITER_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Most counters the in-memory store holds; when full it drops ended windows first, then
+    /// the least recently used counters.
+    #[arg(
+        long,
+        env = "RATELIMITER_MEMORY_MAX_COUNTERS",
+        default_value_t = 1_000_000
+    )]
+    pub memory_max_counters: usize,
+
+    #[command(flatten)]
+    pub requests: RequestBounds,
+
+    #[command(flatten)]
+    pub responses: ResponseSettings,
+
+    /// Never answer OVER_LIMIT (statuses still show what is over): try limits out safely.
+    #[arg(long, env = "RATELIMITER_GLOBAL_SHADOW_MODE")]
+    pub global_shadow_mode: bool,
+
+    /// Treat every descriptor as a quota descriptor (over only when all of them are over).
+    #[arg(long, env = "RATELIMITER_GLOBAL_QUOTA_MODE")]
+    pub global_quota_mode: bool,
+
+    /// After SIGTERM, how long to keep serving while reporting NOT_SERVING, so that load
+    /// balancers stop sending before the listeners close.
+    #[arg(long, env = "RATELIMITER_SHUTDOWN_DELAY", default_value = "0s", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
+
+    /// After the listeners close, how long in-flight calls may take before the process exits.
+    #[arg(long, env = "RATELIMITER_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// Log filter: a level (error, warn, info, debug, trace) or a tracing directive list.
+    #[arg(long, env = "RATELIMITER_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Log format.
+    #[arg(long, env = "RATELIMITER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Bounds on a single request; anything beyond them is refused before any work is done.
+#[derive(Clone, Debug, Args)]
+pub struct RequestBounds {
+    /// Most descriptors in one request.
+    #[arg(long, env = "RATELIMITER_MAX_DESCRIPTORS", default_value_t = 64)]
+    pub max_descriptors: usize,
+
+    /// Most entries in one descriptor.
+    #[arg(long, env = "RATELIMITER_MAX_ENTRIES", default_value_t = 32)]
+    pub max_entries: usize,
+
+    /// Longest descriptor entry key, in bytes.
+    #[arg(long, env = "RATELIMITER_MAX_KEY_BYTES", default_value_t = 256)]
+    pub max_key_bytes: usize,
+
+    /// Longest descriptor entry value, in bytes (paths and header values can be long).
+    #[arg(long, env = "RATELIMITER_MAX_VALUE_BYTES", default_value_t = 4096)]
+    pub max_value_bytes: usize,
+
+    /// Largest request message, in bytes; larger ones get RESOURCE_EXHAUSTED.
+    #[arg(long, env = "RATELIMITER_MAX_MESSAGE_BYTES", default_value_t = 1024 * 1024)]
+    pub max_message_bytes: usize,
+}
+
+/// What responses carry beyond the statuses.
+#[derive(Clone, Debug, Args)]
+pub struct ResponseSettings {
+    /// Add RateLimit-Limit/-Remaining/-Reset headers for the tightest descriptor to responses
+    /// (the Go service's LIMIT_RESPONSE_HEADERS_ENABLED).
+    #[arg(long, env = "RATELIMITER_RESPONSE_HEADERS")]
+    pub response_headers: bool,
+
+    /// Name of the limit header.
+    #[arg(
+        long,
+        env = "RATELIMITER_HEADER_LIMIT",
+        default_value = "RateLimit-Limit"
+    )]
+    pub header_limit: String,
+
+    /// Name of the remaining header.
+    #[arg(
+        long,
+        env = "RATELIMITER_HEADER_REMAINING",
+        default_value = "RateLimit-Remaining"
+    )]
+    pub header_remaining: String,
+
+    /// Name of the reset header (seconds until the window ends).
+    #[arg(
+        long,
+        env = "RATELIMITER_HEADER_RESET",
+        default_value = "RateLimit-Reset"
+    )]
+    pub header_reset: String,
+
+    /// Return matched rules' `metadata` as dynamic metadata (RESPONSE_DYNAMIC_METADATA).
+    #[arg(long, env = "RATELIMITER_RESPONSE_DYNAMIC_METADATA")]
+    pub response_dynamic_metadata: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl RequestBounds {
+    pub fn limits(&self) -> RequestLimits {
+        RequestLimits {
+            max_descriptors: self.max_descriptors,
+            max_entries: self.max_entries,
+            max_key_bytes: self.max_key_bytes,
+            max_value_bytes: self.max_value_bytes,
+        }
+    }
+}
+
+impl ResponseSettings {
+    pub fn options(&self) -> ResponseOptions {
+        ResponseOptions {
+            headers: self.response_headers.then(|| HeaderNames {
+                limit: self.header_limit.clone(),
+                remaining: self.header_remaining.clone(),
+                reset: self.header_reset.clone(),
+            }),
+            dynamic_metadata: self.response_dynamic_metadata,
+        }
+    }
+}
+
+/// A value that must not be printed: `Debug` and `Display` show `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(text: &str) -> Result<Secret, Self::Err> {
+        Ok(Secret(text.to_string()))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Durations as `500ms`, `10s`, `2m`, `1h 30m`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|error| format!("{error} (examples: 500ms, 10s, 2m)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let secret: Secret = "redis://user:hunter2@host".parse().unwrap();
+        assert_eq!(format!("{secret:?} {secret}"), "<redacted> <redacted>");
+        assert_eq!(secret.expose(), "redis://user:hunter2@host");
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

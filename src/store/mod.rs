@@ -1,0 +1,62 @@
+//! Counter stores: where counts live, behind one batch-shaped trait. The limiter hands a store
+//! every counter operation of a request at once, so a remote store can answer in one round trip.
+
+pub mod memory;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+pub use memory::MemoryStore;
+
+/// A boxed future, so that stores can be used as trait objects.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One change to one counter: add `delta` (negative to refund, zero to read) in the current fixed
+/// window of `window_secs` seconds. A counter whose window has passed starts again from zero.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CounterOp {
+    /// An injective key from [`crate::key::encode`].
+    pub key: String,
+    pub window_secs: u64,
+    pub delta: i64,
+}
+
+/// A counter's value after an operation, and when its window ends, both by the store's clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Count {
+    pub value: u64,
+    pub resets_in: Duration,
+}
+
+/// Where counters live. Every operation is atomic per counter: N concurrent callers adding 1 to
+/// a counter see N distinct values. Operations on one key within a batch apply in order.
+pub trait CounterStore: Send + Sync + 'static {
+    /// Applies `ops` and returns one [`Count`] per op, in the same order.
+    fn apply<'a>(&'a self, ops: &'a [CounterOp]) -> BoxFuture<'a, Result<Vec<Count>, StoreError>>;
+
+    /// A short name for logs and `/health` (`memory`, `redis`).
+    fn kind(&self) -> &'static str;
+}
+
+/// Why a store could not answer.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached right now; retrying later may work.
+    #[error("counter store unavailable: {0}")]
+    Unavailable(String),
+    /// The store did not answer within the configured time.
+    #[error("counter store did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The store answered with something the service did not expect.
+    #[error("counter store error: {0}")]
+    Protocol(String),
+}
+
+impl StoreError {
+    /// True when the failure is expected to pass by itself (the store is down or slow), false
+    /// when it points at a bug or a misconfiguration.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::Timeout(_))
+    }
+}

@@ -1,0 +1,167 @@
+//! Test harness: starts the real service in-process on loopback port 0 (with a clock the test
+//! moves by hand) or as the built binary, and builds requests for a real tonic client.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use envoy_types::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
+use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
+pub use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::{
+    Code, DescriptorStatus,
+};
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient;
+use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
+use ratelimiter::clock::ManualClock;
+use ratelimiter::server::{self, Listeners, ServeError};
+use ratelimiter::settings::{Cli, Command, ServeSettings};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+/// A moment to start manual clocks at: 2 s into a minute, 30 min into an hour, 12:30 into a
+/// day, so a minute window resets in 58 s (the Go service's tests use now = 2222 for the same).
+pub const START_MS: u64 = 2_000_032_202_000;
+
+pub type Client = RateLimitServiceClient<Channel>;
+
+/// The service running in this process.
+pub struct Service {
+    pub grpc_addr: SocketAddr,
+    pub clock: Arc<ManualClock>,
+    pub config_dir: TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), ServeError>>>,
+}
+
+/// Settings as the command line would give them, for a config directory.
+pub fn settings(config: &Path, extra: &[&str]) -> ServeSettings {
+    let mut args = vec!["ratelimiter", "serve", "--config", config.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    match Cli::parse_from(args).command {
+        Command::Serve(settings) => *settings,
+        Command::Validate { .. } => unreachable!("parsed a serve command"),
+    }
+}
+
+/// Writes `files` (name, YAML text) into a new temporary directory.
+pub fn config_dir(files: &[(&str, &str)]) -> TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
+
+impl Service {
+    /// Starts the service on `files` with default settings plus `extra` flags.
+    pub async fn start(files: &[(&str, &str)], extra: &[&str]) -> Service {
+        let config_dir = config_dir(files);
+        let settings = settings(config_dir.path(), extra);
+        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let grpc_addr = grpc.local_addr().unwrap();
+        let clock = Arc::new(ManualClock::new(START_MS));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server::run(
+            settings,
+            Listeners { grpc },
+            clock.clone(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Service {
+            grpc_addr,
+            clock,
+            config_dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub async fn client(&self) -> Client {
+        connect(self.grpc_addr).await
+    }
+
+    /// Triggers shutdown and waits for `run` to return.
+    pub async fn stop(mut self) -> Result<(), ServeError> {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// A client on a fresh HTTP/2 connection, retried while the server comes up.
+pub async fn connect(addr: SocketAddr) -> Client {
+    let url = format!("http://{addr}");
+    for _ in 0..200 {
+        if let Ok(client) = RateLimitServiceClient::connect(url.clone()).await {
+            return client;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no gRPC server answered at {addr}");
+}
+
+/// A descriptor from (key, value) entries.
+pub fn descriptor(entries: &[(&str, &str)]) -> RateLimitDescriptor {
+    RateLimitDescriptor {
+        entries: entries
+            .iter()
+            .map(|(key, value)| Entry {
+                key: key.to_string(),
+                value: value.to_string(),
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// A request for `domain` with one descriptor per entry list.
+pub fn request(domain: &str, descriptors: &[&[(&str, &str)]]) -> RateLimitRequest {
+    RateLimitRequest {
+        domain: domain.to_string(),
+        descriptors: descriptors
+            .iter()
+            .map(|entries| descriptor(entries))
+            .collect(),
+        hits_addend: 0,
+    }
+}
+
+/// Sends a request that must succeed.
+pub async fn ask(client: &mut Client, request: RateLimitRequest) -> RateLimitResponse {
+    client
+        .should_rate_limit(request)
+        .await
+        .expect("ShouldRateLimit failed")
+        .into_inner()
+}
+
+pub fn code(response: &RateLimitResponse) -> Code {
+    Code::try_from(response.overall_code).unwrap()
+}
+
+pub fn status_code(status: &DescriptorStatus) -> Code {
+    Code::try_from(status.code).unwrap()
+}
+
+/// (requests_per_unit, unit name) of a status's limit, if it has one.
+pub fn limit_of(status: &DescriptorStatus) -> Option<(u32, &'static str)> {
+    status.current_limit.as_ref().map(|limit| {
+        let unit =
+            ratelimiter::clock::Unit::from_proto_number(limit.unit).map_or("UNKNOWN", |u| u.name());
+        (limit.requests_per_unit, unit)
+    })
+}

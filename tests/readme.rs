@@ -1,0 +1,15 @@
+//! The README's config example is a valid config, so newcomers never copy a broken one.
+
+#[test]
+fn the_readme_config_example_loads() {
+    let readme = include_str!("../README.md");
+    let start = readme
+        .find("```yaml\n")
+        .expect("the README has a YAML example")
+        + "```yaml\n".len();
+    let length = readme[start..].find("```").unwrap();
+    let example = &readme[start..start + length];
+    let config = ratelimiter::config::Config::from_sources([("README.md", example)]);
+    let config = config.unwrap_or_else(|errors| panic!("{errors:?}"));
+    assert_eq!(config.domains()[0].rules.len(), 8);
+}

@@ -1,0 +1,148 @@
+//! The Go service's stats keys, which metrics are labelled by: the rule's path by default, the
+//! request's values where `detailed_metric` or `value_to_metric` ask for them, and the pattern
+//! for `share_threshold` levels. Cases from envoyproxy/ratelimit's config tests.
+
+use ratelimiter::config::Config;
+
+fn stats_key(yaml: &str, entries: &[(&str, &str)]) -> String {
+    let config = Config::from_sources([("test.yaml", yaml)]).unwrap();
+    let domain = config.domains()[0];
+    let rule = domain
+        .find(entries.iter().map(|(k, v)| (*k, *v)))
+        .unwrap_or_else(|| panic!("{entries:?} matches a rule"));
+    let values: Vec<&str> = entries.iter().map(|(_, v)| *v).collect();
+    rule.stats_key(&domain.name, &values).into_owned()
+}
+
+#[test]
+fn by_default_the_key_is_the_rules_path() {
+    let yaml = r#"
+domain: test-domain
+descriptors:
+  - key: key1
+    value: value1
+    descriptors:
+      - key: subkey1
+        rate_limit: {unit: second, requests_per_unit: 5}
+  - key: wild
+    value: foo*
+    rate_limit: {unit: minute, requests_per_unit: 20}
+"#;
+    assert_eq!(
+        stats_key(yaml, &[("key1", "value1"), ("subkey1", "x")]),
+        "test-domain.key1_value1.subkey1"
+    );
+    assert_eq!(
+        stats_key(yaml, &[("wild", "foo1")]),
+        "test-domain.wild_foo*"
+    );
+}
+
+#[test]
+fn detailed_metric_uses_every_request_value() {
+    let yaml = r#"
+domain: nested
+descriptors:
+  - key: key-1
+    detailed_metric: true
+    rate_limit: {unit: minute, requests_per_unit: 100}
+    descriptors:
+      - key: key-2
+        detailed_metric: true
+        rate_limit: {unit: minute, requests_per_unit: 5}
+  - key: key7
+    detailed_metric: true
+    rate_limit: {unit: minute, requests_per_unit: 70}
+"#;
+    assert_eq!(
+        stats_key(yaml, &[("key-1", "value-1")]),
+        "nested.key-1_value-1"
+    );
+    assert_eq!(
+        stats_key(yaml, &[("key-1", "value-1"), ("key-2", "value-2")]),
+        "nested.key-1_value-1.key-2_value-2"
+    );
+    assert_eq!(stats_key(yaml, &[("key7", "")]), "nested.key7_");
+}
+
+#[test]
+fn value_to_metric_uses_the_value_at_the_flagged_levels() {
+    let yaml = r#"
+domain: domain
+descriptors:
+  - key: route
+    value_to_metric: true
+    descriptors:
+      - key: http_method
+        value_to_metric: true
+        descriptors:
+          - key: subject_id
+            rate_limit: {unit: minute, requests_per_unit: 60}
+  - key: k1
+    descriptors:
+      - key: k2
+        value_to_metric: true
+        descriptors:
+          - key: k3
+            rate_limit: {unit: minute, requests_per_unit: 60}
+  - key: user
+    value_to_metric: true
+    descriptors:
+      - key: action
+        value: read*
+        value_to_metric: true
+        descriptors:
+          - key: resource
+            rate_limit: {unit: minute, requests_per_unit: 60}
+"#;
+    let draw = [
+        ("route", "draw"),
+        ("http_method", "GET"),
+        ("subject_id", "123"),
+    ];
+    assert_eq!(
+        stats_key(yaml, &draw),
+        "domain.route_draw.http_method_GET.subject_id"
+    );
+    let middle = [("k1", "X"), ("k2", "Y"), ("k3", "Z")];
+    assert_eq!(stats_key(yaml, &middle), "domain.k1.k2_Y.k3");
+    let wildcard = [("user", "alice"), ("action", "readfile"), ("resource", "r")];
+    assert_eq!(
+        stats_key(yaml, &wildcard),
+        "domain.user_alice.action_readfile.resource"
+    );
+    let empty = [("route", ""), ("http_method", "GET"), ("subject_id", "1")];
+    assert_eq!(
+        stats_key(yaml, &empty),
+        "domain.route.http_method_GET.subject_id"
+    );
+}
+
+#[test]
+fn share_threshold_levels_show_their_pattern() {
+    let yaml = r#"
+domain: test-domain
+descriptors:
+  - key: files
+    value: files/*
+    share_threshold: true
+    value_to_metric: true
+    rate_limit: {unit: minute, requests_per_unit: 100}
+  - key: service
+    value: svc/*
+    share_threshold: true
+    descriptors:
+      - key: endpoint
+        detailed_metric: true
+        rate_limit: {unit: minute, requests_per_unit: 100}
+"#;
+    assert_eq!(
+        stats_key(yaml, &[("files", "files/a.pdf")]),
+        "test-domain.files_files/*"
+    );
+    let detailed = [("service", "svc/user"), ("endpoint", "get")];
+    assert_eq!(
+        stats_key(yaml, &detailed),
+        "test-domain.service_svc/*.endpoint_get"
+    );
+}

@@ -1,0 +1,179 @@
+//! The behaviour every counter store promises, run against each store, plus what only the
+//! memory store does (bounded size, sweeping, eviction accounting).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ratelimiter::clock::{Clock, ManualClock};
+use ratelimiter::store::{CounterOp, CounterStore, MemoryStore};
+
+fn op(key: &str, window_secs: u64, delta: i64) -> CounterOp {
+    CounterOp {
+        key: key.to_string(),
+        window_secs,
+        delta,
+    }
+}
+
+async fn values(store: &dyn CounterStore, ops: &[CounterOp]) -> Vec<u64> {
+    store
+        .apply(ops)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|count| count.value)
+        .collect()
+}
+
+/// The contract, for any store.
+async fn contract(store: Arc<dyn CounterStore>, prefix: &str) {
+    let key = |name: &str| format!("{prefix}{name}");
+
+    // Counts add up per key; a batch applies in order, the same key twice included.
+    assert_eq!(values(&*store, &[op(&key("a"), 3600, 1)]).await, [1]);
+    assert_eq!(
+        values(
+            &*store,
+            &[
+                op(&key("a"), 3600, 2),
+                op(&key("b"), 3600, 5),
+                op(&key("a"), 3600, 1)
+            ]
+        )
+        .await,
+        [3, 5, 4]
+    );
+    // Zero only reads; negative refunds and never goes below zero.
+    assert_eq!(values(&*store, &[op(&key("a"), 3600, 0)]).await, [4]);
+    assert_eq!(
+        values(&*store, &[op(&key("a"), 3600, -3), op(&key("b"), 3600, -9)]).await,
+        [1, 0]
+    );
+    // Reading or refunding a counter that does not exist gives zero.
+    assert_eq!(
+        values(
+            &*store,
+            &[op(&key("never"), 3600, 0), op(&key("never"), 3600, -1)]
+        )
+        .await,
+        [0, 0]
+    );
+    // The reset time is within the window.
+    let count = store.apply(&[op(&key("c"), 60, 1)]).await.unwrap()[0];
+    assert!(
+        count.resets_in > Duration::ZERO && count.resets_in <= Duration::from_secs(60),
+        "{count:?}"
+    );
+    // An empty batch is answered without work.
+    assert!(store.apply(&[]).await.unwrap().is_empty());
+
+    // N concurrent callers see N distinct values.
+    let calls: Vec<_> = (0..100)
+        .map(|_| {
+            let store = store.clone();
+            let key = key("race");
+            tokio::spawn(async move { store.apply(&[op(&key, 3600, 1)]).await.unwrap()[0].value })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for call in calls {
+        seen.push(call.await.unwrap());
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (1..=100).collect::<Vec<u64>>());
+}
+
+fn memory_store(max_counters: usize) -> (Arc<MemoryStore>, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(1_000_000_000_000));
+    (
+        Arc::new(MemoryStore::new(max_counters, clock.clone())),
+        clock,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_memory_store_keeps_the_contract() {
+    let (store, _clock) = memory_store(1_000);
+    contract(store, "").await;
+}
+
+#[tokio::test]
+async fn a_new_window_starts_from_zero_at_the_epoch_aligned_boundary() {
+    let (store, clock) = memory_store(1_000);
+    assert_eq!(clock.now_ms() % 60_000, 40_000);
+    assert_eq!(values(&*store, &[op("k", 60, 5)]).await, [5]);
+    clock.advance(Duration::from_millis(19_999));
+    assert_eq!(values(&*store, &[op("k", 60, 1)]).await, [6]);
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(values(&*store, &[op("k", 60, 1)]).await, [1]);
+}
+
+#[tokio::test]
+async fn the_memory_store_stays_within_its_capacity_and_counts_live_evictions() {
+    let (store, _clock) = memory_store(64);
+    for index in 0..1_000 {
+        store
+            .apply(&[op(&format!("key-{index}"), 3600, 1)])
+            .await
+            .unwrap();
+    }
+    assert!(store.len() <= 64, "{} counters held", store.len());
+    assert!(
+        store.len() >= 32,
+        "eviction is not wholesale: {}",
+        store.len()
+    );
+    assert_eq!(store.live_evictions(), 1_000 - store.len() as u64);
+}
+
+#[tokio::test]
+async fn ended_windows_are_dropped_before_live_counters() {
+    // 100 counters per shard; 3,200 of each kind fill about half the shards past capacity.
+    let (store, clock) = memory_store(6_400);
+    for index in 0..3_200 {
+        store
+            .apply(&[op(&format!("old-{index}"), 1, 1)])
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.len(), 3_200);
+    clock.advance(Duration::from_secs(2));
+    for index in 0..3_200 {
+        store
+            .apply(&[op(&format!("new-{index}"), 3600, 1)])
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.live_evictions(), 0, "only ended windows had to go");
+    assert!(
+        store.len() < 6_000,
+        "full shards dropped their ended windows: {}",
+        store.len()
+    );
+}
+
+#[tokio::test]
+async fn the_sweep_drops_ended_windows_and_keeps_live_ones() {
+    let (store, clock) = memory_store(1_000);
+    store
+        .apply(&[op("short", 1, 1), op("long", 3600, 1)])
+        .await
+        .unwrap();
+    assert_eq!(store.sweep(), 0);
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(store.sweep(), 1);
+    assert_eq!(store.len(), 1);
+    assert_eq!(values(&*store, &[op("long", 3600, 0)]).await, [1]);
+}
+
+#[tokio::test]
+async fn checking_a_counter_that_does_not_exist_stores_nothing() {
+    let (store, _clock) = memory_store(1_000);
+    for index in 0..100 {
+        store
+            .apply(&[op(&format!("probe-{index}"), 60, 0)])
+            .await
+            .unwrap();
+    }
+    assert!(store.is_empty());
+}

@@ -1,0 +1,176 @@
+//! `ratelimiter validate`: every invalid fixture is rejected with the Go service's message,
+//! prefixed by the file and followed by the position; the shipped examples are accepted.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn validate(path: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ratelimiter"))
+        .arg("validate")
+        .arg(path)
+        .output()
+        .expect("the ratelimiter binary runs")
+}
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// (fixture, message it must produce, line of the problem when the parser knows it)
+const INVALID: &[(&str, &str, Option<usize>)] = &[
+    ("bad_yaml.yaml", "error loading config file: ", Some(3)),
+    (
+        "empty_domain.yaml",
+        "config file cannot have empty domain",
+        Some(1),
+    ),
+    ("empty_key.yaml", "descriptor has empty key", Some(3)),
+    (
+        "duplicate_key.yaml",
+        "duplicate descriptor composite key 'test-domain.key1_value1'",
+        Some(8),
+    ),
+    (
+        "bad_limit_unit.yaml",
+        "invalid rate limit unit 'foo'",
+        Some(5),
+    ),
+    ("missing_unit.yaml", "invalid rate limit unit ''", Some(5)),
+    (
+        "unlimited_with_unit.yaml",
+        "should not specify rate limit unit when unlimited",
+        Some(6),
+    ),
+    (
+        "replaces_empty.yaml",
+        "should not have an empty replaces entry",
+        Some(9),
+    ),
+    (
+        "replaces_self.yaml",
+        "replaces should not contain name of same descriptor",
+        Some(9),
+    ),
+    (
+        "share_threshold_without_wildcard.yaml",
+        "share_threshold can only be used with wildcard values (containing '*'), but found key 'files_report.pdf'",
+        Some(3),
+    ),
+    (
+        "misspelled_key.yaml",
+        "config error, unknown key 'ratelimit'",
+        Some(4),
+    ),
+    (
+        "misspelled_key2.yaml",
+        "config error, unknown key 'requestsperunit'",
+        Some(6),
+    ),
+    (
+        "non_string_key.yaml",
+        "config error, key is not of type string: 0.25",
+        Some(1),
+    ),
+    (
+        "non_map_list.yaml",
+        "config error, yaml file contains list of type other than map: a",
+        Some(3),
+    ),
+    (
+        "negative_requests_per_unit.yaml",
+        "error loading config file: requests_per_unit must be an integer from 0 to 4294967295, found -5",
+        Some(6),
+    ),
+    (
+        "fractional_requests_per_unit.yaml",
+        "error checking config: requests_per_unit must be an integer from 0 to 4294967295, found 1.5",
+        Some(6),
+    ),
+    (
+        "duplicate_yaml_key.yaml",
+        "error loading config file: duplicate mapping key: domain",
+        Some(2),
+    ),
+];
+
+#[test]
+fn every_invalid_fixture_is_rejected_with_its_message_and_position() {
+    for (name, message, line) in INVALID {
+        let path = fixture(&format!("invalid/{name}"));
+        let output = validate(&path);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{name}: {stderr}");
+        let expected_start = format!("{}: {message}", path.display());
+        let line_of_error = stderr
+            .lines()
+            .find(|l| l.starts_with(&expected_start))
+            .unwrap_or_else(|| {
+                panic!("{name}: expected a line starting {expected_start:?}, got:\n{stderr}")
+            });
+        if let Some(line) = line {
+            assert!(
+                line_of_error.contains(&format!(" at line {line}, column ")),
+                "{name}: expected line {line} in {line_of_error:?}"
+            );
+        }
+        assert!(
+            output.stdout.is_empty(),
+            "{name}: nothing on stdout when invalid"
+        );
+    }
+}
+
+#[test]
+fn a_domain_defined_in_two_files_is_reported_against_the_second() {
+    let output = validate(&fixture("duplicate_domain"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1));
+    let second = fixture("duplicate_domain/b_second.yaml");
+    assert_eq!(
+        stderr.trim(),
+        format!(
+            "{}: duplicate domain 'test-domain' in config file",
+            second.display()
+        )
+    );
+}
+
+#[test]
+fn every_error_in_a_directory_is_printed() {
+    let output = validate(&fixture("invalid"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1));
+    for (name, message, _) in INVALID {
+        assert!(
+            stderr.contains(&format!("{name}: {message}")),
+            "{name} missing from:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn the_shipped_examples_are_valid() {
+    let output = validate(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config"));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "all rate limit configs ok\n"
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn a_missing_path_is_an_error_not_an_empty_config() {
+    let output = validate(Path::new("/nonexistent/ratelimit/config"));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .starts_with("/nonexistent/ratelimit/config: cannot read config: ")
+    );
+}
