@@ -15,12 +15,16 @@
 //! - [`clock`]: units, the clock, epoch-aligned windows.
 //! - [`store`]: the `CounterStore` trait and the in-memory store.
 //! - [`error`]: client-facing errors and their gRPC statuses.
+//! - [`health`]: the service's health, shared by whoever changes and whoever reports it.
+//! - [`metrics`]: every Prometheus metric.
 
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod health;
 pub mod key;
 pub mod limiter;
+pub mod metrics;
 pub mod rls;
 pub mod server;
 pub mod settings;

@@ -6,7 +6,7 @@
 //! quota-mode descriptors block only when all of them are over.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
@@ -15,6 +15,7 @@ use envoy_types::pb::google::protobuf::Struct;
 use crate::clock::Unit;
 use crate::config::{Config, DomainTree, Limit, Rule};
 use crate::key::{self, Scope};
+use crate::metrics::{Metrics, RuleCounters};
 use crate::store::{Count, CounterOp, CounterStore, StoreError};
 
 /// A validated request: what to check, for which domain.
@@ -89,6 +90,9 @@ pub struct Limiter {
     config: Arc<ArcSwap<Config>>,
     store: Arc<dyn CounterStore>,
     modes: Modes,
+    metrics: Arc<Metrics>,
+    /// Share of a limit above which hits count as "near" it (the Go service's NEAR_LIMIT_RATIO).
+    near_limit_ratio: f64,
 }
 
 /// What one descriptor will need, found before the store is asked.
@@ -108,11 +112,15 @@ impl Limiter {
         config: Arc<ArcSwap<Config>>,
         store: Arc<dyn CounterStore>,
         modes: Modes,
+        metrics: Arc<Metrics>,
+        near_limit_ratio: f64,
     ) -> Limiter {
         Limiter {
             config,
             store,
             modes,
+            metrics,
+            near_limit_ratio,
         }
     }
 
@@ -120,9 +128,31 @@ impl Limiter {
         &self.store
     }
 
+    pub fn config(&self) -> &Arc<ArcSwap<Config>> {
+        &self.config
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// Decides a request. Fails only when the store cannot be reached, so that the caller can
     /// tell Envoy "unavailable" and Envoy's `failure_mode_deny` decides.
     pub async fn check(&self, check: &Check<'_>) -> Result<Decision, StoreError> {
+        let started = Instant::now();
+        let decision = self.decide(check).await;
+        self.metrics
+            .check_duration
+            .observe(started.elapsed().as_secs_f64());
+        match &decision {
+            Ok(decision) if decision.over_limit => self.metrics.checks_blocked.inc(),
+            Ok(_) => self.metrics.checks_allowed.inc(),
+            Err(_) => self.metrics.store_request_errors.inc(),
+        }
+        decision
+    }
+
+    async fn decide(&self, check: &Check<'_>) -> Result<Decision, StoreError> {
         let config = self.config.load_full();
         let domain = config.domain(check.domain);
         let mut plans: Vec<Plan> = check
@@ -147,7 +177,7 @@ impl Limiter {
         let counts = if ops.is_empty() {
             Vec::new()
         } else {
-            self.store.apply(&ops).await?
+            self.apply(&ops).await?
         };
         if counts.len() != ops.len() {
             return Err(StoreError::Protocol(format!(
@@ -160,7 +190,8 @@ impl Limiter {
         let mut counts = counts.into_iter();
         let outcomes: Vec<Outcome> = plans
             .into_iter()
-            .map(|plan| match plan {
+            .zip(&check.descriptors)
+            .map(|(plan, descriptor)| match plan {
                 Plan::NoLimit => Outcome::NoLimit {
                     quota: self.modes.global_quota,
                 },
@@ -176,7 +207,9 @@ impl Limiter {
                         value: 0,
                         resets_in: Duration::ZERO,
                     });
-                    Outcome::Counted(self.counted(rule, unit, requests_per_unit, count))
+                    let counted = self.counted(rule, unit, requests_per_unit, count);
+                    self.record(check.domain, rule, descriptor, &counted);
+                    Outcome::Counted(counted)
                 }
             })
             .collect();
@@ -184,6 +217,71 @@ impl Limiter {
             over_limit: self.overall_over_limit(&outcomes),
             outcomes,
         })
+    }
+
+    /// One store call, timed and counted.
+    async fn apply(&self, ops: &[CounterOp]) -> Result<Vec<Count>, StoreError> {
+        let started = Instant::now();
+        let counts = self.store.apply(ops).await;
+        self.metrics
+            .store_duration
+            .observe(started.elapsed().as_secs_f64());
+        if let Err(error) = &counts {
+            self.metrics.store_errors.inc();
+            tracing::warn!(%error, "counter store call failed");
+        }
+        counts
+    }
+
+    /// Adds a counted descriptor's hits to its rule's metrics. Labels come from the config; a
+    /// request's own limit is labelled by its entry keys only, never its values.
+    fn record(
+        &self,
+        domain: &str,
+        rule: Option<&Rule>,
+        descriptor: &DescriptorCheck<'_>,
+        counted: &Counted,
+    ) {
+        let Ok(hits) = u64::try_from(descriptor.hits) else {
+            return;
+        };
+        let limit = u64::from(counted.requests_per_unit);
+        let near_threshold = (limit as f64 * self.near_limit_ratio).floor() as u64;
+        let record = |counters: &RuleCounters, shadow: bool| {
+            counters.record(hits, counted.count, limit, near_threshold, shadow)
+        };
+        let values = || {
+            descriptor
+                .entries
+                .iter()
+                .map(|entry| entry.value.as_str())
+                .collect::<Vec<_>>()
+        };
+        match rule {
+            Some(rule) if rule.has_dynamic_stats() => {
+                record(
+                    &self
+                        .metrics
+                        .dynamic_rule_counters(domain, &rule.stats_segments(&values())),
+                    rule.shadow_mode,
+                );
+            }
+            Some(rule) => {
+                let counters = rule.counters.get_or_init(|| {
+                    self.metrics
+                        .rule_counters(domain, &rule.stats_segments(&values()))
+                });
+                record(counters, rule.shadow_mode);
+            }
+            None => {
+                let keys: Vec<String> = descriptor
+                    .entries
+                    .iter()
+                    .map(|entry| entry.key.clone())
+                    .collect();
+                record(&self.metrics.dynamic_rule_counters(domain, &keys), false);
+            }
+        }
     }
 
     fn counted(

@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
@@ -16,7 +17,9 @@ use tonic_health::server::HealthReporter;
 
 use crate::clock::Clock;
 use crate::config::{self, ConfigError};
+use crate::health::Health;
 use crate::limiter::{Limiter, Modes};
+use crate::metrics::Metrics;
 use crate::rls::RateLimitGrpc;
 use crate::settings::ServeSettings;
 use crate::store::MemoryStore;
@@ -62,6 +65,9 @@ pub async fn run(
     let config = config::load(&settings.config).map_err(ServeError::Config)?;
     tracing::info!(path = %settings.config.display(), domains = config.domains().len(), "loaded rate limit config");
     let config = Arc::new(ArcSwap::from_pointee(config));
+    let metrics = Arc::new(Metrics::new(settings.max_metric_series));
+    metrics.config_load_success.inc();
+    let health = Arc::new(Health::new(SystemTime::now()));
 
     let background = CancellationToken::new();
     let store = Arc::new(MemoryStore::new(settings.memory_max_counters, clock));
@@ -74,15 +80,22 @@ pub async fn run(
         global_shadow: settings.global_shadow_mode,
         global_quota: settings.global_quota_mode,
     };
-    let limiter = Arc::new(Limiter::new(config, store, modes));
+    let limiter = Arc::new(Limiter::new(
+        config,
+        store,
+        modes,
+        metrics.clone(),
+        settings.near_limit_ratio,
+    ));
     let rls = RateLimitGrpc::new(
         limiter,
         settings.requests.limits(),
         settings.responses.options(),
     );
 
-    let (health, health_service) = tonic_health::server::health_reporter();
-    set_health(&health, ServingStatus::Serving).await;
+    let (grpc_health, health_service) = tonic_health::server::health_reporter();
+    set_grpc_health(&grpc_health, ServingStatus::Serving).await;
+    metrics.node_up.set(1);
 
     let stop_accepting = CancellationToken::new();
     let grpc_address = listeners
@@ -107,7 +120,9 @@ pub async fn run(
     }
 
     tracing::info!(delay = ?settings.shutdown_delay, "shutting down: reporting NOT_SERVING");
-    set_health(&health, ServingStatus::NotServing).await;
+    health.set_draining();
+    metrics.node_up.set(0);
+    set_grpc_health(&grpc_health, ServingStatus::NotServing).await;
     tokio::time::sleep(settings.shutdown_delay).await;
     stop_accepting.cancel();
     let outcome = match tokio::time::timeout(settings.shutdown_timeout, &mut grpc).await {
@@ -123,7 +138,7 @@ pub async fn run(
     outcome
 }
 
-async fn set_health(health: &HealthReporter, status: ServingStatus) {
+async fn set_grpc_health(health: &HealthReporter, status: ServingStatus) {
     for name in HEALTH_SERVICE_NAMES {
         health.set_service_status(name, status).await;
     }

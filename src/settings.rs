@@ -73,6 +73,16 @@ pub struct ServeSettings {
     #[command(flatten)]
     pub responses: ResponseSettings,
 
+    /// Share of a limit above which hits are counted as near it in metrics
+    /// (`ratelimit_service_rate_limit_near_limit`).
+    #[arg(long, env = "RATELIMITER_NEAR_LIMIT_RATIO", default_value_t = 0.8, value_parser = parse_ratio)]
+    pub near_limit_ratio: f64,
+
+    /// Most metric series for stats keys built from request values (`detailed_metric`,
+    /// `value_to_metric`, request limit overrides); beyond it they share an `_overflow_` series.
+    #[arg(long, env = "RATELIMITER_MAX_METRIC_SERIES", default_value_t = 10_000)]
+    pub max_metric_series: usize,
+
     /// Never answer OVER_LIMIT (statuses still show what is over): try limits out safely.
     #[arg(long, env = "RATELIMITER_GLOBAL_SHADOW_MODE")]
     pub global_shadow_mode: bool,
@@ -216,6 +226,13 @@ impl fmt::Debug for Secret {
 impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")
+    }
+}
+
+fn parse_ratio(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio),
+        _ => Err("expected a number from 0 to 1, such as 0.8".into()),
     }
 }
 

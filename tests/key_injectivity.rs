@@ -10,6 +10,7 @@ use ratelimiter::clock::{ManualClock, Unit};
 use ratelimiter::config::Config;
 use ratelimiter::key::{self, DecodedKey, DecodedLevel, Level, Scope};
 use ratelimiter::limiter::{Check, DescriptorCheck, LimitOverride, Limiter, Modes, Outcome};
+use ratelimiter::metrics::Metrics;
 use ratelimiter::store::MemoryStore;
 
 /// Text that leans on the characters a naive encoding would trip on.
@@ -161,7 +162,8 @@ proptest! {
     fn descriptors_share_a_counter_only_when_they_are_the_same((first, first_override) in descriptor(), (second, second_override) in descriptor()) {
         let config = Config::from_sources([("d.yaml", CONFIG)]).unwrap();
         let store = Arc::new(MemoryStore::new(10_000, Arc::new(ManualClock::new(1_000_000_000_000))));
-        let limiter = Limiter::new(Arc::new(ArcSwap::from_pointee(config)), store, Modes::default());
+        let metrics = Arc::new(Metrics::new(100));
+        let limiter = Limiter::new(Arc::new(ArcSwap::from_pointee(config)), store, Modes::default(), metrics, 0.8);
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let (first_entries, second_entries) = (entries(&first), entries(&second));
         let hit = runtime.block_on(limiter.check(&check(&first_entries, first_override, 1))).unwrap();

@@ -11,7 +11,18 @@ fn stats_key(yaml: &str, entries: &[(&str, &str)]) -> String {
         .find(entries.iter().map(|(k, v)| (*k, *v)))
         .unwrap_or_else(|| panic!("{entries:?} matches a rule"));
     let values: Vec<&str> = entries.iter().map(|(_, v)| *v).collect();
-    rule.stats_key(&domain.name, &values).into_owned()
+    let mut key = domain.name.clone();
+    for segment in rule.stats_segments(&values) {
+        key.push('.');
+        key.push_str(&segment);
+    }
+    if !rule.has_dynamic_stats() {
+        assert_eq!(
+            key, rule.path_key,
+            "without value-dependent flags the key is the rule's path"
+        );
+    }
+    key
 }
 
 #[test]

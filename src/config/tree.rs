@@ -4,14 +4,14 @@
 //! wildcard that matches in config order, then the key-only rule; the request must have exactly
 //! as many entries as the matched rule is deep, and a level that matched is never revisited.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use envoy_types::pb::google::protobuf::Struct;
 
 use crate::clock::Unit;
 use crate::key;
+use crate::metrics::RuleCounters;
 
 /// Hash maps on the request path: fast, and seeded per process.
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
@@ -46,7 +46,7 @@ pub(super) struct Node {
 }
 
 /// One `rate_limit` of the config, with the path that leads to it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Rule {
     pub path: Vec<LevelSpec>,
     pub limit: Limit,
@@ -58,6 +58,9 @@ pub struct Rule {
     pub metadata: Option<Arc<Struct>>,
     /// The Go service's stats key for the rule's path (`domain.key1_value1.subkey1`).
     pub path_key: String,
+    /// This rule's metric handles, resolved on first use and kept for the life of the config
+    /// snapshot (resolving labels per request costs twenty times an increment).
+    pub counters: OnceLock<RuleCounters>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,18 +167,20 @@ impl Rule {
             })
     }
 
-    /// The Go service's stats key for this request: the rule's path, except where
-    /// `detailed_metric` or `value_to_metric` ask for the request's values (`share_threshold`
-    /// levels always show their pattern).
-    pub fn stats_key<'a>(&'a self, domain: &str, values: &[&str]) -> Cow<'a, str> {
-        let dynamic = self.detailed_metric || self.path.iter().any(|level| level.value_to_metric);
-        if !dynamic {
-            return Cow::Borrowed(&self.path_key);
-        }
-        let mut stats = String::from(domain);
-        for (level, value) in self.path.iter().zip(values) {
-            stats.push('.');
-            let segment = match &level.selector {
+    /// Whether the stats key depends on request values (`detailed_metric`, `value_to_metric`).
+    pub fn has_dynamic_stats(&self) -> bool {
+        self.detailed_metric || self.path.iter().any(|level| level.value_to_metric)
+    }
+
+    /// The segments of the Go service's stats key for this request (the key is the domain and
+    /// these, joined with dots): the rule's path, except where `detailed_metric` or
+    /// `value_to_metric` ask for the request's values (`share_threshold` levels always show
+    /// their pattern).
+    pub fn stats_segments(&self, values: &[&str]) -> Vec<String> {
+        self.path
+            .iter()
+            .zip(values)
+            .map(|(level, value)| match &level.selector {
                 Selector::Wildcard {
                     pattern,
                     shared: true,
@@ -184,10 +189,8 @@ impl Rule {
                 Selector::Exact(_) => level.path_segment(),
                 _ if level.value_to_metric && !value.is_empty() => format!("{}_{value}", level.key),
                 _ => level.path_segment(),
-            };
-            stats.push_str(&segment);
-        }
-        Cow::Owned(stats)
+            })
+            .collect()
     }
 }
 

@@ -4,7 +4,7 @@
 //! descriptor composite key '...'`, ...) so that operators and scripts recognise them; every
 //! error found in a file is reported, each with its position.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use envoy_types::pb::google::protobuf::{ListValue, Struct, Value, value::Kind};
 
@@ -278,6 +278,7 @@ impl Checker<'_> {
             detailed_metric: doc.detailed_metric,
             metadata,
             path_key: full_key.to_string(),
+            counters: OnceLock::new(),
         })
     }
 

@@ -1,6 +1,7 @@
 //! The gRPC face of the limiter: validate, decide, respond. No decisions are made here.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::{
     RateLimitService, RateLimitServiceServer,
@@ -46,20 +47,29 @@ impl RateLimitGrpc {
     }
 }
 
+impl RateLimitGrpc {
+    async fn answer(&self, request: RateLimitRequest) -> Result<RateLimitResponse, Status> {
+        let check = request::validate(&request, &self.limits)
+            .inspect_err(|_| self.limiter.metrics().service_errors.inc())?;
+        let decision = self.limiter.check(&check).await?;
+        Ok(response::build(&request, &decision, &self.response))
+    }
+}
+
 #[tonic::async_trait]
 impl RateLimitService for RateLimitGrpc {
     async fn should_rate_limit(
         &self,
         request: Request<RateLimitRequest>,
     ) -> Result<Response<RateLimitResponse>, Status> {
-        let request = request.into_inner();
-        let check = request::validate(&request, &self.limits)?;
-        let decision = self.limiter.check(&check).await?;
-        Ok(Response::new(response::build(
-            &request,
-            &decision,
-            &self.response,
-        )))
+        let started = Instant::now();
+        let answer = self.answer(request.into_inner()).await;
+        let metrics = self.limiter.metrics();
+        metrics.should_rate_limit_calls.inc();
+        metrics
+            .should_rate_limit_time
+            .observe(started.elapsed().as_secs_f64());
+        answer.map(Response::new)
     }
 }
 

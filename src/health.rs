@@ -1,0 +1,130 @@
+//! What the service knows about its own health, shared by the parts that change it (shutdown,
+//! the counter store, config reloads) and the parts that report it (gRPC health, `/health`).
+
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
+
+use crate::config::ConfigError;
+
+/// The service's state as a load balancer should see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Serving, with every dependency reachable.
+    Healthy,
+    /// Serving, but the counter store cannot be reached: checks answer UNAVAILABLE and Envoy's
+    /// `failure_mode_deny` decides.
+    Degraded,
+    /// Shutting down: stop sending.
+    Draining,
+}
+
+impl Status {
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Healthy => "healthy",
+            Status::Degraded => "degraded",
+            Status::Draining => "draining",
+        }
+    }
+
+    /// Whether requests should still be sent here.
+    pub fn is_serving(self) -> bool {
+        self != Status::Draining
+    }
+}
+
+/// The outcome of the latest config loads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigStatus {
+    /// When the config in force was loaded.
+    pub loaded_at: SystemTime,
+    /// The latest failed load since then, if any: the previous config stays in force.
+    pub last_error: Option<ConfigFailure>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigFailure {
+    /// Each problem as `<file>: <message> at line L, column C`.
+    pub errors: Vec<String>,
+    /// When loads started failing (the first failure since the last good load).
+    pub since: SystemTime,
+}
+
+#[derive(Debug)]
+pub struct Health {
+    draining: AtomicBool,
+    store_reachable: AtomicBool,
+    config: RwLock<ConfigStatus>,
+}
+
+impl Health {
+    /// Health of a service that has just loaded its config.
+    pub fn new(config_loaded_at: SystemTime) -> Health {
+        Health {
+            draining: AtomicBool::new(false),
+            store_reachable: AtomicBool::new(true),
+            config: RwLock::new(ConfigStatus {
+                loaded_at: config_loaded_at,
+                last_error: None,
+            }),
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        if self.draining.load(Ordering::Relaxed) {
+            Status::Draining
+        } else if self.store_reachable.load(Ordering::Relaxed) {
+            Status::Healthy
+        } else {
+            Status::Degraded
+        }
+    }
+
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_store_reachable(&self) -> bool {
+        self.store_reachable.load(Ordering::Relaxed)
+    }
+
+    pub fn set_store_reachable(&self, reachable: bool) {
+        self.store_reachable.store(reachable, Ordering::Relaxed);
+    }
+
+    pub fn config(&self) -> ConfigStatus {
+        self.config
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Records a good load: its time, and no error.
+    pub fn config_loaded(&self, at: SystemTime) {
+        let mut config = self
+            .config
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *config = ConfigStatus {
+            loaded_at: at,
+            last_error: None,
+        };
+    }
+
+    /// Records a failed load; the failure's `since` stays at the first failure in a row.
+    pub fn config_failed(&self, errors: &[ConfigError], at: SystemTime) {
+        let mut config = self
+            .config
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let since = config
+            .last_error
+            .as_ref()
+            .map_or(at, |failure| failure.since);
+        config.last_error = Some(ConfigFailure {
+            errors: errors.iter().map(ToString::to_string).collect(),
+            since,
+        });
+    }
+}
