@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 
-use super::{BoxFuture, Count, CounterOp, CounterStore, StoreError};
+use super::sliding::{Buckets, Slide};
+use super::{BoxFuture, Count, CounterEntry, CounterOp, CounterPage, CounterStore, StoreError};
 use crate::clock::{Clock, Window};
 
 /// Shards (a power of two). Enough that two cores never meet on one lock by chance, few enough
@@ -26,6 +27,10 @@ const EVICTION_SAMPLES: usize = 8;
 /// Least time between two in-line purges of one full shard, so that a shard full of live
 /// counters does not rescan itself on every insert.
 const PURGE_BACKOFF_MS: u64 = 100;
+
+/// Counters examined per listed counter requested, at most: a page on a store where few keys
+/// match the prefix ends early (with a cursor to go on) instead of scanning everything.
+const SCAN_FACTOR: usize = 16;
 
 /// How often the background sweep drops ended windows from every shard.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -48,9 +53,32 @@ struct Shard {
 }
 
 struct Slot {
-    window: Window,
-    count: u64,
+    counter: Counter,
     last_used: u64,
+}
+
+enum Counter {
+    /// A fixed window (the RLS): the count of the window it was last used in.
+    Fixed { window: Window, count: u64 },
+    /// A sliding window (`/check`); boxed, as it is larger and rarer.
+    Sliding(Box<Buckets>),
+}
+
+impl Counter {
+    /// When the counter stops meaning anything.
+    fn expires_ms(&self) -> u64 {
+        match self {
+            Counter::Fixed { window, .. } => window.end_ms,
+            Counter::Sliding(buckets) => buckets.expires_ms(),
+        }
+    }
+
+    fn value(&self, now_ms: u64) -> u64 {
+        match self {
+            Counter::Fixed { count, .. } => *count,
+            Counter::Sliding(buckets) => buckets.count(now_ms),
+        }
+    }
 }
 
 impl MemoryStore {
@@ -100,7 +128,7 @@ impl MemoryStore {
         self.shards.iter().map(|shard| lock(shard).purge(now)).sum()
     }
 
-    /// Sweeps every [`SWEEP_INTERVAL`] until the store is dropped elsewhere or `stop` fires.
+    /// Sweeps every [`SWEEP_INTERVAL`] until `stop` fires.
     pub async fn sweep_periodically(
         store: Arc<MemoryStore>,
         stop: tokio_util::sync::CancellationToken,
@@ -114,15 +142,101 @@ impl MemoryStore {
         }
     }
 
+    fn shard(&self, key: &str) -> MutexGuard<'_, Shard> {
+        let index = (self.hasher.hash_one(key) as usize) & (SHARDS - 1);
+        lock(&self.shards[index])
+    }
+
     fn apply_one(&self, op: &CounterOp, now: u64) -> Count {
-        let index = (self.hasher.hash_one(op.key.as_str()) as usize) & (SHARDS - 1);
-        let mut shard = lock(&self.shards[index]);
         let window = Window::containing(now, op.window_secs);
-        let value = shard.add(op, window, now, self.shard_capacity, &self.live_evictions);
+        let value =
+            self.shard(&op.key)
+                .add(op, window, now, self.shard_capacity, &self.live_evictions);
         Count {
             value,
             resets_in: window.remaining(now),
         }
+    }
+
+    fn slide_one(&self, key: &str, window: Duration, limit: u64, hits: u64) -> Slide {
+        let now = self.clock.now_ms();
+        let mut shard = self.shard(key);
+        shard.uses += 1;
+        let uses = shard.uses;
+        if let Some(slot) = shard.slots.get_mut(key) {
+            slot.last_used = uses;
+            if let Counter::Sliding(buckets) = &mut slot.counter {
+                return buckets.admit(now, window, limit, hits);
+            }
+        }
+        let mut buckets = Box::<Buckets>::default();
+        let slide = buckets.admit(now, window, limit, hits);
+        if slide.count > 0 {
+            shard.insert(
+                key,
+                Counter::Sliding(buckets),
+                now,
+                self.shard_capacity,
+                &self.live_evictions,
+            );
+        }
+        slide
+    }
+
+    fn list_page(&self, prefix: &str, cursor: Position, limit: usize) -> CounterPage {
+        let now = self.clock.now_ms();
+        let mut counters = Vec::new();
+        let mut budget = limit.saturating_mul(SCAN_FACTOR).max(limit);
+        let Position {
+            mut shard,
+            mut index,
+        } = cursor;
+        while shard < SHARDS {
+            let slots = &lock(&self.shards[shard]).slots;
+            while let Some((key, slot)) = slots.get_index(index) {
+                if counters.len() == limit || budget == 0 {
+                    return page(counters, Some(Position { shard, index }));
+                }
+                budget -= 1;
+                index += 1;
+                if key.starts_with(prefix) && slot.counter.expires_ms() > now {
+                    counters.push(CounterEntry {
+                        key: key.to_string(),
+                        value: slot.counter.value(now),
+                        resets_in: Duration::from_millis(slot.counter.expires_ms() - now),
+                    });
+                }
+            }
+            shard += 1;
+            index = 0;
+        }
+        page(counters, None)
+    }
+}
+
+/// Where a listing stopped: shard and index in it. Counters that move while a listing is under
+/// way (evicted, swept) may be missed or repeated, as with Redis SCAN.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Position {
+    shard: usize,
+    index: usize,
+}
+
+impl Position {
+    fn parse(cursor: &str) -> Option<Position> {
+        let (shard, index) = cursor.split_once('.')?;
+        let position = Position {
+            shard: shard.parse().ok()?,
+            index: index.parse().ok()?,
+        };
+        (position.shard < SHARDS).then_some(position)
+    }
+}
+
+fn page(counters: Vec<CounterEntry>, next: Option<Position>) -> CounterPage {
+    CounterPage {
+        counters,
+        next_cursor: next.map(|p| format!("{}.{}", p.shard, p.index)),
     }
 }
 
@@ -146,29 +260,45 @@ impl Shard {
         self.uses += 1;
         let uses = self.uses;
         if let Some(slot) = self.slots.get_mut(op.key.as_str()) {
-            if slot.window != window {
-                slot.window = window;
-                slot.count = 0;
-            }
-            slot.count = add_delta(slot.count, op.delta);
             slot.last_used = uses;
-            return slot.count;
+            let current = match slot.counter {
+                Counter::Fixed {
+                    window: used,
+                    count,
+                } if used == window => count,
+                _ => 0,
+            };
+            let count = add_delta(current, op.delta);
+            slot.counter = Counter::Fixed { window, count };
+            return count;
         }
         let count = add_delta(0, op.delta);
-        if count == 0 {
+        if count > 0 {
             // Reading or refunding a counter that does not exist leaves nothing to store.
-            return 0;
+            self.insert(
+                &op.key,
+                Counter::Fixed { window, count },
+                now,
+                capacity,
+                live_evictions,
+            );
         }
+        count
+    }
+
+    fn insert(
+        &mut self,
+        key: &str,
+        counter: Counter,
+        now: u64,
+        capacity: usize,
+        live_evictions: &AtomicU64,
+    ) {
         if self.slots.len() >= capacity {
             self.make_room(now, live_evictions);
         }
-        let slot = Slot {
-            window,
-            count,
-            last_used: uses,
-        };
-        self.slots.insert(op.key.as_str().into(), slot);
-        count
+        let last_used = self.uses;
+        self.slots.insert(key.into(), Slot { counter, last_used });
     }
 
     fn make_room(&mut self, now: u64, live_evictions: &AtomicU64) {
@@ -187,7 +317,7 @@ impl Shard {
             .into_iter()
             .min_by_key(|&index| self.slots[index].last_used);
         if let Some((_, slot)) = victim.and_then(|index| self.slots.swap_remove_index(index))
-            && slot.window.end_ms > now
+            && slot.counter.expires_ms() > now
         {
             live_evictions.fetch_add(1, Ordering::Relaxed);
         }
@@ -195,7 +325,7 @@ impl Shard {
 
     fn purge(&mut self, now: u64) -> usize {
         let before = self.slots.len();
-        self.slots.retain(|_, slot| slot.window.end_ms > now);
+        self.slots.retain(|_, slot| slot.counter.expires_ms() > now);
         before - self.slots.len()
     }
 
@@ -222,6 +352,41 @@ impl CounterStore for MemoryStore {
         let now = self.clock.now_ms();
         let counts = ops.iter().map(|op| self.apply_one(op, now)).collect();
         Box::pin(std::future::ready(Ok(counts)))
+    }
+
+    fn slide<'a>(
+        &'a self,
+        key: &'a str,
+        window: Duration,
+        limit: u64,
+        hits: u64,
+    ) -> BoxFuture<'a, Result<Slide, StoreError>> {
+        Box::pin(std::future::ready(Ok(
+            self.slide_one(key, window, limit, hits)
+        )))
+    }
+
+    fn list<'a>(
+        &'a self,
+        prefix: &'a str,
+        cursor: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<CounterPage, StoreError>> {
+        let page = match cursor {
+            None => Ok(self.list_page(prefix, Position::default(), limit)),
+            Some(text) => Position::parse(text)
+                .map(|position| self.list_page(prefix, position, limit))
+                .ok_or_else(|| StoreError::BadCursor(text.to_string())),
+        };
+        Box::pin(std::future::ready(page))
+    }
+
+    fn reset<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let now = self.clock.now_ms();
+        let removed = self.shard(key).slots.swap_remove(key);
+        Box::pin(std::future::ready(Ok(
+            removed.is_some_and(|slot| slot.counter.expires_ms() > now)
+        )))
     }
 
     fn kind(&self) -> &'static str {

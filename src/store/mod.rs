@@ -2,12 +2,14 @@
 //! every counter operation of a request at once, so a remote store can answer in one round trip.
 
 pub mod memory;
+pub mod sliding;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
 pub use memory::MemoryStore;
+pub use sliding::Slide;
 
 /// A boxed future, so that stores can be used as trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -29,11 +31,51 @@ pub struct Count {
     pub resets_in: Duration,
 }
 
+/// One live counter, as the management API lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CounterEntry {
+    /// The key as given to the store (without any store-specific prefix).
+    pub key: String,
+    pub value: u64,
+    /// Until the counter's window ends (fixed windows) or its newest hits leave it (sliding).
+    pub resets_in: Duration,
+}
+
+/// A page of a listing, and where to continue (`None` when the listing is complete).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CounterPage {
+    pub counters: Vec<CounterEntry>,
+    pub next_cursor: Option<String>,
+}
+
 /// Where counters live. Every operation is atomic per counter: N concurrent callers adding 1 to
 /// a counter see N distinct values. Operations on one key within a batch apply in order.
 pub trait CounterStore: Send + Sync + 'static {
     /// Applies `ops` and returns one [`Count`] per op, in the same order.
     fn apply<'a>(&'a self, ops: &'a [CounterOp]) -> BoxFuture<'a, Result<Vec<Count>, StoreError>>;
+
+    /// Checks `hits` against `limit` over the sliding `window` ending now, counting them only if
+    /// admitted (see [`sliding`] for the rules every store keeps).
+    fn slide<'a>(
+        &'a self,
+        key: &'a str,
+        window: Duration,
+        limit: u64,
+        hits: u64,
+    ) -> BoxFuture<'a, Result<Slide, StoreError>>;
+
+    /// Live counters whose key starts with `prefix`: at most `limit` of them, from `cursor`
+    /// (`None` to start). Each call does bounded work, so a page may hold fewer than `limit`
+    /// counters and still have a next cursor.
+    fn list<'a>(
+        &'a self,
+        prefix: &'a str,
+        cursor: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<CounterPage, StoreError>>;
+
+    /// Removes one counter (of either kind); true when a live counter was removed.
+    fn reset<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
 
     /// A short name for logs and `/health` (`memory`, `redis`).
     fn kind(&self) -> &'static str;
@@ -51,6 +93,9 @@ pub enum StoreError {
     /// The store answered with something the service did not expect.
     #[error("counter store error: {0}")]
     Protocol(String),
+    /// A listing cursor that this store did not hand out.
+    #[error("invalid cursor {0:?}")]
+    BadCursor(String),
 }
 
 impl StoreError {
