@@ -17,6 +17,7 @@
 //! - [`error`]: client-facing errors and their gRPC statuses.
 //! - [`health`]: the service's health, shared by whoever changes and whoever reports it.
 //! - [`metrics`]: every Prometheus metric.
+//! - [`registry`]: which nodes are up (`/api/nodes`).
 
 pub mod clock;
 pub mod config;
@@ -25,6 +26,7 @@ pub mod health;
 pub mod key;
 pub mod limiter;
 pub mod metrics;
+pub mod registry;
 pub mod rls;
 pub mod server;
 pub mod settings;

@@ -176,6 +176,19 @@ pub enum LogFormat {
     Json,
 }
 
+impl ServeSettings {
+    /// `--node-id`, or the host name, or `ratelimiter` when neither is known.
+    pub fn node_id(&self) -> String {
+        self.node_id
+            .clone()
+            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|name| name.trim().to_string())
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "ratelimiter".into())
+    }
+}
+
 impl RequestBounds {
     pub fn limits(&self) -> RequestLimits {
         RequestLimits {

@@ -64,6 +64,7 @@ async fn contract(store: Arc<dyn CounterStore>, prefix: &str) {
         count.resets_in > Duration::ZERO && count.resets_in <= Duration::from_secs(60),
         "{count:?}"
     );
+    assert!(store.approximate_len().await.unwrap() >= 3);
     // An empty batch is answered without work.
     assert!(store.apply(&[]).await.unwrap().is_empty());
 

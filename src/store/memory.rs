@@ -389,6 +389,10 @@ impl CounterStore for MemoryStore {
         )))
     }
 
+    fn approximate_len(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(std::future::ready(Ok(self.len() as u64)))
+    }
+
     fn kind(&self) -> &'static str {
         "memory"
     }

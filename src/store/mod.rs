@@ -77,6 +77,9 @@ pub trait CounterStore: Send + Sync + 'static {
     /// Removes one counter (of either kind); true when a live counter was removed.
     fn reset<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
 
+    /// About how many counters the store holds, for `ratelimiter_active_counters`; cheap to ask.
+    fn approximate_len(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
+
     /// A short name for logs and `/health` (`memory`, `redis`).
     fn kind(&self) -> &'static str;
 }
