@@ -14,8 +14,10 @@
 //! - [`key`]: injective counter keys.
 //! - [`clock`]: units, the clock, epoch-aligned windows.
 //! - [`store`]: the `CounterStore` trait and the in-memory store.
-//! - [`error`]: client-facing errors and their gRPC statuses.
+//! - [`error`]: client-facing errors and their gRPC and HTTP statuses.
 //! - [`health`]: the service's health, shared by whoever changes and whoever reports it.
+//! - [`http`]: the HTTP listener: `/check`, `/json`, `/api/*`, `/health`, `/rlconfig`,
+//!   `/metrics`.
 //! - [`metrics`]: every Prometheus metric.
 //! - [`registry`]: which nodes are up (`/api/nodes`).
 
@@ -23,6 +25,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod http;
 pub mod key;
 pub mod limiter;
 pub mod metrics;

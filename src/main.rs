@@ -55,9 +55,14 @@ fn serve(settings: ServeSettings) -> ExitCode {
             .map_err(|error| {
                 format!("cannot listen for gRPC on {}: {error}", settings.grpc_addr)
             })?;
+        let http = tokio::net::TcpListener::bind(settings.http_addr)
+            .await
+            .map_err(|error| {
+                format!("cannot listen for HTTP on {}: {error}", settings.http_addr)
+            })?;
         server::run(
             settings,
-            Listeners { grpc },
+            Listeners { grpc, http },
             Arc::new(SystemClock),
             shutdown_signal(),
         )

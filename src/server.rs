@@ -1,8 +1,9 @@
 //! The composition root: build the config snapshot, the store and the limiter, serve them on
 //! pre-bound listeners, and shut down in order when told to.
 //!
-//! Shutdown: health turns NOT_SERVING at once; after `--shutdown-delay` the listeners stop
-//! accepting; in-flight calls get `--shutdown-timeout` to finish; then background tasks stop.
+//! Shutdown: health turns NOT_SERVING at once (gRPC health, `/health`, `/healthcheck`); after
+//! `--shutdown-delay` the gRPC and HTTP listeners stop accepting; in-flight calls get
+//! `--shutdown-timeout` to finish; then background tasks stop.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,8 +19,10 @@ use tonic_health::server::HealthReporter;
 use crate::clock::Clock;
 use crate::config::{self, ConfigError};
 use crate::health::Health;
+use crate::http;
 use crate::limiter::{Limiter, Modes};
 use crate::metrics::Metrics;
+use crate::registry::{LocalNode, NodeDirectory, NodeInfo, NodeState};
 use crate::rls::RateLimitGrpc;
 use crate::settings::ServeSettings;
 use crate::store::MemoryStore;
@@ -35,6 +38,8 @@ const HEALTH_SERVICE_NAMES: [&str; 3] = [
 /// Sockets bound before the server starts, so that callers (and tests) can use port 0.
 pub struct Listeners {
     pub grpc: TcpListener,
+    /// The management API and metrics.
+    pub http: TcpListener,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +93,7 @@ pub async fn run(
         settings.near_limit_ratio,
     ));
     let rls = RateLimitGrpc::new(
-        limiter,
+        limiter.clone(),
         settings.requests.limits(),
         settings.responses.options(),
     );
@@ -98,10 +103,27 @@ pub async fn run(
     metrics.node_up.set(1);
 
     let stop_accepting = CancellationToken::new();
-    let grpc_address = listeners
-        .grpc
-        .local_addr()
-        .map_or_else(|_| "an unknown address".into(), |a| a.to_string());
+    let grpc_address = address_of(&listeners.grpc);
+    let http_address = address_of(&listeners.http);
+    let nodes: Arc<dyn NodeDirectory> = Arc::new(LocalNode::new(
+        NodeInfo {
+            id: settings.node_id(),
+            address: http_address.clone(),
+            grpc_address: grpc_address.clone(),
+            state: NodeState::Up,
+            registered_at: SystemTime::now(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+        health.clone(),
+    ));
+    let api = Arc::new(http::Api::new(limiter, health.clone(), nodes, &settings));
+    let mut http = tokio::spawn(http::serve(
+        listeners.http,
+        api,
+        stop_accepting.clone().cancelled_owned(),
+    ));
+    tracing::info!("serving HTTP on {http_address}");
+
     let incoming = TcpIncoming::from(listeners.grpc).with_nodelay(Some(true));
     let grpc = tonic::transport::Server::builder()
         .add_service(health_service)
@@ -112,11 +134,13 @@ pub async fn run(
 
     let early_exit = tokio::select! {
         () = shutdown => None,
-        result = &mut grpc => Some(result),
+        result = &mut grpc => Some(flatten(result)),
+        result = &mut http => Some(result.map_err(ServeError::from)),
     };
     if let Some(result) = early_exit {
+        stop_accepting.cancel();
         background.cancel();
-        return flatten(result);
+        return result;
     }
 
     tracing::info!(delay = ?settings.shutdown_delay, "shutting down: reporting NOT_SERVING");
@@ -125,17 +149,28 @@ pub async fn run(
     set_grpc_health(&grpc_health, ServingStatus::NotServing).await;
     tokio::time::sleep(settings.shutdown_delay).await;
     stop_accepting.cancel();
-    let outcome = match tokio::time::timeout(settings.shutdown_timeout, &mut grpc).await {
-        Ok(result) => flatten(result),
+    let drained = async {
+        let (grpc, http) = tokio::join!(&mut grpc, &mut http);
+        flatten(grpc).and(http.map_err(ServeError::from))
+    };
+    let outcome = match tokio::time::timeout(settings.shutdown_timeout, drained).await {
+        Ok(result) => result,
         Err(_) => {
             tracing::warn!(timeout = ?settings.shutdown_timeout, "in-flight calls did not finish in time; stopping anyway");
             grpc.abort();
+            http.abort();
             Ok(())
         }
     };
     background.cancel();
     tracing::info!("stopped");
     outcome
+}
+
+fn address_of(listener: &TcpListener) -> String {
+    listener
+        .local_addr()
+        .map_or_else(|_| "an unknown address".into(), |a| a.to_string())
 }
 
 async fn set_grpc_health(health: &HealthReporter, status: ServingStatus) {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::http::check::{MAX_LIMIT, MAX_WINDOW_MS, MIN_WINDOW_MS};
 use crate::rls::{HeaderNames, RequestLimits, ResponseOptions};
 
 /// Envoy-compatible external rate-limit service.
@@ -107,6 +108,28 @@ pub struct ServeSettings {
     /// Log format.
     #[arg(long, env = "RATELIMITER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    #[command(flatten)]
+    pub http: HttpSettings,
+}
+
+/// The HTTP API: what `/check` assumes when a request leaves it out, and who may administer.
+#[derive(Clone, Debug, Args)]
+pub struct HttpSettings {
+    /// Hits per window that `POST /check` allows when the request has no `limit`.
+    #[arg(long, env = "RATELIMITER_DEFAULT_LIMIT", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_LIMIT))]
+    pub default_limit: u64,
+
+    /// Sliding window of `POST /check`, in milliseconds, when the request has no `window_ms`.
+    #[arg(long, env = "RATELIMITER_DEFAULT_WINDOW_MS", default_value_t = 60_000,
+          value_parser = clap::value_parser!(u64).range(MIN_WINDOW_MS..=MAX_WINDOW_MS))]
+    pub default_window_ms: u64,
+
+    /// Bearer token for `DELETE /api/counters/{key}`; once set, the read-only `/api/*`
+    /// endpoints need it too (they show user identifiers). Without it, resets are refused.
+    #[arg(long, env = "RATELIMITER_ADMIN_TOKEN", value_parser = parse_token)]
+    pub admin_token: Option<Secret>,
 }
 
 /// Bounds on a single request; anything beyond them is refused before any work is done.
@@ -240,6 +263,13 @@ impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")
     }
+}
+
+fn parse_token(text: &str) -> Result<Secret, String> {
+    if text.is_empty() {
+        return Err("the admin token must not be empty".into());
+    }
+    Ok(Secret(text.to_string()))
 }
 
 fn parse_ratio(text: &str) -> Result<f64, String> {

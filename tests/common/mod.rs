@@ -1,6 +1,9 @@
 //! Test harness: starts the real service in-process on loopback port 0 (with a clock the test
-//! moves by hand) or as the built binary, and builds requests for a real tonic client.
+//! moves by hand) or as the built binary, and builds requests for a real tonic client; `http`
+//! is a real HTTP client for the management listener.
 #![allow(dead_code)]
+
+pub mod http;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -32,6 +35,7 @@ pub type Client = RateLimitServiceClient<Channel>;
 /// The service running in this process.
 pub struct Service {
     pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
     pub clock: Arc<ManualClock>,
     pub config_dir: TempDir,
     stop: Option<oneshot::Sender<()>>,
@@ -64,11 +68,13 @@ impl Service {
         let settings = settings(config_dir.path(), extra);
         let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let grpc_addr = grpc.local_addr().unwrap();
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http_addr = http.local_addr().unwrap();
         let clock = Arc::new(ManualClock::new(START_MS));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server::run(
             settings,
-            Listeners { grpc },
+            Listeners { grpc, http },
             clock.clone(),
             async {
                 let _ = stopped.await;
@@ -76,6 +82,7 @@ impl Service {
         ));
         Service {
             grpc_addr,
+            http_addr,
             clock,
             config_dir,
             stop: Some(stop),
@@ -85,6 +92,19 @@ impl Service {
 
     pub async fn client(&self) -> Client {
         connect(self.grpc_addr).await
+    }
+
+    pub fn http(&self) -> http::Http {
+        http::Http::new(self.http_addr)
+    }
+
+    /// Triggers shutdown without waiting; `stopped` then waits for `run` to return.
+    pub fn begin_stop(&mut self) {
+        let _ = self.stop.take().map(|stop| stop.send(()));
+    }
+
+    pub async fn stopped(mut self) -> Result<(), ServeError> {
+        self.task.take().unwrap().await.unwrap()
     }
 
     /// Triggers shutdown and waits for `run` to return.
