@@ -194,3 +194,48 @@ impl ApiError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_failures_are_503_and_only_transient_ones_say_why() {
+        let down = ApiError::from(StoreError::Unavailable("connection refused".into()));
+        assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(down.message().contains("connection refused"));
+        let broken = ApiError::from(StoreError::Protocol("script returned nil".into()));
+        assert_eq!(broken.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            broken.message(),
+            "counter store failed; see the service log"
+        );
+        assert_eq!((broken.field(), down.field()), (None, None));
+    }
+
+    #[test]
+    fn client_mistakes_are_4xx_naming_the_field() {
+        let cursor = ApiError::from(StoreError::BadCursor("x".into()));
+        assert_eq!(
+            (cursor.status(), cursor.field().as_deref()),
+            (StatusCode::BAD_REQUEST, Some("cursor"))
+        );
+        let request = ApiError::from(RequestError::EmptyKey {
+            descriptor: 1,
+            entry: 0,
+        });
+        assert_eq!(
+            (request.status(), request.field().as_deref()),
+            (
+                StatusCode::BAD_REQUEST,
+                Some("descriptors[1].entries[0].key")
+            )
+        );
+        let range = ApiError::out_of_range("limit", "limit must be from 1");
+        assert_eq!(range.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            ApiError::BodyTooLarge { max: 1 }.status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+    }
+}

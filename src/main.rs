@@ -92,20 +92,27 @@ fn init_tracing(settings: &ServeSettings) -> Result<(), String> {
     Ok(())
 }
 
-/// Completes on SIGTERM (what Kubernetes and systemd send) or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let terminated = async {
-        match terminate.as_mut() {
-            Some(signal) => {
-                signal.recv().await;
-            }
-            None => std::future::pending().await,
+/// Completes on SIGTERM (what Kubernetes and systemd send) or SIGINT (Ctrl-C). The handlers
+/// are installed when this is called, not when the future is first polled, so that a signal
+/// that comes while the server is still starting is not met by the default action (exit).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let terminate = signal(SignalKind::terminate()).ok();
+    let interrupt = signal(SignalKind::interrupt()).ok();
+    async move {
+        tokio::select! {
+            () = received(terminate) => {}
+            () = received(interrupt) => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminated => {}
+    }
+}
+
+/// Waits for a signal; forever when its handler could not be installed.
+async fn received(signal: Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(mut signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
     }
 }

@@ -37,6 +37,9 @@ use crate::registry::NodeDirectory;
 use crate::rls::{RequestLimits, ResponseOptions};
 use crate::settings::{Secret, ServeSettings};
 
+/// Hands every route the shared state.
+type State = BoxedFilter<(Arc<Api>,)>;
+
 /// The route label of requests no route took (unknown paths, wrong methods).
 const UNMATCHED: &str = "unmatched";
 
@@ -96,7 +99,7 @@ pub async fn serve(
 pub fn routes(api: Arc<Api>) -> BoxedFilter<(Response,)> {
     let metrics = api.limiter.metrics().clone();
     let max_body = api.max_body_bytes;
-    let state = warp::any().map(move || api.clone());
+    let state: State = warp::any().map(move || api.clone()).boxed();
     let headers = warp::header::headers_cloned;
     type Body = Result<Vec<u8>, ApiError>;
 
@@ -111,44 +114,21 @@ pub fn routes(api: Arc<Api>) -> BoxedFilter<(Response,)> {
         .and(reply::body(max_body))
         .then(|api, body: Body| respond("/json", json::handle(api, body)))
         .boxed();
-    let health = warp::path!("health")
-        .and(warp::get())
-        .and(state.clone())
-        .then(|api| respond("/health", health::health(api)))
-        .boxed();
+    let health = get(&state, "/health", health::health);
     let healthcheck = warp::path!("healthcheck")
         .and(state.clone())
         .then(|api| respond("/healthcheck", health::healthcheck(api)))
         .boxed();
-    let rlconfig = warp::path!("rlconfig")
-        .and(warp::get())
-        .and(state.clone())
-        .then(|api| respond("/rlconfig", limits::rlconfig(api)))
-        .boxed();
-    let scrape = warp::path!("metrics")
-        .and(warp::get())
-        .and(state.clone())
-        .then(|api| respond("/metrics", scrape::metrics(api)))
-        .boxed();
-    let limits = warp::path!("api" / "limits")
-        .and(warp::get())
-        .and(state.clone())
-        .and(headers())
-        .then(|api, headers: HeaderMap| respond("/api/limits", limits::limits(api, headers)))
-        .boxed();
-    let listing = |path: &'static str, listing: Listing| {
-        warp::path("api")
-            .and(warp::path(path))
-            .and(warp::path::end())
+    let rlconfig = get(&state, "/rlconfig", limits::rlconfig);
+    let scrape = get(&state, "/metrics", scrape::metrics);
+    let limits = get_guarded(&state, "/api/limits", limits::limits);
+    let listing = |route: &'static str, listing: Listing| {
+        segments(route)
             .and(warp::get())
             .and(state.clone())
             .and(reply::raw_query())
             .and(headers())
             .then(move |api, query: String, headers: HeaderMap| {
-                let route = match listing {
-                    Listing::All => "/api/counters",
-                    Listing::Blocked => "/api/blocks",
-                };
                 respond(route, counters::list(api, listing, query, headers))
             })
             .boxed()
@@ -161,12 +141,7 @@ pub fn routes(api: Arc<Api>) -> BoxedFilter<(Response,)> {
             respond("/api/counters/{key}", counters::reset(api, key, headers))
         })
         .boxed();
-    let nodes = warp::path!("api" / "nodes")
-        .and(warp::get())
-        .and(state.clone())
-        .and(headers())
-        .then(|api, headers: HeaderMap| respond("/api/nodes", health::nodes(api, headers)))
-        .boxed();
+    let nodes = get_guarded(&state, "/api/nodes", health::nodes);
 
     let routes = check
         .or(json)
@@ -181,9 +156,9 @@ pub fn routes(api: Arc<Api>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(limits)
         .unify()
-        .or(listing("counters", Listing::All))
+        .or(listing("/api/counters", Listing::All))
         .unify()
-        .or(listing("blocks", Listing::Blocked))
+        .or(listing("/api/blocks", Listing::Blocked))
         .unify()
         .or(reset)
         .unify()
@@ -202,6 +177,45 @@ pub fn routes(api: Arc<Api>) -> BoxedFilter<(Response,)> {
             metrics.observe_http(route, response.status().as_u16(), started.elapsed());
             response
         })
+        .boxed()
+}
+
+/// `GET <route>` (fixed segments), answered from the state alone.
+fn get<H, F>(state: &State, route: &'static str, handler: H) -> BoxedFilter<(Response,)>
+where
+    H: Fn(Arc<Api>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Result<Response, ApiError>> + Send + 'static,
+{
+    segments(route)
+        .and(warp::get())
+        .and(state.clone())
+        .then(move |api| respond(route, handler(api)))
+        .boxed()
+}
+
+/// `GET <route>` (fixed segments), answered from the state and the headers (for the token).
+fn get_guarded<H, F>(state: &State, route: &'static str, handler: H) -> BoxedFilter<(Response,)>
+where
+    H: Fn(Arc<Api>, HeaderMap) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Result<Response, ApiError>> + Send + 'static,
+{
+    segments(route)
+        .and(warp::get())
+        .and(state.clone())
+        .and(warp::header::headers_cloned())
+        .then(move |api, headers| respond(route, handler(api, headers)))
+        .boxed()
+}
+
+/// Matches exactly the path `route` (`/api/limits`).
+fn segments(route: &'static str) -> BoxedFilter<()> {
+    route
+        .trim_start_matches('/')
+        .split('/')
+        .fold(warp::any().boxed(), |filter, segment| {
+            filter.and(warp::path(segment)).boxed()
+        })
+        .and(warp::path::end())
         .boxed()
 }
 
