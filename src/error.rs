@@ -133,6 +133,8 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("the request body is larger than the {max} bytes allowed")]
     BodyTooLarge { max: usize },
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(std::time::Duration),
     #[error(transparent)]
     Store(#[from] StoreError),
     /// `/healthcheck`'s answer when some part is unhealthy (500, as the Go service answers).
@@ -166,6 +168,7 @@ impl ApiError {
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unhealthy(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

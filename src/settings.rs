@@ -147,11 +147,13 @@ pub struct RequestBounds {
     #[arg(long, env = "RATELIMITER_MAX_KEY_BYTES", default_value_t = 256)]
     pub max_key_bytes: usize,
 
-    /// Longest descriptor entry value, in bytes (paths and header values can be long).
+    /// Longest descriptor entry value, in bytes (paths and header values can be long); also the
+    /// longest `POST /check` key.
     #[arg(long, env = "RATELIMITER_MAX_VALUE_BYTES", default_value_t = 4096)]
     pub max_value_bytes: usize,
 
-    /// Largest request message, in bytes; larger ones get RESOURCE_EXHAUSTED.
+    /// Largest request message, in bytes; larger ones get RESOURCE_EXHAUSTED (over HTTP, 413 for
+    /// a larger body).
     #[arg(long, env = "RATELIMITER_MAX_MESSAGE_BYTES", default_value_t = 1024 * 1024)]
     pub max_message_bytes: usize,
 }

@@ -162,3 +162,41 @@ async fn the_memory_stores_live_evictions_reach_the_metrics() {
     // Every counter is live (one-minute windows): each one is either held or was evicted.
     assert_eq!(active + evicted, 200.0);
 }
+
+/// Sends `request` on a raw connection and reads until the server closes it. Time is paused,
+/// so the server's timeouts pass as soon as nothing else is left to do.
+async fn cut_off(service: &Service, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(service.http_addr)
+        .await
+        .unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(3_600), stream.read_to_end(&mut answer))
+        .await
+        .expect("the server closes a connection that stalls")
+        .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    let service = Backend::memory().start(&[]).await;
+    let answer = cut_off(&service, "GET /health HTTP/1.1\r\nHost: ratelimiter\r\n").await;
+    assert!(!answer.contains("200 OK"), "{answer}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_that_never_arrives_is_answered_408() {
+    let service = Backend::memory().start(&[]).await;
+    let answer = cut_off(
+        &service,
+        "POST /check HTTP/1.1\r\nHost: ratelimiter\r\nContent-Length: 100\r\nConnection: close\r\n\r\n{\"key\"",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains(r#"{"error":"the request body did not arrive within 10s"}"#),
+        "{answer}"
+    );
+}

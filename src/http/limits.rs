@@ -58,18 +58,23 @@ pub async fn limits(api: Arc<Api>, headers: HeaderMap) -> Result<Response, ApiEr
     Ok(reply::json(StatusCode::OK, &limits))
 }
 
-fn rule_view(rule: &Rule) -> RuleView<'_> {
-    let (unit, requests_per_unit) = match rule.limit {
+/// The unit's name and the requests per unit; `None` for an unlimited rule.
+fn rate(limit: Limit) -> Option<(&'static str, u32)> {
+    match limit {
         Limit::Limited {
             unit,
             requests_per_unit,
-        } => (Some(unit.name()), Some(requests_per_unit)),
-        Limit::Unlimited => (None, None),
-    };
+        } => Some((unit.name(), requests_per_unit)),
+        Limit::Unlimited => None,
+    }
+}
+
+fn rule_view(rule: &Rule) -> RuleView<'_> {
+    let rate = rate(rule.limit);
     RuleView {
         path: &rule.path_key,
-        unit,
-        requests_per_unit,
+        unit: rate.map(|(unit, _)| unit),
+        requests_per_unit: rate.map(|(_, requests)| requests),
         unlimited: rule.limit == Limit::Unlimited,
         shadow_mode: rule.shadow_mode,
         quota_mode: rule.quota_mode,
@@ -86,13 +91,7 @@ pub async fn rlconfig(api: Arc<Api>) -> Result<Response, ApiError> {
         .into_iter()
         .flat_map(|domain| &domain.rules)
         .map(|rule| {
-            let (unit, requests_per_unit) = match rule.limit {
-                Limit::Limited {
-                    unit,
-                    requests_per_unit,
-                } => (unit.name(), requests_per_unit),
-                Limit::Unlimited => ("UNKNOWN", 0),
-            };
+            let (unit, requests_per_unit) = rate(rule.limit).unwrap_or(("UNKNOWN", 0));
             format!(
                 "{}: unit={unit} requests_per_unit={requests_per_unit}, shadow_mode: {}, quota_mode: {}\n",
                 rule.path_key, rule.shadow_mode, rule.quota_mode

@@ -4,7 +4,7 @@
 //! Every route answers with a `Response` of its own, errors included (JSON `{"error", "field"}`,
 //! statuses from [`ApiError::status`]); the one wrapper around all routes counts and times each
 //! request under its route pattern, never its raw path. Bodies are read up to
-//! `--max-message-bytes`.
+//! `--max-message-bytes`; connections are bounded in number and in header time ([`listener`]).
 
 mod auth;
 pub mod check;
@@ -13,6 +13,7 @@ mod counters;
 mod health;
 mod json;
 mod limits;
+mod listener;
 mod reply;
 mod scrape;
 
@@ -21,7 +22,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::net::TcpListener;
 use warp::filters::BoxedFilter;
 use warp::http::HeaderMap;
 use warp::reply::Response;
@@ -29,6 +29,7 @@ use warp::{Filter, Rejection};
 
 use self::check::CheckDefaults;
 use self::counters::Listing;
+pub use self::listener::serve;
 use self::reply::Route;
 use crate::error::ApiError;
 use crate::health::Health;
@@ -79,20 +80,6 @@ impl Api {
             max_body_bytes: settings.requests.max_message_bytes,
         }
     }
-}
-
-/// Serves the routes on `listener` until `shutdown` completes, then lets requests in flight
-/// finish (the caller bounds how long).
-pub async fn serve(
-    listener: TcpListener,
-    api: Arc<Api>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) {
-    warp::serve(routes(api))
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
 }
 
 /// Every route, counted and timed.

@@ -2,6 +2,7 @@
 //! reply is counted under, and reading bodies and query strings within bounds.
 
 use std::pin::pin;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -72,12 +73,20 @@ pub fn error(error: &ApiError) -> Response {
     response
 }
 
+/// How long a request body may take to arrive, so that a client sending it slowly cannot hold
+/// a connection slot forever.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The request body, read up to `max` bytes (whatever the Content-Length says, and for chunked
-/// bodies too); a longer body is refused without being read further.
+/// bodies too) within [`BODY_READ_TIMEOUT`]; a longer body is refused without being read further.
 pub fn body(
     max: usize,
 ) -> impl Filter<Extract = (Result<Vec<u8>, ApiError>,), Error = Rejection> + Clone {
-    warp::body::stream().then(move |stream| read_bounded(stream, max))
+    warp::body::stream().then(move |stream| async move {
+        tokio::time::timeout(BODY_READ_TIMEOUT, read_bounded(stream, max))
+            .await
+            .unwrap_or(Err(ApiError::BodyTimeout(BODY_READ_TIMEOUT)))
+    })
 }
 
 async fn read_bounded<B: Buf>(
