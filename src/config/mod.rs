@@ -1,5 +1,6 @@
 //! Rate-limit configuration: a directory of envoyproxy/ratelimit YAML files, one domain each,
-//! loaded and validated as a whole into one immutable [`Config`] snapshot.
+//! loaded and validated as a whole into one immutable [`Config`] snapshot, and loaded again by
+//! the [`ConfigWatcher`] whenever the files change.
 
 mod reload;
 mod sources;

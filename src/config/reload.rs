@@ -21,6 +21,10 @@ pub struct Reloader {
     /// What the previous reload read: the same input gives the same outcome, so it is not
     /// compiled, counted or logged again.
     last_read: Option<Result<Sources, ConfigError>>,
+    /// The snapshot the latest swap replaced, dropped at the next swap: requests that loaded it
+    /// are done by then, so freeing it (milliseconds for a large config) happens here and never
+    /// on a request's path.
+    retired: Option<Arc<Config>>,
 }
 
 /// What a reload did.
@@ -47,6 +51,7 @@ impl Reloader {
             health,
             metrics,
             last_read: None,
+            retired: None,
         }
     }
 
@@ -71,7 +76,7 @@ impl Reloader {
         match compiled {
             Ok(config) => {
                 let domains = config.domains().len();
-                self.config.store(Arc::new(config));
+                self.retired = Some(self.config.swap(Arc::new(config)));
                 self.metrics.config_load_success.inc();
                 self.health.config_loaded(now);
                 Reload::Applied { domains }
@@ -111,61 +116,82 @@ mod tests {
     const GOOD: &str = "domain: d\ndescriptors:\n  - key: k\n    rate_limit: {unit: second, requests_per_unit: 1}\n";
     const BAD: &str = "domain: d\ndescriptors:\n  - key: k\n    rate_limit: {unit: fortnight}\n";
 
-    fn reloader(dir: &Path) -> (Reloader, Arc<ArcSwap<Config>>, Arc<Metrics>) {
-        let config = Arc::new(ArcSwap::from_pointee(Config::default()));
-        let metrics = Arc::new(Metrics::new(10));
-        let health = Arc::new(Health::new(SystemTime::now()));
-        let reloader = Reloader::new(dir, config.clone(), health, metrics.clone());
-        (reloader, config, metrics)
+    /// A reloader on a directory with one file.
+    struct Fixture {
+        dir: tempfile::TempDir,
+        reloader: Reloader,
+        config: Arc<ArcSwap<Config>>,
+        metrics: Arc<Metrics>,
+    }
+
+    impl Fixture {
+        fn new(path_in_dir: &str) -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            let config = Arc::new(ArcSwap::from_pointee(Config::default()));
+            let metrics = Arc::new(Metrics::new(10));
+            let health = Arc::new(Health::new(SystemTime::now()));
+            let path = dir.path().join(path_in_dir);
+            let reloader = Reloader::new(&path, config.clone(), health, metrics.clone());
+            Fixture {
+                dir,
+                reloader,
+                config,
+                metrics,
+            }
+        }
+
+        /// Writes the file and reloads.
+        fn edit(&mut self, text: &str) -> Reload {
+            std::fs::write(self.dir.path().join("d.yaml"), text).unwrap();
+            self.reloader.reload()
+        }
     }
 
     #[test]
     fn the_same_files_are_not_loaded_or_counted_twice() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("d.yaml"), GOOD).unwrap();
-        let (mut reloader, config, metrics) = reloader(dir.path());
-        assert_eq!(reloader.reload(), Reload::Applied { domains: 1 });
-        let loaded = config.load_full();
-        assert_eq!(reloader.reload(), Reload::Unchanged);
-        assert!(Arc::ptr_eq(&loaded, &config.load_full()), "no swap");
-        assert_eq!(metrics.config_load_success.get(), 1);
+        let mut fixture = Fixture::new("");
+        assert_eq!(fixture.edit(GOOD), Reload::Applied { domains: 1 });
+        let loaded = fixture.config.load_full();
+        assert_eq!(fixture.reloader.reload(), Reload::Unchanged);
+        assert!(Arc::ptr_eq(&loaded, &fixture.config.load_full()), "no swap");
+        assert_eq!(fixture.metrics.config_load_success.get(), 1);
 
-        std::fs::write(dir.path().join("d.yaml"), BAD).unwrap();
-        assert!(matches!(reloader.reload(), Reload::Rejected(_)));
-        assert_eq!(reloader.reload(), Reload::Unchanged);
-        assert_eq!(metrics.config_load_error.get(), 1);
-        assert!(Arc::ptr_eq(&loaded, &config.load_full()), "kept");
+        assert!(matches!(fixture.edit(BAD), Reload::Rejected(_)));
+        assert_eq!(fixture.reloader.reload(), Reload::Unchanged);
+        assert_eq!(fixture.metrics.config_load_error.get(), 1);
+        assert!(Arc::ptr_eq(&loaded, &fixture.config.load_full()), "kept");
     }
 
     #[test]
     fn going_back_to_the_config_in_force_after_a_failure_is_a_good_load() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("d.yaml");
-        std::fs::write(&file, GOOD).unwrap();
-        let (mut reloader, _, metrics) = reloader(dir.path());
-        reloader.reload();
-        std::fs::write(&file, BAD).unwrap();
-        reloader.reload();
-        std::fs::write(&file, GOOD).unwrap();
-        assert_eq!(reloader.reload(), Reload::Applied { domains: 1 });
-        assert_eq!(reloader.health.config().last_error, None);
-        assert_eq!(metrics.config_load_success.get(), 2);
+        let mut fixture = Fixture::new("");
+        fixture.edit(GOOD);
+        fixture.edit(BAD);
+        assert_eq!(fixture.edit(GOOD), Reload::Applied { domains: 1 });
+        assert_eq!(fixture.reloader.health.config().last_error, None);
+        assert_eq!(fixture.metrics.config_load_success.get(), 2);
+    }
+
+    #[test]
+    fn a_replaced_config_is_freed_by_the_next_reload_not_by_a_request() {
+        let mut fixture = Fixture::new("");
+        fixture.edit(GOOD);
+        let first = Arc::downgrade(&fixture.config.load_full());
+        fixture.edit(&GOOD.replace("1}", "2}"));
+        assert!(first.upgrade().is_some(), "kept after the first swap");
+        fixture.edit(&GOOD.replace("1}", "3}"));
+        assert!(first.upgrade().is_none(), "freed by the next one");
     }
 
     #[test]
     fn a_missing_directory_is_rejected_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut reloader, _, metrics) = reloader(&dir.path().join("missing"));
-        let Reload::Rejected(errors) = reloader.reload() else {
+        let mut fixture = Fixture::new("missing");
+        let Reload::Rejected(errors) = fixture.reloader.reload() else {
             panic!("a missing directory loaded");
         };
-        assert!(
-            errors[0]
-                .to_string()
-                .contains("missing: cannot read config"),
-            "{errors:?}"
-        );
-        assert_eq!(reloader.reload(), Reload::Unchanged);
-        assert_eq!(metrics.config_load_error.get(), 1);
+        let message = errors[0].to_string();
+        assert!(message.contains("missing: cannot read config"), "{message}");
+        assert_eq!(fixture.reloader.reload(), Reload::Unchanged);
+        assert_eq!(fixture.metrics.config_load_error.get(), 1);
     }
 }
