@@ -50,7 +50,7 @@ async fn hit(client: &mut Client, domain: &str, key: &str) -> Code {
     code(&ask(client, request(domain, &[&[(key, "v")]])).await)
 }
 
-/// Polls `probe` until it returns `want`, failing after `RELOAD_DEADLINE`.
+/// Polls the limit of `(key, "v")` until it is `want`, failing after `RELOAD_DEADLINE`.
 async fn until_limit(client: &mut Client, domain: &str, key: &str, want: Option<u32>) {
     let deadline = Instant::now() + RELOAD_DEADLINE;
     loop {

@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::Reloader;
+use super::{Reload, Reloader};
 
 /// Quiet time that ends a burst: a save or a ConfigMap swap is several events within a few
 /// milliseconds, and an edit should still apply well within a second.
@@ -79,23 +79,14 @@ impl ConfigWatcher {
                     () = settle(&self.changed) => {}
                 }
             }
-            let reloader = self.reloader;
-            let reloaded = tokio::task::spawn_blocking(move || {
-                let mut reloader = reloader;
-                let outcome = reloader.reload();
-                (reloader, outcome)
-            })
-            .await;
-            let outcome = match reloaded {
-                Ok((reloader, outcome)) => {
-                    self.reloader = reloader;
-                    outcome
-                }
+            let (reloader, outcome) = match reload_off_runtime(self.reloader).await {
+                Ok(reloaded) => reloaded,
                 Err(error) => {
                     tracing::error!(%error, "the config reload task failed; limits will no longer be reloaded");
                     return;
                 }
             };
+            self.reloader = reloader;
             outcome.log(self.reloader.path());
             self.keep_watching();
         }
@@ -126,6 +117,18 @@ impl ConfigWatcher {
             }
         };
     }
+}
+
+/// Reloads on a blocking thread: reading and compiling a large config takes long enough (a
+/// few hundred milliseconds for 10,000 rules) to hold up the requests sharing a runtime thread.
+async fn reload_off_runtime(
+    mut reloader: Reloader,
+) -> Result<(Reloader, Reload), tokio::task::JoinError> {
+    tokio::task::spawn_blocking(move || {
+        let outcome = reloader.reload();
+        (reloader, outcome)
+    })
+    .await
 }
 
 /// Waits until no event has come for [`DEBOUNCE`], or [`MAX_DEFER`] has passed.
@@ -160,7 +163,8 @@ fn is_read_only(kind: &EventKind) -> bool {
     matches!(kind, EventKind::Access(access) if *access != AccessKind::Close(AccessMode::Write))
 }
 
-/// The directory whose entries make up the config: `path` itself, or the parent of a file.
+/// The directory whose entries make up the config: `path` itself, or the parent of a file (or
+/// of a directory that does not exist yet, so that making it is seen).
 fn watched_directory(path: &Path) -> PathBuf {
     if path.is_dir() {
         return path.to_path_buf();

@@ -70,7 +70,8 @@ impl Service {
     }
 
     /// Starts the service with `--config config` (a directory the test prepared, or a file in
-    /// it); the service keeps `config_dir` alive.
+    /// it); the service keeps `config_dir` alive. The first load is done once a client has
+    /// connected: edits made before then are not reloads.
     pub async fn start_in(config_dir: TempDir, config: &Path, extra: &[&str]) -> Service {
         let settings = settings(config, extra);
         let telemetry = Telemetry::new(&settings);
