@@ -6,6 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+use common::files::{ConfigMap, inode, save_by_rename};
 use common::{Client, Code, Service, ask, code, config_dir, limit_of, request};
 use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitRequest;
 use envoy_types::pb::google::protobuf::UInt64Value;
@@ -78,20 +79,6 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// Writes `text` to a hidden temporary file beside `path`, then renames it over `path`, as
-/// editors save.
-fn save_by_rename(path: &Path, text: &str) {
-    let name = path.file_name().unwrap().to_string_lossy();
-    let temporary = path.with_file_name(format!(".{name}.swp"));
-    std::fs::write(&temporary, text).unwrap();
-    std::fs::rename(&temporary, path).unwrap();
-}
-
-fn inode(path: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).unwrap().ino()
-}
-
 #[tokio::test]
 async fn an_in_place_edit_applies_within_a_second_and_keeps_the_count() {
     let service = Service::start(&[("edge.yaml", &limits("edge", &[("user", 2)]))], &[]).await;
@@ -139,51 +126,6 @@ async fn a_config_file_named_by_config_is_reloaded_when_saved_by_rename() {
     until_limit(&mut client, "edge", "user", Some(5)).await;
     std::fs::write(&path, limits("edge", &[("user", 7)])).unwrap();
     until_limit(&mut client, "edge", "user", Some(7)).await;
-}
-
-/// A Kubernetes ConfigMap volume: `edge.yaml -> ..data/edge.yaml`, `..data -> ..<timestamp>`.
-struct ConfigMap {
-    root: PathBuf,
-    current: PathBuf,
-    updates: u32,
-}
-
-impl ConfigMap {
-    fn create(root: &Path, files: &[(&str, &str)]) -> ConfigMap {
-        let mut map = ConfigMap {
-            root: root.to_path_buf(),
-            current: PathBuf::new(),
-            updates: 0,
-        };
-        map.current = map.write_version(files);
-        std::os::unix::fs::symlink(map.current.file_name().unwrap(), root.join("..data")).unwrap();
-        for (name, _) in files {
-            std::os::unix::fs::symlink(Path::new("..data").join(name), root.join(name)).unwrap();
-        }
-        map
-    }
-
-    fn write_version(&mut self, files: &[(&str, &str)]) -> PathBuf {
-        self.updates += 1;
-        let version = self
-            .root
-            .join(format!("..2026_11_29_10_00_{:02}.123", self.updates));
-        std::fs::create_dir(&version).unwrap();
-        for (name, text) in files {
-            std::fs::write(version.join(name), text).unwrap();
-        }
-        version
-    }
-
-    /// What the kubelet does: a new timestamped directory, a temporary link to it renamed over
-    /// `..data`, then the old directory removed.
-    fn update(&mut self, files: &[(&str, &str)]) {
-        let version = self.write_version(files);
-        let link = self.root.join("..data_tmp");
-        std::os::unix::fs::symlink(version.file_name().unwrap(), &link).unwrap();
-        std::fs::rename(&link, self.root.join("..data")).unwrap();
-        std::fs::remove_dir_all(std::mem::replace(&mut self.current, version)).unwrap();
-    }
 }
 
 #[tokio::test]

@@ -2,6 +2,8 @@
 //! moves by hand) or as the built binary, and builds requests for a real tonic client.
 #![allow(dead_code)]
 
+pub mod files;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
