@@ -7,8 +7,10 @@
 //! # Layout
 //!
 //! - [`settings`]: command line and `RATELIMITER_*` environment.
-//! - [`server`]: the composition root; `server::run(settings, listeners, clock, shutdown)`.
-//! - [`config`]: YAML files to an immutable snapshot of compiled per-domain rule trees.
+//! - [`server`]: the composition root;
+//!   `server::run(settings, listeners, telemetry, clock, shutdown)`.
+//! - [`config`]: YAML files to an immutable snapshot of compiled per-domain rule trees, and the
+//!   watcher that reloads it when the files change (never swapping in a config that fails).
 //! - [`rls`]: the gRPC service: request validation, the tonic impl, response building.
 //! - [`limiter`]: the decision: match, count in one store batch, statuses.
 //! - [`key`]: injective counter keys.

@@ -9,7 +9,7 @@ use tracing_subscriber::EnvFilter;
 
 use ratelimiter::clock::SystemClock;
 use ratelimiter::config;
-use ratelimiter::server::{self, Listeners};
+use ratelimiter::server::{self, Listeners, Telemetry};
 use ratelimiter::settings::{Cli, Command, LogFormat, ServeSettings};
 
 fn main() -> ExitCode {
@@ -60,9 +60,11 @@ fn serve(settings: ServeSettings) -> ExitCode {
             .map_err(|error| {
                 format!("cannot listen for HTTP on {}: {error}", settings.http_addr)
             })?;
+        let telemetry = Telemetry::new(&settings);
         server::run(
             settings,
             Listeners { grpc, http },
+            telemetry,
             Arc::new(SystemClock),
             shutdown_signal(),
         )

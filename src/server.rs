@@ -1,5 +1,5 @@
 //! The composition root: build the config snapshot, the store and the limiter, serve them on
-//! pre-bound listeners, and shut down in order when told to.
+//! pre-bound listeners, reload the config as it changes, and shut down in order when told to.
 //!
 //! Shutdown: health turns NOT_SERVING at once (gRPC health, `/health`, `/healthcheck`); after
 //! `--shutdown-delay` the gRPC and HTTP listeners stop accepting; in-flight calls get
@@ -17,7 +17,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::clock::Clock;
-use crate::config::{self, ConfigError};
+use crate::config::{Config, ConfigError, ConfigWatcher, Reload, Reloader};
 use crate::health::Health;
 use crate::http;
 use crate::limiter::{Limiter, Modes};
@@ -42,9 +42,24 @@ pub struct Listeners {
     pub http: TcpListener,
 }
 
+/// What the service reports about itself, made by the caller so that it can read them too.
+pub struct Telemetry {
+    pub health: Arc<Health>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Telemetry {
+    pub fn new(settings: &ServeSettings) -> Telemetry {
+        Telemetry {
+            health: Arc::new(Health::new(SystemTime::now())),
+            metrics: Arc::new(Metrics::new(settings.max_metric_series)),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("the rate limit config is invalid:\n{}", list(.0))]
+    #[error("the rate limit config is invalid (fix it, or start with --allow-empty-config to serve without limits until it is fixed):\n{}", list(.0))]
     Config(Vec<ConfigError>),
     #[error("the gRPC server failed: {0}")]
     Grpc(#[from] tonic::transport::Error),
@@ -64,17 +79,22 @@ fn list(errors: &[ConfigError]) -> String {
 pub async fn run(
     settings: ServeSettings,
     listeners: Listeners,
+    telemetry: Telemetry,
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let config = config::load(&settings.config).map_err(ServeError::Config)?;
-    tracing::info!(path = %settings.config.display(), domains = config.domains().len(), "loaded rate limit config");
-    let config = Arc::new(ArcSwap::from_pointee(config));
-    let metrics = Arc::new(Metrics::new(settings.max_metric_series));
-    metrics.config_load_success.inc();
-    let health = Arc::new(Health::new(SystemTime::now()));
+    let Telemetry { health, metrics } = telemetry;
+    let config = Arc::new(ArcSwap::from_pointee(Config::default()));
+    let mut reloader = Reloader::new(
+        &settings.config,
+        config.clone(),
+        health.clone(),
+        metrics.clone(),
+    );
+    load_first(&mut reloader, settings.allow_empty_config)?;
 
     let background = CancellationToken::new();
+    tokio::spawn(ConfigWatcher::start(reloader).run(background.clone()));
     let store = Arc::new(MemoryStore::new(settings.memory_max_counters, clock));
     tokio::spawn(MemoryStore::sweep_periodically(
         store.clone(),
@@ -165,6 +185,26 @@ pub async fn run(
     background.cancel();
     tracing::info!("stopped");
     outcome
+}
+
+/// The first load: an invalid config stops the service, unless `--allow-empty-config` says to
+/// serve without limits until an edit fixes it.
+fn load_first(reloader: &mut Reloader, allow_empty_config: bool) -> Result<(), ServeError> {
+    let outcome = reloader.reload();
+    match outcome {
+        Reload::Rejected(errors) if !allow_empty_config => Err(ServeError::Config(errors)),
+        Reload::Rejected(_) => {
+            outcome.log(reloader.path());
+            tracing::error!(
+                "starting with NO rate limits (--allow-empty-config): every request is allowed until the config is fixed"
+            );
+            Ok(())
+        }
+        Reload::Applied { .. } | Reload::Unchanged => {
+            outcome.log(reloader.path());
+            Ok(())
+        }
+    }
 }
 
 fn address_of(listener: &TcpListener) -> String {

@@ -42,6 +42,11 @@ pub struct ServeSettings {
     #[arg(long, env = "RATELIMITER_CONFIG", default_value = "config")]
     pub config: PathBuf,
 
+    /// Start even when the config is invalid or missing: serve with no limits (every request
+    /// allowed), report the error in health and metrics, and load the first good edit.
+    #[arg(long, env = "RATELIMITER_ALLOW_EMPTY_CONFIG")]
+    pub allow_empty_config: bool,
+
     /// Address for the gRPC rate-limit and health services (what Envoy calls).
     #[arg(long, env = "RATELIMITER_GRPC_ADDR", default_value = "0.0.0.0:8081")]
     pub grpc_addr: SocketAddr,

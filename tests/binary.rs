@@ -22,14 +22,21 @@ struct Running {
     grpc_addr: SocketAddr,
     http_addr: Option<SocketAddr>,
     stderr: mpsc::Receiver<String>,
+    /// What it logged before it served.
+    startup_log: Vec<String>,
 }
 
 fn spawn(args: &[&str]) -> Running {
+    spawn_with_env(args, &[])
+}
+
+fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ratelimiter"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .arg("serve")
         .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
         .args(args)
+        .envs(env.iter().copied())
         .stderr(Stdio::piped())
         .spawn()
         .expect("the ratelimiter binary starts");
@@ -48,6 +55,7 @@ fn spawn(args: &[&str]) -> Running {
         grpc_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
         http_addr: None,
         stderr,
+        startup_log: Vec::new(),
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -62,6 +70,7 @@ fn spawn(args: &[&str]) -> Running {
             running.grpc_addr = address.trim().parse().unwrap();
             return running;
         }
+        running.startup_log.push(line);
     }
 }
 
@@ -213,6 +222,29 @@ fn an_invalid_config_at_startup_exits_1_naming_the_file() {
     );
 }
 
+#[tokio::test]
+async fn the_environment_can_allow_starting_on_an_invalid_config() {
+    let dir = common::config_dir(&[(
+        "broken.yaml",
+        "domain: x\ndescriptors:\n  - key: k\n    rate_limit: {unit: fortnight}\n",
+    )]);
+    let config = dir.path().to_str().unwrap();
+    let running = spawn_with_env(
+        &["--config", config],
+        &[("RATELIMITER_ALLOW_EMPTY_CONFIG", "true")],
+    );
+    let log = running.startup_log.join("\n");
+    assert!(
+        log.contains("broken.yaml: invalid rate limit unit 'fortnight' at line 4"),
+        "{log}"
+    );
+    assert!(log.contains("starting with NO rate limits"), "{log}");
+    let mut client = common::connect(running.grpc_addr).await;
+    let response = ask(&mut client, request("x", &[&[("k", "v")]])).await;
+    assert_eq!(code(&response), Code::Ok);
+    assert_eq!(response.statuses[0].current_limit, None);
+}
+
 #[test]
 fn help_explains_every_serve_flag_and_its_environment_variable() {
     let output = Command::new(env!("CARGO_BIN_EXE_ratelimiter"))
@@ -228,6 +260,7 @@ fn help_explains_every_serve_flag_and_its_environment_variable() {
         "--node-id",
         "--response-headers",
         "--shutdown-timeout",
+        "--allow-empty-config",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");
     }

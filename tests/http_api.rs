@@ -92,6 +92,7 @@ suite!(
         admin::nodes_list_this_node,
         admin::draining_turns_health_503_then_the_listener_closes,
         admin::unknown_paths_and_methods_are_json_errors,
+        admin::reloads_show_in_health_limits_and_rlconfig,
         metrics::metrics_pass_promtool_and_move_with_traffic,
     ]
 );

@@ -176,3 +176,56 @@ pub async fn unknown_paths_and_methods_are_json_errors(backend: &Backend) {
         );
     }
 }
+
+/// Polls `path` until `done` holds for its JSON, for at most 10 s (reloads take well under one).
+async fn until_json(
+    http: &crate::common::http::Http,
+    path: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let body = http.get(path).await.json();
+        if done(&body) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "{path} never changed: {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub async fn reloads_show_in_health_limits_and_rlconfig(backend: &Backend) {
+    let service = backend.start(&[]).await;
+    let http = service.http();
+    // Answered once the first load is done: the edits below are reloads.
+    assert_eq!(http.get("/health").await.status, 200);
+    let file = service.path("api.yaml");
+    crate::common::files::save_by_rename(
+        &file,
+        "domain: api\ndescriptors: [{key: user, rate_limit: {unit: fortnight}}]\n",
+    );
+    let health = until_json(&http, "/health", |h| !h["config"]["last_error"].is_null()).await;
+    let failure = &health["config"]["last_error"];
+    assert!(
+        failure["errors"][0].as_str().unwrap().contains("fortnight"),
+        "{failure}"
+    );
+    assert!(failure["since"].as_str().unwrap().ends_with('Z'));
+    let limits = http.get("/api/limits").await.json();
+    assert_eq!(&limits["config"]["last_error"], failure);
+    assert_eq!(
+        limits["domains"][0]["rules"].as_array().unwrap().len(),
+        4,
+        "the old limits stay"
+    );
+
+    crate::common::files::save_by_rename(
+        &file,
+        "domain: api\ndescriptors: [{key: user, rate_limit: {unit: hour, requests_per_unit: 9}}]\n",
+    );
+    until_json(&http, "/health", |h| h["config"]["last_error"].is_null()).await;
+    assert_eq!(
+        http.get("/rlconfig").await.body,
+        "api.user: unit=HOUR requests_per_unit=9, shadow_mode: false, quota_mode: false\n"
+    );
+}
