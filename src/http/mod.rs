@@ -83,7 +83,7 @@ impl Api {
 }
 
 /// Every route, counted and timed.
-pub fn routes(api: Arc<Api>) -> BoxedFilter<(Response,)> {
+fn routes(api: Arc<Api>) -> BoxedFilter<(Response,)> {
     let metrics = api.limiter.metrics().clone();
     let max_body = api.max_body_bytes;
     let state: State = warp::any().map(move || api.clone()).boxed();
