@@ -1,0 +1,123 @@
+//! The shipped examples stay true: the Kubernetes ConfigMap holds valid limits, and the Grafana
+//! dashboard queries only metrics the service exposes, in PromQL that Prometheus accepts.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::Command;
+
+use ratelimiter::config::Config;
+
+/// The parts of a Kubernetes object this test reads.
+#[derive(serde::Deserialize)]
+struct Object {
+    kind: String,
+    #[serde(default)]
+    data: BTreeMap<String, String>,
+}
+
+#[test]
+fn the_kubernetes_configmap_holds_valid_limits() {
+    let manifests = include_str!("../examples/kubernetes/ratelimiter.yaml");
+    let objects: Vec<Object> = serde_saphyr::from_str_multiple(manifests).unwrap();
+    let kinds: Vec<&str> = objects.iter().map(|o| o.kind.as_str()).collect();
+    assert_eq!(kinds, ["ConfigMap", "Deployment", "Service"]);
+    let files = &objects[0].data;
+    assert!(!files.is_empty());
+    let config = Config::from_sources(
+        files
+            .iter()
+            .map(|(name, text)| (name.as_str(), text.as_str())),
+    );
+    let config = config.unwrap_or_else(|errors| panic!("{errors:?}"));
+    assert_eq!(config.domains()[0].name, "edge");
+}
+
+/// Every metric name defined in `src/metrics.rs`.
+fn defined_metrics() -> Vec<String> {
+    let source = include_str!("../src/metrics.rs");
+    let definitions = source.split("#[cfg(test)]").next().unwrap();
+    definitions
+        .split('"')
+        .filter(|text| {
+            text.starts_with("ratelimit")
+                && text.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// The PromQL expressions of the dashboard's panels.
+fn dashboard_queries() -> Vec<String> {
+    let dashboard: serde_json::Value = serde_json::from_str(include_str!(
+        "../examples/grafana/ratelimiter-dashboard.json"
+    ))
+    .unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    panels
+        .iter()
+        .flat_map(|panel| panel["targets"].as_array().unwrap())
+        .map(|target| target["expr"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn the_dashboard_queries_only_metrics_the_service_exposes() {
+    let defined = defined_metrics();
+    let queries = dashboard_queries();
+    assert!(queries.len() >= 16);
+    let mut used = 0;
+    for query in &queries {
+        for word in query.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if !word.starts_with("ratelimit") {
+                continue;
+            }
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .fold(word, |name, suffix| {
+                    name.strip_suffix(suffix).unwrap_or(name)
+                });
+            assert!(
+                defined.iter().any(|name| name == family),
+                "{word} in {query:?} is not a metric of the service"
+            );
+            used += 1;
+        }
+    }
+    assert!(used >= queries.len());
+}
+
+#[test]
+fn the_dashboard_promql_parses() {
+    // Grafana's variables, replaced by what Prometheus would see.
+    let rules: Vec<String> = dashboard_queries()
+        .iter()
+        .enumerate()
+        .map(|(index, query)| {
+            let query = query
+                .replace("$__rate_interval", "1m")
+                .replace("$job", ".*");
+            format!(
+                "      - record: dashboard:query{index}\n        expr: {}\n",
+                serde_json::Value::String(query)
+            )
+        })
+        .collect();
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    write!(
+        file,
+        "groups:\n  - name: dashboard\n    rules:\n{}",
+        rules.concat()
+    )
+    .unwrap();
+    let output = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(file.path())
+        .output()
+        .unwrap_or_else(|error| panic!("promtool cannot run ({error}); run scripts/setup to install it (Debian package prometheus)"));
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
