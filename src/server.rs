@@ -5,6 +5,7 @@
 //! accepting; in-flight calls get `--shutdown-timeout` to finish; then background tasks stop.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -20,9 +21,11 @@ use crate::config::{self, ConfigError};
 use crate::health::Health;
 use crate::limiter::{Limiter, Modes};
 use crate::metrics::Metrics;
+use crate::registry::{NodeInfo, NodeRegistry, NodeState, advertised_address};
 use crate::rls::RateLimitGrpc;
 use crate::settings::ServeSettings;
-use crate::store::MemoryStore;
+use crate::store::redis::{RedisLink, RedisSetupError};
+use crate::store::{CounterStore, MemoryStore, RedisStore};
 
 /// gRPC health service names reported: the overall server (""), the name the Go service uses,
 /// and the fully qualified rate-limit service.
@@ -45,6 +48,8 @@ pub enum ServeError {
     Grpc(#[from] tonic::transport::Error),
     #[error("the gRPC server task ended abnormally: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error("cannot use Redis: {0}")]
+    Redis(#[from] RedisSetupError),
 }
 
 fn list(errors: &[ConfigError]) -> String {
@@ -70,11 +75,9 @@ pub async fn run(
     let health = Arc::new(Health::new(SystemTime::now()));
 
     let background = CancellationToken::new();
-    let store = Arc::new(MemoryStore::new(settings.memory_max_counters, clock));
-    tokio::spawn(MemoryStore::sweep_periodically(
-        store.clone(),
-        background.clone(),
-    ));
+    let grpc_bound = listeners.grpc.local_addr().ok();
+    let (store, registry) =
+        start_store(&settings, grpc_bound, clock, &health, &metrics, &background).await?;
 
     let modes = Modes {
         global_shadow: settings.global_shadow_mode,
@@ -123,6 +126,9 @@ pub async fn run(
     health.set_draining();
     metrics.node_up.set(0);
     set_grpc_health(&grpc_health, ServingStatus::NotServing).await;
+    if let Some(registry) = &registry {
+        registry.unregister().await;
+    }
     tokio::time::sleep(settings.shutdown_delay).await;
     stop_accepting.cancel();
     let outcome = match tokio::time::timeout(settings.shutdown_timeout, &mut grpc).await {
@@ -136,6 +142,54 @@ pub async fn run(
     background.cancel();
     tracing::info!("stopped");
     outcome
+}
+
+/// The counter store: in memory, or in Redis with this node registered there.
+async fn start_store(
+    settings: &ServeSettings,
+    grpc_bound: Option<SocketAddr>,
+    clock: Arc<dyn Clock>,
+    health: &Arc<Health>,
+    metrics: &Arc<Metrics>,
+    background: &CancellationToken,
+) -> Result<(Arc<dyn CounterStore>, Option<Arc<NodeRegistry>>), ServeError> {
+    let Some(url) = &settings.redis_url else {
+        let store = Arc::new(MemoryStore::new(settings.memory_max_counters, clock));
+        tokio::spawn(MemoryStore::sweep_periodically(
+            store.clone(),
+            background.clone(),
+        ));
+        return Ok((store, None));
+    };
+    NodeRegistry::check(&settings.registry)?;
+    let link = RedisLink::start(url, &settings.redis, health.clone(), background.clone()).await?;
+    tracing::info!(
+        redis_type = ?settings.redis.redis_type,
+        connected = health.is_store_reachable(),
+        "counting in Redis"
+    );
+    let store = Arc::new(RedisStore::new(
+        link.clone(),
+        &settings.redis.redis_key_prefix,
+    ));
+    let host = settings.registry.advertise_host.as_deref();
+    let me = NodeInfo {
+        id: settings.node_id(),
+        address: advertised_address(settings.http_addr, host),
+        grpc_address: grpc_bound.map_or_else(String::new, |bound| advertised_address(bound, host)),
+        state: NodeState::Up,
+        registered_at: SystemTime::now(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let registry = NodeRegistry::start(
+        link,
+        &me,
+        &settings.registry,
+        health.clone(),
+        metrics.clone(),
+        background,
+    );
+    Ok((store, Some(registry)))
 }
 
 async fn set_grpc_health(health: &HealthReporter, status: ServingStatus) {

@@ -2,6 +2,9 @@
 //! moves by hand) or as the built binary, and builds requests for a real tonic client.
 #![allow(dead_code)]
 
+pub mod contract;
+pub mod redis;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
