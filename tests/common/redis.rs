@@ -276,7 +276,7 @@ fn cli(port: u16, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// Waits until the server on `port` answers PING.
+/// Waits until the server on `port` answers PING (or asks for a password).
 fn wait_for_ping(port: u16) {
     let deadline = Instant::now() + START_DEADLINE;
     loop {
@@ -297,9 +297,10 @@ fn ping(port: u16) -> bool {
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
     let mut reply = [0; 7];
+    // A server with a password answers, too: "-NOAUTH Authentication required."
     stream.write_all(b"PING\r\n").is_ok()
         && stream.read_exact(&mut reply).is_ok()
-        && &reply == b"+PONG\r\n"
+        && (&reply == b"+PONG\r\n" || &reply == b"-NOAUTH")
 }
 
 /// A port nobody listens on now.
