@@ -6,7 +6,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::redis::{RedisServer, TEST_TIMEOUT, connect, eventually};
+use common::redis::{RedisServer, eventually};
+use common::redis_store::{TEST_TIMEOUT, connect};
 use common::{Client, Code, Service, code, request};
 use ratelimiter::health::Status;
 use ratelimiter::store::CounterStore;

@@ -8,7 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use common::Service;
-use common::redis::{RedisServer, TEST_TIMEOUT, connect, eventually};
+use common::redis::{RedisServer, eventually};
+use common::redis_store::{TEST_TIMEOUT, connect};
 use ratelimiter::registry::{NodeInfo, read_nodes};
 use ratelimiter::store::redis::RedisLink;
 

@@ -6,9 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::redis::{
-    RedisCluster, RedisSentinel, RedisServer, SENTINEL_MASTER, TEST_TIMEOUT, connect, keys_and_ttls,
-};
+use common::redis::{RedisCluster, RedisSentinel, RedisServer, SENTINEL_MASTER, keys_and_ttls};
+use common::redis_store::{TEST_TIMEOUT, connect};
 use common::{Code, Service, ask, code, request};
 use ratelimiter::store::CounterStore;
 

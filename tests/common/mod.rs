@@ -4,6 +4,7 @@
 
 pub mod contract;
 pub mod redis;
+pub mod redis_store;
 
 use std::net::SocketAddr;
 use std::path::Path;

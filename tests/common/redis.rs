@@ -322,54 +322,6 @@ fn free_cluster_port() -> u16 {
     }
 }
 
-/// A store (and its link) on a running Redis, as the service would build it from `flags`.
-pub struct Connected {
-    pub link: std::sync::Arc<ratelimiter::store::redis::RedisLink>,
-    pub store: std::sync::Arc<ratelimiter::store::RedisStore>,
-    pub health: std::sync::Arc<ratelimiter::health::Health>,
-    _stop: tokio_util::sync::DropGuard,
-}
-
-/// Connects to `url` with `flags` (such as `--redis-type cluster`), test timeouts, and counter
-/// keys behind `prefix`.
-pub async fn connect(url: &str, flags: &[&str], prefix: &str) -> Connected {
-    let mut args = vec![
-        "--redis-url",
-        url,
-        "--redis-key-prefix",
-        prefix,
-        "--redis-timeout",
-        TEST_TIMEOUT,
-        "--redis-connect-timeout",
-        "1s",
-    ];
-    args.extend_from_slice(flags);
-    let settings = super::settings(Path::new("unused"), &args);
-    let health = std::sync::Arc::new(ratelimiter::health::Health::new(
-        std::time::SystemTime::now(),
-    ));
-    let stop = tokio_util::sync::CancellationToken::new();
-    let link = ratelimiter::store::redis::RedisLink::start(
-        settings.redis_url.as_ref().unwrap(),
-        &settings.redis,
-        health.clone(),
-        stop.clone(),
-    )
-    .await
-    .unwrap();
-    let store = std::sync::Arc::new(ratelimiter::store::RedisStore::new(link.clone(), prefix));
-    Connected {
-        link,
-        store,
-        health,
-        _stop: stop.drop_guard(),
-    }
-}
-
-/// `--redis-timeout` in tests: far above the 15 ms default, so a loaded machine does not make
-/// healthy calls time out.
-pub const TEST_TIMEOUT: &str = "200ms";
-
 /// Polls `check` every 20 ms until it holds, failing with `what` after `within`.
 pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
 where

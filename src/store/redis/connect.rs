@@ -75,9 +75,10 @@ impl ConnectionLike for Connection {
 }
 
 /// Where connections come from.
+#[allow(clippy::large_enum_variant)] // One per store, made once: its size does not matter.
 pub enum Target {
     Single(Client),
-    Sentinel(Box<SentinelClient>),
+    Sentinel(SentinelClient),
     Cluster(ClusterClient),
 }
 
@@ -107,7 +108,7 @@ impl Target {
             RedisType::Cluster => {
                 let mut builder = ClusterClientBuilder::new(infos)
                     .connection_timeout(settings.redis_connect_timeout)
-                    .response_timeout(settings.redis_timeout)
+                    .response_timeout(response_timeout(settings))
                     .retries(CLUSTER_RETRIES);
                 if let Some(certificates) = certificates {
                     builder = builder.certs(certificates);
@@ -120,7 +121,7 @@ impl Target {
                     .as_deref()
                     .ok_or(RedisSetupError::NoSentinelMaster)?;
                 sentinel(infos, master, settings, certificates)
-                    .map(|client| Target::Sentinel(Box::new(client)))
+                    .map(Target::Sentinel)
                     .map_err(client_error)
             }
         }
@@ -135,7 +136,7 @@ impl Target {
     pub async fn dial(&mut self, settings: &RedisSettings) -> RedisResult<Connection> {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(settings.redis_connect_timeout))
-            .set_response_timeout(Some(settings.redis_timeout));
+            .set_response_timeout(Some(response_timeout(settings)));
         match self {
             Target::Single(client) => client
                 .get_multiplexed_async_connection_with_config(&config)
@@ -148,6 +149,16 @@ impl Target {
             Target::Cluster(client) => client.get_async_connection().await.map(Connection::Cluster),
         }
     }
+}
+
+/// redis-rs's own bound on a reply: a backstop only. Requests are bounded by `--redis-timeout`
+/// around the call, which always fires first, so that a slow reply fails one request and does
+/// not count as a broken connection.
+fn response_timeout(settings: &RedisSettings) -> Duration {
+    settings
+        .redis_connect_timeout
+        .max(settings.redis_timeout)
+        .saturating_mul(2)
 }
 
 /// Splits the comma-separated URL list and parses each entry.

@@ -71,7 +71,8 @@ impl RedisLink {
             cluster: target.is_cluster(),
         });
         link.health.set_store_reachable(false);
-        if !link.dial(&mut target).await {
+        if let Err(error) = link.dial(&mut target).await {
+            tracing::warn!(%error, "cannot reach Redis yet; requests answer UNAVAILABLE until it is there");
             link.trouble(true);
         }
         tokio::spawn(keep(link.clone(), target, stop));
@@ -132,11 +133,13 @@ impl RedisLink {
     /// service did not expect.
     fn failed(&self, error: &RedisError) -> StoreError {
         let text = redact(&error.to_string(), self.url.expose());
-        if needs_new_connection(error) {
-            self.trouble(true);
-            StoreError::Unavailable(text)
-        } else if error.is_timeout() || error.is_cluster_error() || busy(error) {
+        // A timeout says nothing about the connection (Redis may just be slow): checked first,
+        // as redis-rs reports it as an I/O error.
+        if error.is_timeout() || error.is_cluster_error() || busy(error) {
             self.trouble(false);
+            StoreError::Unavailable(text)
+        } else if needs_new_connection(error) {
+            self.trouble(true);
             StoreError::Unavailable(text)
         } else {
             StoreError::Protocol(text)
@@ -151,27 +154,21 @@ impl RedisLink {
         self.trouble.notify_one();
     }
 
-    /// One bounded connection attempt; installs the connection and reports it when it works.
-    async fn dial(&self, target: &mut Target) -> bool {
+    /// One bounded connection attempt; installs the connection and reports it when it works,
+    /// or says why not (without credentials).
+    async fn dial(&self, target: &mut Target) -> Result<(), String> {
         // A sentinel setup asks a sentinel, then connects to the master: two steps.
         let bound = self.settings.redis_connect_timeout * 2;
-        let outcome = tokio::time::timeout(bound, target.dial(&self.settings)).await;
-        match outcome {
+        match tokio::time::timeout(bound, target.dial(&self.settings)).await {
             Ok(Ok(connection)) => {
                 self.current.store(Some(Arc::new(connection)));
                 self.redial.store(false, Ordering::Relaxed);
                 self.health.set_store_reachable(true);
                 self.dials.send_modify(|dials| *dials += 1);
-                true
+                Ok(())
             }
-            Ok(Err(error)) => {
-                tracing::debug!(error = %redact(&error.to_string(), self.url.expose()), "cannot connect to Redis");
-                false
-            }
-            Err(_) => {
-                tracing::debug!(timeout = ?bound, "connecting to Redis timed out");
-                false
-            }
+            Ok(Err(error)) => Err(redact(&error.to_string(), self.url.expose())),
+            Err(_) => Err(format!("no connection within {bound:?}")),
         }
     }
 
@@ -226,20 +223,20 @@ async fn keep(link: Arc<RedisLink>, mut target: Target, stop: CancellationToken)
             continue;
         }
         link.health.set_store_reachable(false);
-        if link.dial(&mut target).await {
-            if failures > 0 {
-                tracing::info!(attempts = failures + 1, "reconnected to Redis");
+        match link.dial(&mut target).await {
+            Ok(()) => {
+                if failures > 0 {
+                    tracing::info!(attempts = failures + 1, "reconnected to Redis");
+                }
+                failures = 0;
             }
-            failures = 0;
-        } else {
-            failures += 1;
-            // Logged on the 1st, 2nd, 4th, 8th... failure in a row: an outage is visible
-            // without flooding the log.
-            if failures.is_power_of_two() {
-                tracing::warn!(
-                    attempts = failures,
-                    "cannot reach Redis; requests answer UNAVAILABLE until it is back"
-                );
+            Err(error) => {
+                failures += 1;
+                // Logged on the 1st, 2nd, 4th, 8th... failure in a row: an outage is visible
+                // without flooding the log.
+                if failures.is_power_of_two() {
+                    tracing::warn!(%error, attempts = failures, "cannot reach Redis; requests answer UNAVAILABLE until it is back");
+                }
             }
         }
     }
