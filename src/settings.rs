@@ -55,7 +55,7 @@ pub struct ServeSettings {
     /// Keep counters in Redis (redis:// or rediss:// for TLS, with user:password@ when needed)
     /// so that several nodes share them. Without it, counters live in this process's memory.
     /// See --redis-type for comma-separated sentinel and cluster addresses.
-    #[arg(long, env = "RATELIMITER_REDIS_URL")]
+    #[arg(long, env = "RATELIMITER_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<Secret>,
 
     #[command(flatten)]

@@ -215,3 +215,39 @@ async fn passwords_stay_out_of_error_texts() {
     assert!(text.contains("not a valid"), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
 }
+
+#[test]
+fn the_password_never_reaches_help_or_logs() {
+    let url = format!(
+        "redis://admin:hunter2@127.0.0.1:{}",
+        common::redis::free_port()
+    );
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_ratelimiter"))
+        .args(["serve", "--help"])
+        .env("RATELIMITER_REDIS_URL", &url)
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    assert!(!String::from_utf8_lossy(&help.stdout).contains("hunter2"));
+
+    // Nothing listens there: the node logs its failed connection attempts, at debug level too.
+    let mut node = std::process::Command::new(env!("CARGO_BIN_EXE_ratelimiter"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "serve",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--log-level",
+            "debug",
+        ])
+        .args(["--redis-url", &url])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1_500));
+    let _ = node.kill();
+    let output = node.wait_with_output().unwrap();
+    let logs = String::from_utf8_lossy(&output.stderr);
+    assert!(logs.contains("cannot reach Redis"), "{logs}");
+    assert!(!logs.contains("hunter2"), "{logs}");
+}

@@ -117,3 +117,29 @@ async fn a_cluster_is_shared_exactly() {
     }
     two_nodes_admit_exactly_the_limit(&cluster.url(), &flags).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fixed_window_starts_over_when_redis_time_ends_it() {
+    let redis = RedisServer::start();
+    let connected = connect(&redis.url(), &[], "rollover:").await;
+    let store = &*connected.store;
+    let first = store
+        .apply(&[common::contract::op("k", 1, 3)])
+        .await
+        .unwrap()[0];
+    assert_eq!(first.value, 3);
+    assert!(first.resets_in <= Duration::from_secs(1), "{first:?}");
+    common::redis::eventually(Duration::from_secs(5), "the 1 s window ends", || async {
+        store
+            .apply(&[common::contract::op("k", 1, 0)])
+            .await
+            .unwrap()[0]
+            .value
+            == 0
+    })
+    .await;
+    assert_eq!(
+        common::contract::values(store, &[common::contract::op("k", 1, 1)]).await,
+        [1]
+    );
+}

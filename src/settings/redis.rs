@@ -36,7 +36,11 @@ pub struct RedisSettings {
 
     /// With `--redis-type sentinel`: the password of the sentinels themselves, when they ask for
     /// one (`requirepass` in sentinel.conf).
-    #[arg(long, env = "RATELIMITER_REDIS_SENTINEL_PASSWORD")]
+    #[arg(
+        long,
+        env = "RATELIMITER_REDIS_SENTINEL_PASSWORD",
+        hide_env_values = true
+    )]
     pub redis_sentinel_password: Option<Secret>,
 
     /// Longest wait for Redis to answer one request's counters; past it the request gets

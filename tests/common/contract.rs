@@ -122,6 +122,11 @@ async fn sliding_contract(store: &Arc<dyn CounterStore>, key: &dyn Fn(&str) -> S
             .unwrap()
             .allowed
     );
+    // A key used as the other kind of counter starts over as that kind.
+    assert_eq!(values(&**store, &[op(&key("kinds"), 3600, 2)]).await, [2]);
+    let switched = store.slide(&key("kinds"), window, 5, 1).await.unwrap();
+    assert_eq!((switched.allowed, switched.count), (true, 1));
+    assert_eq!(values(&**store, &[op(&key("kinds"), 3600, 1)]).await, [1]);
     // More hits than the limit are never admitted.
     let never = store
         .slide(&key("slide-never"), window, 2, 3)

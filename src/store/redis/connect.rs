@@ -17,9 +17,10 @@ use redis::{
 
 use crate::settings::{RedisSettings, RedisType, Secret};
 
-/// Cluster connections retry a command a few times on MOVED/ASK or a node's failover; more
-/// retries would only wait past the request timeout.
-const CLUSTER_RETRIES: u32 = 2;
+/// Cluster connections never retry: a script retried after a lost reply, or a pipeline retried
+/// whole after one MOVED reply, would count twice. A failed call answers UNAVAILABLE instead, and
+/// the connection still refreshes its slots and reconnects by itself.
+const CLUSTER_RETRIES: u32 = 0;
 
 /// Why the Redis flags cannot be used; the service refuses to start with one of these.
 #[derive(Debug, thiserror::Error)]
@@ -272,7 +273,43 @@ fn read(path: &Path) -> Result<Vec<u8>, RedisSetupError> {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
+    use crate::settings::{Cli, Command};
+
+    fn target(flags: &[&str]) -> Result<Target, RedisSetupError> {
+        let args = ["ratelimiter", "serve"].iter().chain(flags);
+        let Command::Serve(settings) = Cli::parse_from(args).command else {
+            unreachable!("parsed a serve command")
+        };
+        Target::new(settings.redis_url.as_ref().unwrap(), &settings.redis)
+    }
+
+    #[test]
+    fn the_url_list_must_fit_the_redis_type() {
+        let two = "redis://a:1,redis://b:2";
+        assert!(matches!(
+            target(&["--redis-url", two]),
+            Err(RedisSetupError::TooManyUrls(2))
+        ));
+        assert!(matches!(
+            target(&["--redis-url", two, "--redis-type", "SENTINEL"]),
+            Err(RedisSetupError::NoSentinelMaster)
+        ));
+        assert!(
+            target(&["--redis-url", two, "--redis-type", "Cluster"]).is_ok_and(|t| t.is_cluster())
+        );
+        assert!(matches!(
+            target(&[
+                "--redis-url",
+                "redis://a:1",
+                "--redis-tls-ca",
+                "/no/such/ca.pem"
+            ]),
+            Err(RedisSetupError::TlsFile { .. })
+        ));
+    }
 
     #[test]
     fn redaction_removes_user_and_password() {

@@ -20,6 +20,7 @@ use redis::{ErrorKind, RedisError, ServerErrorKind};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::cluster::SlotMap;
 use super::connect::{Connection, RedisSetupError, Target, redact};
 use crate::health::Health;
 use crate::settings::{RedisSettings, Secret};
@@ -38,6 +39,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 pub struct RedisLink {
     current: ArcSwapOption<Connection>,
+    /// On a Cluster: which master owns each slot, refreshed with every ping.
+    slots: ArcSwapOption<SlotMap>,
     /// Wakes the keeper early: a request failed.
     trouble: Notify,
     /// Set with `trouble` when the connection itself must be replaced, not just checked.
@@ -62,6 +65,7 @@ impl RedisLink {
         let mut target = Target::new(url, settings)?;
         let link = Arc::new(RedisLink {
             current: ArcSwapOption::empty(),
+            slots: ArcSwapOption::empty(),
             trouble: Notify::new(),
             redial: AtomicBool::new(false),
             dials: watch::Sender::new(0),
@@ -79,8 +83,10 @@ impl RedisLink {
         Ok(link)
     }
 
-    pub fn is_cluster(&self) -> bool {
+    /// The Cluster's slot map (empty until first read); `None` outside a Cluster.
+    pub fn slot_map(&self) -> Option<Arc<SlotMap>> {
         self.cluster
+            .then(|| self.slots.load_full().unwrap_or_default())
     }
 
     /// Notified after every successful (re)connection.
@@ -163,12 +169,36 @@ impl RedisLink {
             Ok(Ok(connection)) => {
                 self.current.store(Some(Arc::new(connection)));
                 self.redial.store(false, Ordering::Relaxed);
+                self.refresh_slots().await;
                 self.health.set_store_reachable(true);
                 self.dials.send_modify(|dials| *dials += 1);
                 Ok(())
             }
             Ok(Err(error)) => Err(redact(&error.to_string(), self.url.expose())),
             Err(_) => Err(format!("no connection within {bound:?}")),
+        }
+    }
+
+    /// Reads the Cluster's slot map again; a failure keeps the old one (the next ping retries).
+    async fn refresh_slots(&self) {
+        if !self.cluster {
+            return;
+        }
+        let fetched = self
+            .run_within(
+                self.settings.redis_connect_timeout,
+                |connection| async move {
+                    match connection {
+                        Connection::Cluster(mut cluster) => {
+                            SlotMap::fetch(&mut cluster).await.map(Some)
+                        }
+                        Connection::Node(_) => Ok(None),
+                    }
+                },
+            )
+            .await;
+        if let Ok(Some(map)) = fetched {
+            self.slots.store(Some(Arc::new(map)));
         }
     }
 
@@ -219,6 +249,7 @@ async fn keep(link: Arc<RedisLink>, mut target: Target, stop: CancellationToken)
             () = link.trouble.notified(), if failures == 0 => {}
         }
         if failures == 0 && link.ping().await {
+            link.refresh_slots().await;
             link.health.set_store_reachable(true);
             continue;
         }

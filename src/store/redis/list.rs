@@ -7,12 +7,13 @@
 //! with `SCAN` itself, keys that appear or move while a listing is under way may be missed or
 //! repeated.
 
-use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use redis::{FromRedisValue, RedisResult, Value};
+use redis::cluster_routing::RoutingInfo;
+use redis::{FromRedisValue, RedisResult};
 
+use super::cluster::{SlotMap, to_master};
 use super::connect::Connection;
 use super::link::RedisLink;
-use super::{invoke_by_slot, scripts};
+use super::{batch, scripts};
 use crate::store::sliding::BUCKETS;
 use crate::store::{CounterEntry, CounterPage, StoreError};
 
@@ -69,11 +70,13 @@ pub async fn page(
     let pattern = format!("{}*", glob_escape(&format!("{store_prefix}{prefix}")));
     let limit = limit.max(1);
     let count = limit.clamp(SCAN_COUNT_MIN, SCAN_COUNT_MAX);
-    let cluster = link.is_cluster();
+    let slots = link.slot_map();
+    let masters = masters(slots.as_deref());
     let (keys, values, next) = link
         .run_slow(|mut connection| async move {
             let (keys, next) = scan_page(
                 &mut connection,
+                &masters,
                 start,
                 &pattern,
                 count,
@@ -81,7 +84,7 @@ pub async fn page(
                 SCANS_PER_PAGE,
             )
             .await?;
-            let values = invoke_by_slot(connection, cluster, &scripts::READ, &keys, |call, _| {
+            let values = batch::run(connection, slots, &scripts::READ, &keys, |call, _| {
                 call.arg(BUCKETS);
             })
             .await?;
@@ -109,9 +112,11 @@ pub async fn page(
 /// Every key matching `pattern` (already glob-escaped), on every master; for small sets such as
 /// the node registry.
 pub async fn scan_all(link: &RedisLink, pattern: &str) -> Result<Vec<String>, StoreError> {
+    let masters = masters(link.slot_map().as_deref());
     link.run_slow(|mut connection| async move {
         let (keys, _) = scan_page(
             &mut connection,
+            &masters,
             None,
             pattern,
             SCAN_COUNT_MAX,
@@ -127,13 +132,13 @@ pub async fn scan_all(link: &RedisLink, pattern: &str) -> Result<Vec<String>, St
 /// Up to `limit` matching keys in up to `scans` `SCAN` calls from `start`, and where to go on.
 async fn scan_page(
     connection: &mut Connection,
+    masters: &[Option<String>],
     start: Option<Position>,
     pattern: &str,
     count: usize,
     limit: usize,
     scans: usize,
 ) -> RedisResult<(Vec<String>, Option<Position>)> {
-    let masters = masters(connection).await?;
     let mut at = start.unwrap_or(Position {
         scan: 0,
         skip: 0,
@@ -141,7 +146,7 @@ async fn scan_page(
     });
     if !masters.contains(&at.node) {
         // The master this cursor was on has gone (a topology change): go on with the next.
-        match next_master(&masters, &at.node) {
+        match next_master(masters, &at.node) {
             Some(node) => {
                 at = Position {
                     scan: 0,
@@ -167,7 +172,7 @@ async fn scan_page(
         at.scan = next;
         if next == 0 {
             // This server is done: go on with the next master by address, if any.
-            match next_master(&masters, &at.node) {
+            match next_master(masters, &at.node) {
                 Some(node) => at.node = Some(node),
                 None => return Ok((keys, None)),
             }
@@ -188,35 +193,12 @@ fn next_master(masters: &[Option<String>], node: &Option<String>) -> Option<Stri
         .cloned()
 }
 
-/// The servers to scan: `[None]` for a single server, every Cluster master's `host:port`
-/// (sorted) otherwise.
-async fn masters(connection: &mut Connection) -> RedisResult<Vec<Option<String>>> {
-    let Connection::Cluster(cluster) = connection else {
-        return Ok(vec![None]);
-    };
-    let slots = cluster
-        .route_command(
-            redis::cmd("CLUSTER").arg("SLOTS").clone(),
-            RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
-        )
-        .await?;
-    let mut masters = Vec::new();
-    if let Value::Array(ranges) = slots {
-        for range in ranges {
-            // Each range is [first slot, last slot, [ip, port, id, ...] of the master, replicas].
-            if let Value::Array(parts) = range
-                && let Some(Value::Array(master)) = parts.get(2)
-                && let [ip, port, ..] = &master[..]
-            {
-                let ip = String::from_redis_value_ref(ip)?;
-                let port = u16::from_redis_value_ref(port)?;
-                masters.push(Some(format!("{ip}:{port}")));
-            }
-        }
+/// The servers to scan: `[None]` for a single server, every Cluster master (sorted) otherwise.
+fn masters(slots: Option<&SlotMap>) -> Vec<Option<String>> {
+    match slots {
+        Some(slots) => slots.masters().into_iter().map(Some).collect(),
+        None => vec![None],
     }
-    masters.sort();
-    masters.dedup();
-    Ok(masters)
 }
 
 /// One `SCAN` call, on `node` when in a Cluster.
@@ -236,11 +218,7 @@ async fn scan(
         .arg(count);
     let reply: (u64, Vec<Vec<u8>>) = match (connection, node) {
         (Connection::Cluster(cluster), Some(node)) => {
-            let (host, port) = node.rsplit_once(':').unwrap_or((node, ""));
-            let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-                host: host.to_string(),
-                port: port.parse().unwrap_or_default(),
-            });
+            let routing = RoutingInfo::SingleNode(to_master(node));
             FromRedisValue::from_redis_value(cluster.route_command(command, routing).await?)?
         }
         (connection, _) => command.query_async(connection).await?,

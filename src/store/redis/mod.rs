@@ -6,6 +6,8 @@
 //! limiter's injective keys behind `--redis-key-prefix`. Time comes from Redis, never from the
 //! nodes, so nodes with skewed clocks still share each window.
 
+mod batch;
+mod cluster;
 mod connect;
 mod link;
 mod list;
@@ -13,10 +15,6 @@ pub(crate) mod scripts;
 
 use std::sync::Arc;
 use std::time::Duration;
-
-use futures_util::future::try_join_all;
-use redis::cluster_routing::Slot;
-use redis::{RedisError, Script, ScriptInvocation};
 
 pub use connect::{Connection, RedisSetupError, redact};
 pub use link::RedisLink;
@@ -45,22 +43,16 @@ impl RedisStore {
 
     async fn apply_all(&self, ops: &[CounterOp]) -> Result<Vec<Count>, StoreError> {
         let keys: Vec<String> = ops.iter().map(|op| self.redis_key(&op.key)).collect();
-        let cluster = self.link.is_cluster();
+        let slots = self.link.slot_map();
         let answers = self
             .link
             .run(|connection| {
-                invoke_by_slot(
-                    connection,
-                    cluster,
-                    &scripts::COUNT,
-                    &keys,
-                    |call, group| {
-                        for op in group.iter().map(|&index| &ops[index]) {
-                            call.arg(op.window_secs.max(1).saturating_mul(1_000))
-                                .arg(op.delta);
-                        }
-                    },
-                )
+                batch::run(connection, slots, &scripts::COUNT, &keys, |call, group| {
+                    for op in group.iter().map(|&index| &ops[index]) {
+                        call.arg(op.window_secs.max(1).saturating_mul(1_000))
+                            .arg(op.delta);
+                    }
+                })
             })
             .await?;
         Ok(answers
@@ -106,60 +98,6 @@ impl RedisStore {
             ))),
         }
     }
-}
-
-/// Runs `script` over `keys`: once on a single server, once per hash slot on a Cluster (a
-/// script's keys must share a slot), all calls at once. `args` adds the arguments of one call,
-/// given the indexes of its keys. Every script answers two integers per key; they come back in
-/// key order.
-async fn invoke_by_slot(
-    connection: Connection,
-    cluster: bool,
-    script: &Script,
-    keys: &[String],
-    args: impl Fn(&mut ScriptInvocation<'_>, &[usize]),
-) -> redis::RedisResult<Vec<[i64; 2]>> {
-    let groups = slot_groups(keys, cluster);
-    let calls = groups.iter().map(|group| {
-        let mut call = script.prepare_invoke();
-        for &index in group {
-            call.key(&keys[index]);
-        }
-        args(&mut call, group);
-        let mut connection = connection.clone();
-        async move { call.invoke_async::<Vec<i64>>(&mut connection).await }
-    });
-    let answers = try_join_all(calls).await?;
-    let mut out = vec![[0, 0]; keys.len()];
-    for (group, answer) in groups.iter().zip(answers) {
-        if answer.len() != 2 * group.len() {
-            return Err(RedisError::from((
-                redis::ErrorKind::UnexpectedReturnType,
-                "a counter script answered the wrong number of values",
-            )));
-        }
-        for (&index, pair) in group.iter().zip(answer.chunks_exact(2)) {
-            out[index] = [pair[0], pair[1]];
-        }
-    }
-    Ok(out)
-}
-
-/// Key indexes grouped by hash slot, in first-seen order (one group outside a Cluster). A
-/// request has a few dozen keys at most, so a linear search beats hashing.
-fn slot_groups(keys: &[String], cluster: bool) -> Vec<Vec<usize>> {
-    if !cluster {
-        return vec![(0..keys.len()).collect()];
-    }
-    let mut groups: Vec<(Slot, Vec<usize>)> = Vec::new();
-    for (index, key) in keys.iter().enumerate() {
-        let slot = Slot::for_key(key);
-        match groups.iter_mut().find(|(seen, _)| *seen == slot) {
-            Some((_, group)) => group.push(index),
-            None => groups.push((slot, vec![index])),
-        }
-    }
-    groups.into_iter().map(|(_, group)| group).collect()
 }
 
 fn millis(ms: i64) -> Duration {
