@@ -151,7 +151,7 @@ fn slot_groups(keys: &[String], cluster: bool) -> Vec<(u16, Vec<usize>)> {
     }
     let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
     for (index, key) in keys.iter().enumerate() {
-        let slot = cluster::slot(key.as_bytes());
+        let slot = cluster::slot(key);
         match groups.iter_mut().find(|(seen, _)| *seen == slot) {
             Some((_, group)) => group.push(index),
             None => groups.push((slot, vec![index])),

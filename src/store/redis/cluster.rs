@@ -15,7 +15,8 @@ const SLOTS: u16 = 16_384;
 
 /// The hash slot of `key`, as Redis computes it: CRC16 (XMODEM) of the key, or of its hash tag
 /// (the text between the first `{` and the next `}`, when not empty), modulo 16384.
-pub fn slot(key: &[u8]) -> u16 {
+pub fn slot(key: impl AsRef<[u8]>) -> u16 {
+    let key = key.as_ref();
     let tagged = key
         .iter()
         .position(|&byte| byte == b'{')

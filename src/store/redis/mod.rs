@@ -1,10 +1,11 @@
 //! The shared store: counters in Redis (a single server, a Sentinel-managed master, or a
 //! Cluster), so that every node behind Envoy counts against the same limits.
 //!
-//! A request's operations go in one script call on a single server, and in one call per hash
-//! slot on a Cluster, all sent at once; every call is bounded by `--redis-timeout`. Keys are the
-//! limiter's injective keys behind `--redis-key-prefix`. Time comes from Redis, never from the
-//! nodes, so nodes with skewed clocks still share each window.
+//! A request's operations go in one script call on a single server; on a Cluster, in one call
+//! per hash slot, sent as one pipeline per master, all masters at once (`batch`). Every request
+//! is bounded by `--redis-timeout`. Keys are the limiter's injective keys behind
+//! `--redis-key-prefix`. Time comes from Redis, never from the nodes, so nodes with skewed
+//! clocks still share each window.
 
 mod batch;
 mod cluster;
@@ -16,6 +17,7 @@ pub(crate) mod scripts;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use cluster::slot;
 pub use connect::{Connection, RedisSetupError, redact};
 pub use link::RedisLink;
 pub use list::scan_all;
