@@ -6,8 +6,10 @@
 //! recovering Redis sees one attempt at a time from each node, spaced by jittered exponential
 //! backoff. It pings every [`PING_INTERVAL`], and at once when a request failed; a failed ping
 //! (or an error that says the connection is dead or points at a replica) makes it dial a new
-//! connection, which replaces the old one only once it works. The keeper also owns the store's
-//! half of `/health`: unreachable on a failure, reachable again after a good ping or dial.
+//! connection. A single server's failed connection is dropped at once, so requests fail fast
+//! until the new one works; a Cluster's is kept meanwhile, for the masters that still answer.
+//! The keeper also owns the store's half of `/health`: unreachable on a failure, reachable again
+//! after a good ping or dial.
 
 use std::future::Future;
 use std::hash::BuildHasher;
@@ -179,6 +181,15 @@ impl RedisLink {
         }
     }
 
+    /// Lets go of a single server's connection that failed its ping: requests then fail at once
+    /// instead of waiting out their timeout, and what was queued on it is freed. A Cluster
+    /// connection is kept, as it still serves the masters that answer.
+    fn drop_single_connection(&self) {
+        if !self.cluster {
+            self.current.store(None);
+        }
+    }
+
     /// Reads the Cluster's slot map again; a failure keeps the old one (the next ping retries).
     async fn refresh_slots(&self) {
         if !self.cluster {
@@ -254,6 +265,7 @@ async fn keep(link: Arc<RedisLink>, mut target: Target, stop: CancellationToken)
             continue;
         }
         link.health.set_store_reachable(false);
+        link.drop_single_connection();
         match link.dial(&mut target).await {
             Ok(()) => {
                 if failures > 0 {
