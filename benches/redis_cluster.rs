@@ -26,7 +26,7 @@ use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_client::R
 use ratelimiter::clock::SystemClock;
 use ratelimiter::health::Health;
 use ratelimiter::server::{self, Listeners};
-use ratelimiter::settings::{Cli, Command};
+use ratelimiter::settings::{Cli, Command, ServeSettings};
 use ratelimiter::store::redis::{RedisLink, slot};
 use ratelimiter::store::{Count, CounterOp, CounterStore, RedisStore, StoreError};
 use tokio_util::sync::CancellationToken;
@@ -111,27 +111,14 @@ async fn requests(
     let config = tempfile::tempdir().expect("a temporary directory");
     std::fs::write(config.path().join("bench.yaml"), LIMITS).expect("the config is written");
     let config_path = config.path().to_str().expect("a UTF-8 path");
-    let mut args = vec![
-        "ratelimiter",
-        "serve",
-        "--config",
-        config_path,
-        "--redis-url",
-        url,
-        "--redis-timeout",
-        "1s",
-    ];
-    args.extend_from_slice(flags);
-    let Command::Serve(settings) = Cli::parse_from(args).command else {
-        unreachable!("parsed a serve command")
-    };
+    let settings = settings(url, &[flags, &["--config", config_path]].concat());
     let grpc = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("a free port");
     let address = grpc.local_addr().expect("a bound address");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let service = tokio::spawn(server::run(
-        *settings,
+        settings,
         Listeners { grpc },
         Arc::new(SystemClock),
         async {
@@ -191,18 +178,7 @@ struct Measured {
 }
 
 async fn measure(url: &str, flags: &[&str], warmup: usize, rounds: usize) -> Measured {
-    let mut args = vec![
-        "ratelimiter",
-        "serve",
-        "--redis-url",
-        url,
-        "--redis-timeout",
-        "1s",
-    ];
-    args.extend_from_slice(flags);
-    let Command::Serve(settings) = Cli::parse_from(args).command else {
-        unreachable!("parsed a serve command")
-    };
+    let settings = settings(url, flags);
     let stop = CancellationToken::new();
     let health = Arc::new(Health::new(SystemTime::now()));
     let url = settings.redis_url.as_ref().expect("a URL was given");
@@ -283,6 +259,23 @@ impl Measured {
             one_master.as_secs_f64() / single.as_secs_f64(),
             serial.as_secs_f64() / single.as_secs_f64()
         );
+    }
+}
+
+/// `serve` settings for Redis at `url`, with a timeout no healthy call meets, plus `flags`.
+fn settings(url: &str, flags: &[&str]) -> ServeSettings {
+    let mut args = vec![
+        "ratelimiter",
+        "serve",
+        "--redis-url",
+        url,
+        "--redis-timeout",
+        "1s",
+    ];
+    args.extend_from_slice(flags);
+    match Cli::parse_from(args).command {
+        Command::Serve(settings) => *settings,
+        Command::Validate { .. } => unreachable!("parsed a serve command"),
     }
 }
 
