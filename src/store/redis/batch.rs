@@ -24,6 +24,9 @@ pub async fn run(
     keys: &[String],
     args: impl Fn(&mut Cmd, &[usize]),
 ) -> RedisResult<Vec<[i64; 2]>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
     let groups = slot_groups(keys, slots.is_some());
     let calls: Vec<Cmd> = groups
         .iter()
