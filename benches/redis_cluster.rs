@@ -25,7 +25,7 @@ use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitRequest;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient;
 use ratelimiter::clock::SystemClock;
 use ratelimiter::health::Health;
-use ratelimiter::server::{self, Listeners};
+use ratelimiter::server::{self, Listeners, Telemetry};
 use ratelimiter::settings::{Cli, Command, ServeSettings};
 use ratelimiter::store::redis::{RedisLink, slot};
 use ratelimiter::store::{Count, CounterOp, CounterStore, RedisStore, StoreError};
@@ -112,14 +112,16 @@ async fn requests(
     std::fs::write(config.path().join("bench.yaml"), LIMITS).expect("the config is written");
     let config_path = config.path().to_str().expect("a UTF-8 path");
     let settings = settings(url, &[flags, &["--config", config_path]].concat());
-    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a free port");
+    let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
+    let grpc = bind().await.expect("a free port");
+    let http = bind().await.expect("a free port");
     let address = grpc.local_addr().expect("a bound address");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let telemetry = Telemetry::new(&settings);
     let service = tokio::spawn(server::run(
         settings,
-        Listeners { grpc },
+        Listeners { grpc, http },
+        telemetry,
         Arc::new(SystemClock),
         async {
             let _ = stopped.await;

@@ -15,11 +15,23 @@
 //! ```
 //!
 //! No `{` or `}` survives escaping, so no request value can pick a Redis Cluster hash slot.
+//!
+//! The HTTP `/check` counts sliding windows under keys of their own, which carry the caller's
+//! key, the window and the limit (so that each counter shows its own limit, and the same key
+//! checked against two limits counts twice). Their first component is never `1`, so they can
+//! never meet a key above:
+//!
+//! ```text
+//! check := "c1|" key "|" window_ms "|" limit
+//! ```
 
 use std::fmt::Write as _;
 
 /// Encoding version, the key's first component; bump it when the layout changes.
 const VERSION: &str = "1";
+
+/// First component of `/check` keys; versioned like [`VERSION`].
+const CHECK_TAG: &str = "c1";
 
 /// Which limit a counter belongs to, besides its path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -191,6 +203,41 @@ pub fn decode(key: &str) -> Option<DecodedKey> {
     })
 }
 
+/// A `/check` counter: the caller's key, checked against `limit` hits per `window_ms`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckKey {
+    pub key: String,
+    pub window_ms: u64,
+    pub limit: u64,
+}
+
+impl CheckKey {
+    /// Encodes the counter key. Injective, and never equal to a key from [`encode`].
+    pub fn encode(&self) -> String {
+        let mut encoded = String::with_capacity(self.key.len() + 32);
+        encoded.push_str(CHECK_TAG);
+        encoded.push('|');
+        escape_into(&mut encoded, &self.key);
+        // Writing to a String cannot fail.
+        let _ = write!(encoded, "|{}|{}", self.window_ms, self.limit);
+        encoded
+    }
+
+    /// Takes a `/check` key apart; `None` when it was not made by [`CheckKey::encode`].
+    pub fn decode(encoded: &str) -> Option<CheckKey> {
+        let mut parts = encoded.split('|');
+        if parts.next()? != CHECK_TAG {
+            return None;
+        }
+        let check = CheckKey {
+            key: unescape(parts.next()?)?,
+            window_ms: parse_number(parts.next()?)?,
+            limit: parse_number(parts.next()?)?,
+        };
+        parts.next().is_none().then_some(check)
+    }
+}
+
 fn parse_number<T: std::str::FromStr>(text: &str) -> Option<T> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -343,6 +390,28 @@ mod tests {
             "1|d|60|k=%41",
         ] {
             assert_eq!(decode(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn check_keys_escape_the_callers_key_and_never_decode_as_rule_keys() {
+        let check = CheckKey {
+            key: "user|1=%{x}".into(),
+            window_ms: 60_000,
+            limit: 5,
+        };
+        let encoded = check.encode();
+        assert_eq!(encoded, "c1|user%7C1%3D%25%7Bx%7D|60000|5");
+        assert_eq!(CheckKey::decode(&encoded), Some(check));
+        assert_eq!(decode(&encoded), None);
+        for bad in [
+            "c1|k|60000",
+            "c1|k|60000|5|6",
+            "c1|k|-1|5",
+            "c2|k|1|1",
+            "c1|k%7c|1|1",
+        ] {
+            assert_eq!(CheckKey::decode(bad), None, "{bad:?}");
         }
     }
 }

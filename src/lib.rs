@@ -8,16 +8,20 @@
 //! # Layout
 //!
 //! - [`settings`]: command line and `RATELIMITER_*` environment.
-//! - [`server`]: the composition root; `server::run(settings, listeners, clock, shutdown)`.
-//! - [`config`]: YAML files to an immutable snapshot of compiled per-domain rule trees.
+//! - [`server`]: the composition root;
+//!   `server::run(settings, listeners, telemetry, clock, shutdown)`.
+//! - [`config`]: YAML files to an immutable snapshot of compiled per-domain rule trees, and the
+//!   watcher that reloads it when the files change (never swapping in a config that fails).
 //! - [`rls`]: the gRPC service: request validation, the tonic impl, response building.
 //! - [`limiter`]: the decision: match, count in one store batch, statuses.
 //! - [`key`]: injective counter keys.
 //! - [`clock`]: units, the clock, epoch-aligned windows.
 //! - [`store`]: the `CounterStore` trait, the in-memory store and the Redis store
 //!   (`store::redis`: connection keeping, Lua scripts, listing).
-//! - [`error`]: client-facing errors and their gRPC statuses.
+//! - [`error`]: client-facing errors and their gRPC and HTTP statuses.
 //! - [`health`]: the service's health, shared by whoever changes and whoever reports it.
+//! - [`http`]: the HTTP listener: `/check`, `/json`, `/api/*`, `/health`, `/rlconfig`,
+//!   `/metrics`.
 //! - [`metrics`]: every Prometheus metric.
 //! - [`registry`]: which nodes are up (`/api/nodes`); with Redis, registration and heartbeat.
 
@@ -25,6 +29,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod http;
 pub mod key;
 pub mod limiter;
 pub mod metrics;

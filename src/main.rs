@@ -9,7 +9,7 @@ use tracing_subscriber::EnvFilter;
 
 use ratelimiter::clock::SystemClock;
 use ratelimiter::config;
-use ratelimiter::server::{self, Listeners};
+use ratelimiter::server::{self, Listeners, Telemetry};
 use ratelimiter::settings::{Cli, Command, LogFormat, ServeSettings};
 
 fn main() -> ExitCode {
@@ -55,9 +55,16 @@ fn serve(settings: ServeSettings) -> ExitCode {
             .map_err(|error| {
                 format!("cannot listen for gRPC on {}: {error}", settings.grpc_addr)
             })?;
+        let http = tokio::net::TcpListener::bind(settings.http_addr)
+            .await
+            .map_err(|error| {
+                format!("cannot listen for HTTP on {}: {error}", settings.http_addr)
+            })?;
+        let telemetry = Telemetry::new(&settings);
         server::run(
             settings,
-            Listeners { grpc },
+            Listeners { grpc, http },
+            telemetry,
             Arc::new(SystemClock),
             shutdown_signal(),
         )
@@ -87,20 +94,27 @@ fn init_tracing(settings: &ServeSettings) -> Result<(), String> {
     Ok(())
 }
 
-/// Completes on SIGTERM (what Kubernetes and systemd send) or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let terminated = async {
-        match terminate.as_mut() {
-            Some(signal) => {
-                signal.recv().await;
-            }
-            None => std::future::pending().await,
+/// Completes on SIGTERM (what Kubernetes and systemd send) or SIGINT (Ctrl-C). The handlers
+/// are installed when this is called, not when the future is first polled, so that a signal
+/// that comes while the server is still starting is not met by the default action (exit).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let terminate = signal(SignalKind::terminate()).ok();
+    let interrupt = signal(SignalKind::interrupt()).ok();
+    async move {
+        tokio::select! {
+            () = received(terminate) => {}
+            () = received(interrupt) => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminated => {}
+    }
+}
+
+/// Waits for a signal; forever when its handler could not be installed.
+async fn received(signal: Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(mut signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
     }
 }

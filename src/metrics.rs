@@ -9,6 +9,8 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
@@ -24,6 +26,20 @@ const SHOULD_RATE_LIMIT: &str = "ShouldRateLimit";
 
 /// Label value standing for every stats key beyond the series cap.
 pub const OVERFLOW_KEY: &str = "_overflow_";
+
+/// Counters that keep envoyproxy/ratelimit's Prometheus names, which lack the `_total` suffix
+/// Prometheus asks of counters: dashboards query them by these names.
+pub const GO_NAMED_COUNTERS: [&str; 9] = [
+    "ratelimit_service_rate_limit_total_hits",
+    "ratelimit_service_rate_limit_over_limit",
+    "ratelimit_service_rate_limit_near_limit",
+    "ratelimit_service_rate_limit_within_limit",
+    "ratelimit_service_rate_limit_shadow_mode",
+    "ratelimit_service_should_rate_limit_error",
+    "ratelimit_service_total_requests",
+    "ratelimit_service_config_load_success",
+    "ratelimit_service_config_load_error",
+];
 
 pub struct Metrics {
     registry: Registry,
@@ -48,6 +64,13 @@ pub struct Metrics {
     /// `ratelimit_service_response_time_seconds{grpc_method="ShouldRateLimit"}`
     pub should_rate_limit_time: Histogram,
     pub registry_heartbeat_failures: IntCounter,
+    /// `ratelimiter_http_requests_total{route, status}`
+    http_requests: IntCounterVec,
+    /// `ratelimiter_http_request_duration_seconds{route, status}`
+    http_duration: HistogramVec,
+    /// The store's live evictions at the last [`Metrics::observe_store`], so that the counter
+    /// moves by the difference.
+    live_evictions_seen: AtomicU64,
     rule_families: RuleFamilies,
     dynamic_series: Mutex<HashMap<(String, String), RuleCounters>>,
     max_dynamic_series: usize,
@@ -215,6 +238,28 @@ impl Metrics {
                     "Node registry heartbeats that could not be written",
                 ),
             ),
+            http_requests: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "ratelimiter_http_requests_total",
+                        "HTTP API requests, by route pattern and status",
+                    ),
+                    &["route", "status"],
+                ),
+            ),
+            http_duration: register(
+                &registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "ratelimiter_http_request_duration_seconds",
+                        "HTTP API request latency, by route pattern and status",
+                    )
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                    &["route", "status"],
+                ),
+            ),
+            live_evictions_seen: AtomicU64::new(0),
             rule_families,
             dynamic_series: Mutex::new(HashMap::new()),
             max_dynamic_series,
@@ -224,6 +269,29 @@ impl Metrics {
 
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// Records one HTTP request. `route` is a route pattern from a fixed set, never the raw
+    /// path, so that the series stay bounded.
+    pub fn observe_http(&self, route: &str, status: u16, elapsed: Duration) {
+        let status = status.to_string();
+        let labels = [route, status.as_str()];
+        self.http_requests.with_label_values(&labels).inc();
+        self.http_duration
+            .with_label_values(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Brings the store's figures up to date: its size, and its live evictions since start
+    /// (a running total; concurrent callers never count an eviction twice).
+    pub fn observe_store(&self, counters: u64, live_evictions: u64) {
+        self.active_counters
+            .set(i64::try_from(counters).unwrap_or(i64::MAX));
+        let seen = self
+            .live_evictions_seen
+            .fetch_max(live_evictions, Ordering::Relaxed);
+        self.memory_live_evictions
+            .inc_by(live_evictions.saturating_sub(seen));
     }
 
     /// The counters of a stats key fixed by the config (resolve once, keep the handle).
@@ -352,6 +420,17 @@ mod tests {
             assert_eq!(got, expected, "limit {limit}, +{hits} to {count}");
             assert_eq!(counters.total_hits.get(), hits);
         }
+    }
+
+    #[test]
+    fn store_evictions_move_the_counter_by_what_is_new_even_when_reports_cross() {
+        let metrics = Metrics::new(10);
+        metrics.observe_store(3, 5);
+        metrics.observe_store(3, 4);
+        assert_eq!(metrics.memory_live_evictions.get(), 5);
+        metrics.observe_store(9, 7);
+        assert_eq!(metrics.memory_live_evictions.get(), 7);
+        assert_eq!(metrics.active_counters.get(), 9);
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! The composition root: build the config snapshot, the store and the limiter, serve them on
-//! pre-bound listeners, and shut down in order when told to.
+//! pre-bound listeners, reload the config as it changes, and shut down in order when told to.
 //!
-//! Shutdown: health turns NOT_SERVING at once; after `--shutdown-delay` the listeners stop
-//! accepting; in-flight calls get `--shutdown-timeout` to finish; then background tasks stop.
+//! Shutdown: health turns NOT_SERVING at once (gRPC health, `/health`, `/healthcheck`); after
+//! `--shutdown-delay` the gRPC and HTTP listeners stop accepting; in-flight calls get
+//! `--shutdown-timeout` to finish; then background tasks stop.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -17,11 +17,14 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::clock::Clock;
-use crate::config::{self, ConfigError};
+use crate::config::{Config, ConfigError, ConfigWatcher, Reload, Reloader};
 use crate::health::Health;
+use crate::http;
 use crate::limiter::{Limiter, Modes};
 use crate::metrics::Metrics;
-use crate::registry::{NodeInfo, NodeRegistry, NodeState, advertised_address};
+use crate::registry::{
+    LocalNode, NodeDirectory, NodeInfo, NodeRegistry, NodeState, advertised_address,
+};
 use crate::rls::RateLimitGrpc;
 use crate::settings::ServeSettings;
 use crate::store::redis::{RedisLink, RedisSetupError};
@@ -38,11 +41,28 @@ const HEALTH_SERVICE_NAMES: [&str; 3] = [
 /// Sockets bound before the server starts, so that callers (and tests) can use port 0.
 pub struct Listeners {
     pub grpc: TcpListener,
+    /// The management API and metrics.
+    pub http: TcpListener,
+}
+
+/// What the service reports about itself, made by the caller so that it can read them too.
+pub struct Telemetry {
+    pub health: Arc<Health>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Telemetry {
+    pub fn new(settings: &ServeSettings) -> Telemetry {
+        Telemetry {
+            health: Arc::new(Health::new(SystemTime::now())),
+            metrics: Arc::new(Metrics::new(settings.max_metric_series)),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("the rate limit config is invalid:\n{}", list(.0))]
+    #[error("the rate limit config is invalid (fix it, or start with --allow-empty-config to serve without limits until it is fixed):\n{}", list(.0))]
     Config(Vec<ConfigError>),
     #[error("the gRPC server failed: {0}")]
     Grpc(#[from] tonic::transport::Error),
@@ -64,20 +84,25 @@ fn list(errors: &[ConfigError]) -> String {
 pub async fn run(
     settings: ServeSettings,
     listeners: Listeners,
+    telemetry: Telemetry,
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let config = config::load(&settings.config).map_err(ServeError::Config)?;
-    tracing::info!(path = %settings.config.display(), domains = config.domains().len(), "loaded rate limit config");
-    let config = Arc::new(ArcSwap::from_pointee(config));
-    let metrics = Arc::new(Metrics::new(settings.max_metric_series));
-    metrics.config_load_success.inc();
-    let health = Arc::new(Health::new(SystemTime::now()));
+    let Telemetry { health, metrics } = telemetry;
+    let config = Arc::new(ArcSwap::from_pointee(Config::default()));
+    let mut reloader = Reloader::new(
+        &settings.config,
+        config.clone(),
+        health.clone(),
+        metrics.clone(),
+    );
+    load_first(&mut reloader, settings.allow_empty_config)?;
 
     let background = CancellationToken::new();
-    let grpc_bound = listeners.grpc.local_addr().ok();
-    let (store, registry) =
-        start_store(&settings, grpc_bound, clock, &health, &metrics, &background).await?;
+    tokio::spawn(ConfigWatcher::start(reloader).run(background.clone()));
+    let me = this_node(&settings, &listeners);
+    let (store, nodes, registry) =
+        start_store(&settings, me, clock, &health, &metrics, &background).await?;
 
     let modes = Modes {
         global_shadow: settings.global_shadow_mode,
@@ -91,7 +116,7 @@ pub async fn run(
         settings.near_limit_ratio,
     ));
     let rls = RateLimitGrpc::new(
-        limiter,
+        limiter.clone(),
         settings.requests.limits(),
         settings.responses.options(),
     );
@@ -101,10 +126,16 @@ pub async fn run(
     metrics.node_up.set(1);
 
     let stop_accepting = CancellationToken::new();
-    let grpc_address = listeners
-        .grpc
-        .local_addr()
-        .map_or_else(|_| "an unknown address".into(), |a| a.to_string());
+    let grpc_address = address_of(&listeners.grpc);
+    let http_address = address_of(&listeners.http);
+    let api = Arc::new(http::Api::new(limiter, health.clone(), nodes, &settings));
+    let mut http = tokio::spawn(http::serve(
+        listeners.http,
+        api,
+        stop_accepting.clone().cancelled_owned(),
+    ));
+    tracing::info!("serving HTTP on {http_address}");
+
     let incoming = TcpIncoming::from(listeners.grpc).with_nodelay(Some(true));
     let grpc = tonic::transport::Server::builder()
         .add_service(health_service)
@@ -115,11 +146,13 @@ pub async fn run(
 
     let early_exit = tokio::select! {
         () = shutdown => None,
-        result = &mut grpc => Some(result),
+        result = &mut grpc => Some(flatten(result)),
+        result = &mut http => Some(result.map_err(ServeError::from)),
     };
     if let Some(result) = early_exit {
+        stop_accepting.cancel();
         background.cancel();
-        return flatten(result);
+        return result;
     }
 
     tracing::info!(delay = ?settings.shutdown_delay, "shutting down: reporting NOT_SERVING");
@@ -131,11 +164,16 @@ pub async fn run(
     }
     tokio::time::sleep(settings.shutdown_delay).await;
     stop_accepting.cancel();
-    let outcome = match tokio::time::timeout(settings.shutdown_timeout, &mut grpc).await {
-        Ok(result) => flatten(result),
+    let drained = async {
+        let (grpc, http) = tokio::join!(&mut grpc, &mut http);
+        flatten(grpc).and(http.map_err(ServeError::from))
+    };
+    let outcome = match tokio::time::timeout(settings.shutdown_timeout, drained).await {
+        Ok(result) => result,
         Err(_) => {
             tracing::warn!(timeout = ?settings.shutdown_timeout, "in-flight calls did not finish in time; stopping anyway");
             grpc.abort();
+            http.abort();
             Ok(())
         }
     };
@@ -144,22 +182,23 @@ pub async fn run(
     outcome
 }
 
-/// The counter store: in memory, or in Redis with this node registered there.
+/// The counter store and the node directory: in memory and this node alone, or in Redis with
+/// this node registered there (the registry is returned to be left at shutdown).
 async fn start_store(
     settings: &ServeSettings,
-    grpc_bound: Option<SocketAddr>,
+    me: NodeInfo,
     clock: Arc<dyn Clock>,
     health: &Arc<Health>,
     metrics: &Arc<Metrics>,
     background: &CancellationToken,
-) -> Result<(Arc<dyn CounterStore>, Option<Arc<NodeRegistry>>), ServeError> {
+) -> Result<Stores, ServeError> {
     let Some(url) = &settings.redis_url else {
         let store = Arc::new(MemoryStore::new(settings.memory_max_counters, clock));
         tokio::spawn(MemoryStore::sweep_periodically(
             store.clone(),
             background.clone(),
         ));
-        return Ok((store, None));
+        return Ok((store, Arc::new(LocalNode::new(me, health.clone())), None));
     };
     NodeRegistry::check(&settings.registry)?;
     let link = RedisLink::start(url, &settings.redis, health.clone(), background.clone()).await?;
@@ -172,15 +211,6 @@ async fn start_store(
         link.clone(),
         &settings.redis.redis_key_prefix,
     ));
-    let host = settings.registry.advertise_host.as_deref();
-    let me = NodeInfo {
-        id: settings.node_id(),
-        address: advertised_address(settings.http_addr, host),
-        grpc_address: grpc_bound.map_or_else(String::new, |bound| advertised_address(bound, host)),
-        state: NodeState::Up,
-        registered_at: SystemTime::now(),
-        version: env!("CARGO_PKG_VERSION").to_string(),
-    };
     let registry = NodeRegistry::start(
         link,
         &me,
@@ -189,7 +219,59 @@ async fn start_store(
         metrics.clone(),
         background,
     );
-    Ok((store, Some(registry)))
+    Ok((store, registry.clone(), Some(registry)))
+}
+
+/// What [`start_store`] makes.
+type Stores = (
+    Arc<dyn CounterStore>,
+    Arc<dyn NodeDirectory>,
+    Option<Arc<NodeRegistry>>,
+);
+
+/// This node as the registry and `/api/nodes` show it: a listener on every interface is
+/// published under the host name (or `--advertise-host`), with its bound port.
+fn this_node(settings: &ServeSettings, listeners: &Listeners) -> NodeInfo {
+    let host = settings.registry.advertise_host.as_deref();
+    let published = |listener: &TcpListener| {
+        listener
+            .local_addr()
+            .map_or_else(|_| String::new(), |bound| advertised_address(bound, host))
+    };
+    NodeInfo {
+        id: settings.node_id(),
+        address: published(&listeners.http),
+        grpc_address: published(&listeners.grpc),
+        state: NodeState::Up,
+        registered_at: SystemTime::now(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    }
+}
+
+/// The first load: an invalid config stops the service, unless `--allow-empty-config` says to
+/// serve without limits until an edit fixes it.
+fn load_first(reloader: &mut Reloader, allow_empty_config: bool) -> Result<(), ServeError> {
+    let outcome = reloader.reload();
+    match outcome {
+        Reload::Rejected(errors) if !allow_empty_config => Err(ServeError::Config(errors)),
+        Reload::Rejected(_) => {
+            outcome.log(reloader.path());
+            tracing::error!(
+                "starting with NO rate limits (--allow-empty-config): every request is allowed until the config is fixed"
+            );
+            Ok(())
+        }
+        Reload::Applied { .. } | Reload::Unchanged => {
+            outcome.log(reloader.path());
+            Ok(())
+        }
+    }
+}
+
+fn address_of(listener: &TcpListener) -> String {
+    listener
+        .local_addr()
+        .map_or_else(|_| "an unknown address".into(), |a| a.to_string())
 }
 
 async fn set_grpc_health(health: &HealthReporter, status: ServingStatus) {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::http::check::{MAX_LIMIT, MAX_WINDOW_MS, MIN_WINDOW_MS};
 use crate::rls::{HeaderNames, RequestLimits, ResponseOptions};
 
 mod redis;
@@ -43,6 +44,11 @@ pub struct ServeSettings {
     /// subdirectories are skipped), or a single file.
     #[arg(long, env = "RATELIMITER_CONFIG", default_value = "config")]
     pub config: PathBuf,
+
+    /// Start even when the config is invalid or missing: serve with no limits (every request
+    /// allowed), report the error in health and metrics, and load the first good edit.
+    #[arg(long, env = "RATELIMITER_ALLOW_EMPTY_CONFIG")]
+    pub allow_empty_config: bool,
 
     /// Address for the gRPC rate-limit and health services (what Envoy calls).
     #[arg(long, env = "RATELIMITER_GRPC_ADDR", default_value = "0.0.0.0:8081")]
@@ -117,6 +123,28 @@ pub struct ServeSettings {
     /// Log format.
     #[arg(long, env = "RATELIMITER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    #[command(flatten)]
+    pub http: HttpSettings,
+}
+
+/// The HTTP API: what `/check` assumes when a request leaves it out, and who may administer.
+#[derive(Clone, Debug, Args)]
+pub struct HttpSettings {
+    /// Hits per window that `POST /check` allows when the request has no `limit`.
+    #[arg(long, env = "RATELIMITER_DEFAULT_LIMIT", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_LIMIT))]
+    pub default_limit: u64,
+
+    /// Sliding window of `POST /check`, in milliseconds, when the request has no `window_ms`.
+    #[arg(long, env = "RATELIMITER_DEFAULT_WINDOW_MS", default_value_t = 60_000,
+          value_parser = clap::value_parser!(u64).range(MIN_WINDOW_MS..=MAX_WINDOW_MS))]
+    pub default_window_ms: u64,
+
+    /// Bearer token for `DELETE /api/counters/{key}`; once set, the read-only `/api/*`
+    /// endpoints need it too (they show user identifiers). Without it, resets are refused.
+    #[arg(long, env = "RATELIMITER_ADMIN_TOKEN", value_parser = parse_token)]
+    pub admin_token: Option<Secret>,
 }
 
 /// Bounds on a single request; anything beyond them is refused before any work is done.
@@ -134,11 +162,13 @@ pub struct RequestBounds {
     #[arg(long, env = "RATELIMITER_MAX_KEY_BYTES", default_value_t = 256)]
     pub max_key_bytes: usize,
 
-    /// Longest descriptor entry value, in bytes (paths and header values can be long).
+    /// Longest descriptor entry value, in bytes (paths and header values can be long); also the
+    /// longest `POST /check` key.
     #[arg(long, env = "RATELIMITER_MAX_VALUE_BYTES", default_value_t = 4096)]
     pub max_value_bytes: usize,
 
-    /// Largest request message, in bytes; larger ones get RESOURCE_EXHAUSTED.
+    /// Largest request message, in bytes; larger ones get RESOURCE_EXHAUSTED (over HTTP, 413 for
+    /// a larger body).
     #[arg(long, env = "RATELIMITER_MAX_MESSAGE_BYTES", default_value_t = 1024 * 1024)]
     pub max_message_bytes: usize,
 }
@@ -258,6 +288,13 @@ impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")
     }
+}
+
+fn parse_token(text: &str) -> Result<Secret, String> {
+    if text.is_empty() {
+        return Err("the admin token must not be empty".into());
+    }
+    Ok(Secret(text.to_string()))
 }
 
 fn parse_ratio(text: &str) -> Result<f64, String> {

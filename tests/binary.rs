@@ -1,5 +1,6 @@
 //! The `ratelimiter` binary as an operator runs it: `serve` on the shipped `config/`, answers a
-//! real client, reports NOT_SERVING after SIGTERM, finishes what is in flight and exits 0.
+//! real client over gRPC and HTTP, reports NOT_SERVING (and HTTP health 503/500) after SIGTERM,
+//! finishes what is in flight and exits 0.
 
 mod common;
 
@@ -15,19 +16,27 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-/// The binary, started with `args`, and the gRPC address it logged.
+/// The binary, started with `args`, and the addresses it logged.
 struct Running {
     child: Child,
     grpc_addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
     stderr: mpsc::Receiver<String>,
+    /// What it logged before it served.
+    startup_log: Vec<String>,
 }
 
 fn spawn(args: &[&str]) -> Running {
+    spawn_with_env(args, &[])
+}
+
+fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ratelimiter"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .arg("serve")
-        .args(["--grpc-addr", "127.0.0.1:0"])
+        .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
         .args(args)
+        .envs(env.iter().copied())
         .stderr(Stdio::piped())
         .spawn()
         .expect("the ratelimiter binary starts");
@@ -44,7 +53,9 @@ fn spawn(args: &[&str]) -> Running {
     let mut running = Running {
         child,
         grpc_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        http_addr: None,
         stderr,
+        startup_log: Vec::new(),
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -52,10 +63,14 @@ fn spawn(args: &[&str]) -> Running {
             .stderr
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .expect("the binary logs the gRPC address it serves on");
+        if let Some((_, address)) = line.split_once("serving HTTP on ") {
+            running.http_addr = Some(address.trim().parse().unwrap());
+        }
         if let Some((_, address)) = line.split_once("serving gRPC on ") {
             running.grpc_addr = address.trim().parse().unwrap();
             return running;
         }
+        running.startup_log.push(line);
     }
 }
 
@@ -125,6 +140,9 @@ async fn serve_answers_from_the_shipped_config_and_exits_0_on_sigterm() {
         health(running.grpc_addr, "ratelimit").await,
         ServingStatus::Serving
     );
+    let http = common::http::Http::new(running.http_addr.expect("the HTTP address is logged"));
+    let healthcheck = http.get("/healthcheck").await;
+    assert_eq!((healthcheck.status, healthcheck.body.as_str()), (200, "OK"));
     let response = ask(
         &mut client,
         request("edge", &[&[("remote_address", "203.0.113.7")]]),
@@ -161,6 +179,13 @@ async fn during_the_shutdown_delay_health_is_not_serving_and_calls_still_succeed
         health(running.grpc_addr, "ratelimit").await,
         ServingStatus::NotServing
     );
+    let http = common::http::Http::new(running.http_addr.expect("the HTTP address is logged"));
+    let health = http.get("/health").await;
+    assert_eq!(
+        (health.status, &health.json()["status"]),
+        (503, &"draining".into())
+    );
+    assert_eq!(http.get("/healthcheck").await.status, 500);
     // The listener is still open and calls on the existing connection are answered.
     let response = ask(
         &mut client,
@@ -178,7 +203,14 @@ fn an_invalid_config_at_startup_exits_1_naming_the_file() {
         "domain: x\ndescriptors:\n  - key: k\n    rate_limit: {unit: fortnight}\n",
     )]);
     let output = Command::new(env!("CARGO_BIN_EXE_ratelimiter"))
-        .args(["serve", "--grpc-addr", "127.0.0.1:0", "--config"])
+        .args([
+            "serve",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--config")
         .arg(dir.path())
         .output()
         .unwrap();
@@ -188,6 +220,29 @@ fn an_invalid_config_at_startup_exits_1_naming_the_file() {
         stderr.contains("broken.yaml: invalid rate limit unit 'fortnight' at line 4"),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn the_environment_can_allow_starting_on_an_invalid_config() {
+    let dir = common::config_dir(&[(
+        "broken.yaml",
+        "domain: x\ndescriptors:\n  - key: k\n    rate_limit: {unit: fortnight}\n",
+    )]);
+    let config = dir.path().to_str().unwrap();
+    let running = spawn_with_env(
+        &["--config", config],
+        &[("RATELIMITER_ALLOW_EMPTY_CONFIG", "true")],
+    );
+    let log = running.startup_log.join("\n");
+    assert!(
+        log.contains("broken.yaml: invalid rate limit unit 'fortnight' at line 4"),
+        "{log}"
+    );
+    assert!(log.contains("starting with NO rate limits"), "{log}");
+    let mut client = common::connect(running.grpc_addr).await;
+    let response = ask(&mut client, request("x", &[&[("k", "v")]])).await;
+    assert_eq!(code(&response), Code::Ok);
+    assert_eq!(response.statuses[0].current_limit, None);
 }
 
 #[test]
@@ -205,6 +260,7 @@ fn help_explains_every_serve_flag_and_its_environment_variable() {
         "--node-id",
         "--response-headers",
         "--shutdown-timeout",
+        "--allow-empty-config",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");
     }

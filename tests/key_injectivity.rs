@@ -1,5 +1,5 @@
 //! Property tests: counter keys are injective, so no two different (domain, rule, values) ever
-//! share a counter, whatever bytes the values hold.
+//! share a counter, whatever bytes the values hold, and `/check` keys never meet rule keys.
 
 use std::sync::Arc;
 
@@ -8,7 +8,7 @@ use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descri
 use proptest::prelude::*;
 use ratelimiter::clock::{ManualClock, Unit};
 use ratelimiter::config::Config;
-use ratelimiter::key::{self, DecodedKey, DecodedLevel, Level, Scope};
+use ratelimiter::key::{self, CheckKey, DecodedKey, DecodedLevel, Level, Scope};
 use ratelimiter::limiter::{Check, DescriptorCheck, LimitOverride, Limiter, Modes, Outcome};
 use ratelimiter::metrics::Metrics;
 use ratelimiter::store::MemoryStore;
@@ -75,7 +75,39 @@ fn encode(decoded: &DecodedKey) -> String {
     key::encode(&decoded.domain, decoded.scope, levels)
 }
 
+/// A `/check` key: any caller key, and the full range of windows and limits the API accepts.
+fn check_key() -> impl Strategy<Value = CheckKey> {
+    (tricky_text(), 1u64..40_000_000_000, 1u64..2_000_000_000).prop_map(
+        |(key, window_ms, limit)| CheckKey {
+            key,
+            window_ms,
+            limit,
+        },
+    )
+}
+
 proptest! {
+    #[test]
+    fn every_check_key_decodes_back_and_never_reads_as_a_rule_key(check in check_key()) {
+        let encoded = check.encode();
+        prop_assert!(!encoded.contains(['{', '}', '\n', '\0']), "{:?}", encoded);
+        prop_assert_eq!(key::decode(&encoded), None);
+        prop_assert_eq!(CheckKey::decode(&encoded), Some(check));
+    }
+
+    #[test]
+    fn different_checks_never_share_a_key(a in check_key(), b in check_key()) {
+        prop_assume!(a != b);
+        prop_assert_ne!(a.encode(), b.encode());
+    }
+
+    #[test]
+    fn check_keys_and_rule_keys_never_meet(check in check_key(), rule in decoded_key()) {
+        let rule_key = encode(&rule);
+        prop_assert_ne!(check.encode(), rule_key.clone());
+        prop_assert_eq!(CheckKey::decode(&rule_key), None);
+    }
+
     #[test]
     fn every_key_decodes_back_to_what_was_encoded(decoded in decoded_key()) {
         let encoded = encode(&decoded);

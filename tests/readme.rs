@@ -13,3 +13,24 @@ fn the_readme_config_example_loads() {
     let config = config.unwrap_or_else(|errors| panic!("{errors:?}"));
     assert_eq!(config.domains()[0].rules.len(), 8);
 }
+
+#[test]
+fn the_readme_documents_every_metric() {
+    let readme = include_str!("../README.md");
+    let source = include_str!("../src/metrics.rs");
+    let definitions = source.split("#[cfg(test)]").next().unwrap();
+    let names: Vec<&str> = definitions
+        .split('"')
+        .filter(|text| {
+            text.starts_with("ratelimit")
+                && text.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+        })
+        .collect();
+    assert!(names.len() >= 20, "{names:?}");
+    for name in names {
+        assert!(
+            readme.contains(&format!("| `{name}` |")),
+            "{name} is missing from the README's metrics table"
+        );
+    }
+}

@@ -97,6 +97,11 @@ async fn a_killed_redis_gives_unavailable_then_counting_resumes_after_restart() 
         call(&mut client, "during").await,
         Err(tonic::Code::Unavailable)
     );
+    let http = common::http::Http::new(service.http_addr);
+    eventually(RECOVERY, "/health says degraded", || async {
+        http.get("/health").await.json()["status"] == "degraded"
+    })
+    .await;
     assert!(
         load.await.unwrap() > 0,
         "no call under load met the dead Redis"
@@ -110,6 +115,10 @@ async fn a_killed_redis_gives_unavailable_then_counting_resumes_after_restart() 
         restarted.elapsed()
     );
     counts_exactly(&mut client, "after").await;
+    eventually(RECOVERY, "/health says healthy again", || async {
+        http.get("/health").await.json()["status"] == "healthy"
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

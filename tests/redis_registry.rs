@@ -54,6 +54,19 @@ async fn live_nodes_are_listed_and_a_stopped_node_leaves_at_once() {
     })
     .await;
 
+    // `/api/nodes` of either node shows the fleet.
+    let listed_over_http = common::http::Http::new(second.http_addr)
+        .get("/api/nodes")
+        .await
+        .json();
+    let http_ids: Vec<&str> = listed_over_http["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|node| node["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(http_ids, ["node-a", "node-b"], "{listed_over_http}");
+
     let listed = nodes(&observer.link).await;
     let a = &listed[0];
     assert_eq!(a.grpc_address, first.grpc_addr.to_string());

@@ -1,19 +1,21 @@
 //! Rate-limit configuration: a directory of envoyproxy/ratelimit YAML files, one domain each,
-//! loaded and validated as a whole into one immutable [`Config`] snapshot.
+//! loaded and validated as a whole into one immutable [`Config`] snapshot, and loaded again by
+//! the [`ConfigWatcher`] whenever the files change.
 
+mod reload;
+mod sources;
 mod tree;
 mod validate;
+mod watch;
 mod yaml;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
 
+pub use reload::{Reload, Reloader};
+pub use sources::{Sources, config_files, load};
 pub use tree::{DomainTree, LevelSpec, Limit, Pattern, Rule, Selector};
-
-/// Files larger than this are refused rather than read: a limits file is a few kilobytes, and a
-/// runaway file must not take the service's memory with it.
-const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+pub use watch::ConfigWatcher;
 
 /// One problem with the configuration, reported as `<file>: <message>` plus the position.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -123,80 +125,4 @@ fn yaml_error(name: &str, error: &serde_saphyr::Error) -> ConfigError {
         format!("error loading config file: {message}"),
         position,
     )
-}
-
-/// Reads and validates `path`: a directory of `*.yaml`/`*.yml` files (dotfiles and
-/// dot-directories such as a ConfigMap's `..data` are skipped; subdirectories are not read), or
-/// a single file.
-pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
-    let files = config_files(path).map_err(|error| vec![error])?;
-    let mut sources = Vec::with_capacity(files.len());
-    let mut errors = Vec::new();
-    for file in &files {
-        match read_file(file) {
-            Ok(text) => sources.push((file.display().to_string(), text)),
-            Err(error) => errors.push(error),
-        }
-    }
-    let config = Config::from_sources(
-        sources
-            .iter()
-            .map(|(name, text)| (name.as_str(), text.as_str())),
-    );
-    match config {
-        Ok(config) if errors.is_empty() => Ok(config),
-        Ok(_) => Err(errors),
-        Err(mut more) => {
-            errors.append(&mut more);
-            Err(errors)
-        }
-    }
-}
-
-/// The files `load` reads, sorted by name.
-pub fn config_files(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
-    let shown = path.display().to_string();
-    let metadata = std::fs::metadata(path)
-        .map_err(|e| ConfigError::new(&shown, format!("cannot read config: {e}"), None))?;
-    if !metadata.is_dir() {
-        return Ok(vec![path.to_path_buf()]);
-    }
-    let entries = std::fs::read_dir(path)
-        .map_err(|e| ConfigError::new(&shown, format!("error opening directory: {e}"), None))?;
-    let mut files = Vec::new();
-    for entry in entries {
-        let entry = entry
-            .map_err(|e| ConfigError::new(&shown, format!("error reading directory: {e}"), None))?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let is_yaml = name.ends_with(".yaml") || name.ends_with(".yml");
-        // Follows symlinks: ConfigMap files are links into the `..data` directory.
-        let is_file = std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file());
-        if is_yaml && is_file && !name.starts_with('.') {
-            files.push(entry.path());
-        }
-    }
-    files.sort();
-    Ok(files)
-}
-
-fn read_file(path: &Path) -> Result<String, ConfigError> {
-    let shown = path.display().to_string();
-    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    if size > MAX_FILE_BYTES {
-        return Err(ConfigError::new(
-            &shown,
-            format!("file is {size} bytes, more than the {MAX_FILE_BYTES} allowed"),
-            None,
-        ));
-    }
-    let bytes = std::fs::read(path)
-        .map_err(|e| ConfigError::new(&shown, format!("error reading config file: {e}"), None))?;
-    String::from_utf8(bytes).map_err(|e| {
-        ConfigError::new(
-            &shown,
-            format!("error loading config file: not valid UTF-8 ({e})"),
-            None,
-        )
-    })
 }

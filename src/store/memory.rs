@@ -396,4 +396,8 @@ impl CounterStore for MemoryStore {
     fn kind(&self) -> &'static str {
         "memory"
     }
+
+    fn live_evictions(&self) -> u64 {
+        MemoryStore::live_evictions(self)
+    }
 }

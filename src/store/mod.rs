@@ -84,6 +84,12 @@ pub trait CounterStore: Send + Sync + 'static {
 
     /// A short name for logs and `/health` (`memory`, `redis`).
     fn kind(&self) -> &'static str;
+
+    /// Counters dropped before their window ended, since start (they under-count), for
+    /// `ratelimiter_memory_live_evictions_total`. A store that never drops live counters says 0.
+    fn live_evictions(&self) -> u64 {
+        0
+    }
 }
 
 /// Why a store could not answer.

@@ -1,13 +1,16 @@
 //! Test harness: starts the real service in-process on loopback port 0 (with a clock the test
-//! moves by hand) or as the built binary, and builds requests for a real tonic client.
+//! moves by hand) or as the built binary, and builds requests for a real tonic client; `http`
+//! is a real HTTP client for the management listener.
 #![allow(dead_code)]
 
 pub mod contract;
+pub mod files;
+pub mod http;
 pub mod redis;
 pub mod redis_store;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +23,9 @@ pub use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::{
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient;
 use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
 use ratelimiter::clock::ManualClock;
-use ratelimiter::server::{self, Listeners, ServeError};
+use ratelimiter::health::Health;
+use ratelimiter::metrics::Metrics;
+use ratelimiter::server::{self, Listeners, ServeError, Telemetry};
 use ratelimiter::settings::{Cli, Command, ServeSettings};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -36,8 +41,11 @@ pub type Client = RateLimitServiceClient<Channel>;
 /// The service running in this process.
 pub struct Service {
     pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
     pub clock: Arc<ManualClock>,
     pub config_dir: TempDir,
+    pub health: Arc<Health>,
+    pub metrics: Arc<Metrics>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), ServeError>>>,
 }
@@ -65,14 +73,27 @@ impl Service {
     /// Starts the service on `files` with default settings plus `extra` flags.
     pub async fn start(files: &[(&str, &str)], extra: &[&str]) -> Service {
         let config_dir = config_dir(files);
-        let settings = settings(config_dir.path(), extra);
+        let config = config_dir.path().to_path_buf();
+        Service::start_in(config_dir, &config, extra).await
+    }
+
+    /// Starts the service with `--config config` (a directory the test prepared, or a file in
+    /// it); the service keeps `config_dir` alive. The first load is done once a client has
+    /// connected: edits made before then are not reloads.
+    pub async fn start_in(config_dir: TempDir, config: &Path, extra: &[&str]) -> Service {
+        let settings = settings(config, extra);
+        let telemetry = Telemetry::new(&settings);
+        let (health, metrics) = (telemetry.health.clone(), telemetry.metrics.clone());
         let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let grpc_addr = grpc.local_addr().unwrap();
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http_addr = http.local_addr().unwrap();
         let clock = Arc::new(ManualClock::new(START_MS));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server::run(
             settings,
-            Listeners { grpc },
+            Listeners { grpc, http },
+            telemetry,
             clock.clone(),
             async {
                 let _ = stopped.await;
@@ -80,8 +101,11 @@ impl Service {
         ));
         Service {
             grpc_addr,
+            http_addr,
             clock,
             config_dir,
+            health,
+            metrics,
             stop: Some(stop),
             task: Some(task),
         }
@@ -89,6 +113,24 @@ impl Service {
 
     pub async fn client(&self) -> Client {
         connect(self.grpc_addr).await
+    }
+
+    /// A path in the config directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.config_dir.path().join(name)
+    }
+
+    pub fn http(&self) -> http::Http {
+        http::Http::new(self.http_addr)
+    }
+
+    /// Triggers shutdown without waiting; `stopped` then waits for `run` to return.
+    pub fn begin_stop(&mut self) {
+        let _ = self.stop.take().map(|stop| stop.send(()));
+    }
+
+    pub async fn stopped(mut self) -> Result<(), ServeError> {
+        self.task.take().unwrap().await.unwrap()
     }
 
     /// Triggers shutdown and waits for `run` to return.

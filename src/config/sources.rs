@@ -1,0 +1,108 @@
+//! Reading the config from disk: which files make up the config, and their contents, read once
+//! into [`Sources`] so that a reload can tell whether anything changed before it compiles.
+
+use std::path::{Path, PathBuf};
+
+use super::{Config, ConfigError};
+
+/// Files larger than this are refused rather than read: a limits file is a few kilobytes, and a
+/// runaway file must not take the service's memory with it.
+const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The config files as read at one moment. Two reads compare equal exactly when `compile` would
+/// see the same input.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Sources {
+    /// (name, text) of each file in name order, or why it could not be read.
+    files: Vec<Result<(String, String), ConfigError>>,
+}
+
+impl Sources {
+    /// Reads every config file under `path` (see [`config_files`]). Fails only when the
+    /// directory itself cannot be listed; a file that cannot be read is kept as its error.
+    pub fn read(path: &Path) -> Result<Sources, ConfigError> {
+        let files = config_files(path)?
+            .iter()
+            .map(|file| read_file(file).map(|text| (file.display().to_string(), text)))
+            .collect();
+        Ok(Sources { files })
+    }
+
+    /// Validates every file and builds the config; every problem is reported, not only the
+    /// first.
+    pub fn compile(&self) -> Result<Config, Vec<ConfigError>> {
+        let mut errors: Vec<ConfigError> = self
+            .files
+            .iter()
+            .filter_map(|file| file.as_ref().err().cloned())
+            .collect();
+        let readable = self
+            .files
+            .iter()
+            .filter_map(|file| file.as_ref().ok())
+            .map(|(name, text)| (name.as_str(), text.as_str()));
+        match Config::from_sources(readable) {
+            Ok(config) if errors.is_empty() => Ok(config),
+            Ok(_) => Err(errors),
+            Err(mut more) => {
+                errors.append(&mut more);
+                Err(errors)
+            }
+        }
+    }
+}
+
+/// Reads and validates `path`: a directory of `*.yaml`/`*.yml` files (dotfiles and
+/// dot-directories such as a ConfigMap's `..data` are skipped; subdirectories are not read), or
+/// a single file.
+pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
+    Sources::read(path).map_err(|error| vec![error])?.compile()
+}
+
+/// The files `load` reads, sorted by name.
+pub fn config_files(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let shown = path.display().to_string();
+    let metadata = std::fs::metadata(path)
+        .map_err(|e| ConfigError::new(&shown, format!("cannot read config: {e}"), None))?;
+    if !metadata.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let entries = std::fs::read_dir(path)
+        .map_err(|e| ConfigError::new(&shown, format!("error opening directory: {e}"), None))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry
+            .map_err(|e| ConfigError::new(&shown, format!("error reading directory: {e}"), None))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let is_yaml = name.ends_with(".yaml") || name.ends_with(".yml");
+        // Follows symlinks: ConfigMap files are links into the `..data` directory.
+        let is_file = std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file());
+        if is_yaml && is_file && !name.starts_with('.') {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn read_file(path: &Path) -> Result<String, ConfigError> {
+    let shown = path.display().to_string();
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    if size > MAX_FILE_BYTES {
+        return Err(ConfigError::new(
+            &shown,
+            format!("file is {size} bytes, more than the {MAX_FILE_BYTES} allowed"),
+            None,
+        ));
+    }
+    let bytes = std::fs::read(path)
+        .map_err(|e| ConfigError::new(&shown, format!("error reading config file: {e}"), None))?;
+    String::from_utf8(bytes).map_err(|e| {
+        ConfigError::new(
+            &shown,
+            format!("error loading config file: not valid UTF-8 ({e})"),
+            None,
+        )
+    })
+}

@@ -1,0 +1,143 @@
+//! `GET /api/counters`, `GET /api/blocks`: live counters a page at a time, each with its own
+//! limit; `DELETE /api/counters/{key}`: reset one counter (admin token required).
+//!
+//! Paging is the store's: `?cursor=` is an opaque position the previous page handed out,
+//! `?limit=` caps the counters examined per page, and a page may hold fewer (even none) and still
+//! have a `next_cursor`; the listing is complete when `next_cursor` is null. `?prefix=` keeps
+//! counters whose raw key starts with it (`1|edge|` for domain `edge`, `c1|user:` for `/check`
+//! keys starting `user:`).
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use warp::http::{HeaderMap, StatusCode};
+use warp::reply::Response;
+
+use super::counter_view::CounterView;
+use super::{Api, auth, reply};
+use crate::error::ApiError;
+
+/// Counters per page when `?limit=` is not given.
+const DEFAULT_PAGE: usize = 100;
+
+/// Most counters per page, whatever `?limit=` asks: bounds one request's work and reply on
+/// every store (a larger `?limit=` is served this many).
+pub const MAX_PAGE: usize = 1_000;
+
+const PARAMETERS: [&str; 3] = ["limit", "cursor", "prefix"];
+
+/// Which counters a listing shows.
+#[derive(Clone, Copy, Debug)]
+pub enum Listing {
+    All,
+    Blocked,
+}
+
+#[derive(Serialize)]
+struct CountersPage {
+    counters: Vec<CounterView>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+struct BlocksPage {
+    blocked: Vec<Blocked>,
+    next_cursor: Option<String>,
+}
+
+/// A blocked counter, with the seed API's `current_count` beside the counter's fields.
+#[derive(Serialize)]
+struct Blocked {
+    current_count: u64,
+    #[serde(flatten)]
+    counter: CounterView,
+}
+
+pub async fn list(
+    api: Arc<Api>,
+    listing: Listing,
+    query: String,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    auth::require_to_read(api.admin_token.as_ref(), &headers)?;
+    let mut limit = DEFAULT_PAGE;
+    let mut cursor = None;
+    let mut prefix = String::new();
+    for (name, value) in reply::query_pairs(&query, &PARAMETERS)? {
+        match name.as_str() {
+            "limit" => limit = page_size(&value)?,
+            "cursor" => cursor = Some(value),
+            _ => prefix = value,
+        }
+    }
+    let page = api
+        .limiter
+        .store()
+        .list(&prefix, cursor.as_deref(), limit)
+        .await?;
+    let config = api.limiter.config().load();
+    let counters = page
+        .counters
+        .into_iter()
+        .map(|entry| CounterView::new(entry, &config));
+    let next_cursor = page.next_cursor;
+    Ok(match listing {
+        Listing::All => reply::json(
+            StatusCode::OK,
+            &CountersPage {
+                counters: counters.collect(),
+                next_cursor,
+            },
+        ),
+        Listing::Blocked => reply::json(
+            StatusCode::OK,
+            &BlocksPage {
+                blocked: counters
+                    .filter(CounterView::is_blocked)
+                    .map(|counter| Blocked {
+                        current_count: counter.count,
+                        counter,
+                    })
+                    .collect(),
+                next_cursor,
+            },
+        ),
+    })
+}
+
+fn page_size(text: &str) -> Result<usize, ApiError> {
+    match text.parse::<usize>() {
+        Ok(0) | Err(_) => Err(ApiError::out_of_range(
+            "limit",
+            format!("limit must be a whole number from 1 (at most {MAX_PAGE} are served)"),
+        )),
+        Ok(size) => Ok(size.min(MAX_PAGE)),
+    }
+}
+
+#[derive(Serialize)]
+struct Reset {
+    key: String,
+    reset: bool,
+}
+
+/// Resets the counter whose raw key is `encoded`, percent-decoded.
+pub async fn reset(
+    api: Arc<Api>,
+    encoded: String,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    auth::require_to_change(api.admin_token.as_ref(), &headers)?;
+    let key = percent_encoding::percent_decode_str(&encoded)
+        .decode_utf8()
+        .map_err(|_| ApiError::malformed("key", "the key is not UTF-8 once percent-decoded"))?
+        .into_owned();
+    if !api.limiter.store().reset(&key).await? {
+        return Err(ApiError::NotFound {
+            field: Some("key".into()),
+            message: format!("no live counter has the key {key:?}"),
+        });
+    }
+    tracing::info!(%key, "counter reset through the HTTP API");
+    Ok(reply::json(StatusCode::OK, &Reset { key, reset: true }))
+}

@@ -1,0 +1,122 @@
+//! Liveness for operators and load balancers: `GET /health` (JSON, 503 while draining),
+//! `GET /healthcheck` (envoyproxy/ratelimit's `OK` or 500) and `GET /api/nodes`.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::Serialize;
+use warp::http::{HeaderMap, StatusCode};
+use warp::reply::Response;
+
+use super::{Api, auth, reply};
+use crate::error::ApiError;
+use crate::health::{ConfigStatus, Status};
+use crate::registry::NodeInfo;
+
+#[derive(Serialize)]
+struct HealthView<'a> {
+    status: &'static str,
+    node_id: &'a str,
+    store: StoreView,
+    config: ConfigView,
+}
+
+#[derive(Serialize)]
+struct StoreView {
+    kind: &'static str,
+    reachable: bool,
+}
+
+/// The config's load status, as `/health` and `/api/limits` show it.
+#[derive(Serialize)]
+pub struct ConfigView {
+    loaded_at: String,
+    /// The latest failed reload since then (the config loaded at `loaded_at` stays in force).
+    last_error: Option<FailureView>,
+}
+
+#[derive(Serialize)]
+struct FailureView {
+    errors: Vec<String>,
+    since: String,
+}
+
+impl ConfigView {
+    pub fn new(status: &ConfigStatus) -> ConfigView {
+        ConfigView {
+            loaded_at: timestamp(status.loaded_at),
+            last_error: status.last_error.as_ref().map(|failure| FailureView {
+                errors: failure.errors.clone(),
+                since: timestamp(failure.since),
+            }),
+        }
+    }
+}
+
+/// RFC 3339 in UTC, to the second.
+fn timestamp(at: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+pub async fn health(api: Arc<Api>) -> Result<Response, ApiError> {
+    let status = api.health.status();
+    let view = HealthView {
+        status: status.name(),
+        node_id: &api.node_id,
+        store: StoreView {
+            kind: api.limiter.store().kind(),
+            reachable: api.health.is_store_reachable(),
+        },
+        config: ConfigView::new(&api.health.config()),
+    };
+    let code = if status.is_serving() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Ok(reply::json(code, &view))
+}
+
+/// `OK` only when every part is healthy, as the Go service answers (degraded is not OK).
+pub async fn healthcheck(api: Arc<Api>) -> Result<Response, ApiError> {
+    match api.health.status() {
+        Status::Healthy => Ok(reply::text(StatusCode::OK, "OK".into())),
+        Status::Degraded => Err(ApiError::Unhealthy("the counter store cannot be reached")),
+        Status::Draining => Err(ApiError::Unhealthy("the service is shutting down")),
+    }
+}
+
+#[derive(Serialize)]
+struct Nodes {
+    nodes: Vec<NodeView>,
+}
+
+#[derive(Serialize)]
+struct NodeView {
+    id: String,
+    /// The node's HTTP address.
+    address: String,
+    grpc_address: String,
+    state: &'static str,
+    registered_at: String,
+    version: String,
+}
+
+pub async fn nodes(api: Arc<Api>, headers: HeaderMap) -> Result<Response, ApiError> {
+    auth::require_to_read(api.admin_token.as_ref(), &headers)?;
+    let nodes = api
+        .nodes
+        .list()
+        .await?
+        .into_iter()
+        .map(|node: NodeInfo| NodeView {
+            state: node.state.name(),
+            registered_at: timestamp(node.registered_at),
+            id: node.id,
+            address: node.address,
+            grpc_address: node.grpc_address,
+            version: node.version,
+        })
+        .collect();
+    Ok(reply::json(StatusCode::OK, &Nodes { nodes }))
+}

@@ -1,0 +1,103 @@
+//! What limits are loaded: `GET /api/limits` (JSON, with `/check`'s defaults and the config's
+//! load status) and `GET /rlconfig` (envoyproxy/ratelimit's text dump, one rule per line).
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use warp::http::{HeaderMap, StatusCode};
+use warp::reply::Response;
+
+use super::health::ConfigView;
+use super::{Api, auth, reply};
+use crate::config::{Limit, Rule};
+use crate::error::ApiError;
+
+#[derive(Serialize)]
+struct Limits<'c> {
+    default_limit: u64,
+    default_window_ms: u64,
+    config: ConfigView,
+    domains: Vec<DomainView<'c>>,
+}
+
+#[derive(Serialize)]
+struct DomainView<'c> {
+    domain: &'c str,
+    rules: Vec<RuleView<'c>>,
+}
+
+#[derive(Serialize)]
+struct RuleView<'c> {
+    /// The Go service's key for the rule's path: `domain.key_value.key`.
+    path: &'c str,
+    unit: Option<&'static str>,
+    requests_per_unit: Option<u32>,
+    unlimited: bool,
+    shadow_mode: bool,
+    quota_mode: bool,
+    name: Option<&'c str>,
+}
+
+pub async fn limits(api: Arc<Api>, headers: HeaderMap) -> Result<Response, ApiError> {
+    auth::require_to_read(api.admin_token.as_ref(), &headers)?;
+    let config = api.limiter.config().load();
+    let domains = config
+        .domains()
+        .into_iter()
+        .map(|domain| DomainView {
+            domain: &domain.name,
+            rules: domain.rules.iter().map(rule_view).collect(),
+        })
+        .collect();
+    let limits = Limits {
+        default_limit: api.check_defaults.limit,
+        default_window_ms: api.check_defaults.window_ms,
+        config: ConfigView::new(&api.health.config()),
+        domains,
+    };
+    Ok(reply::json(StatusCode::OK, &limits))
+}
+
+/// The unit's name and the requests per unit; `None` for an unlimited rule.
+fn rate(limit: Limit) -> Option<(&'static str, u32)> {
+    match limit {
+        Limit::Limited {
+            unit,
+            requests_per_unit,
+        } => Some((unit.name(), requests_per_unit)),
+        Limit::Unlimited => None,
+    }
+}
+
+fn rule_view(rule: &Rule) -> RuleView<'_> {
+    let rate = rate(rule.limit);
+    RuleView {
+        path: &rule.path_key,
+        unit: rate.map(|(unit, _)| unit),
+        requests_per_unit: rate.map(|(_, requests)| requests),
+        unlimited: rule.limit == Limit::Unlimited,
+        shadow_mode: rule.shadow_mode,
+        quota_mode: rule.quota_mode,
+        name: rule.name.as_deref(),
+    }
+}
+
+/// `<path>: unit=<UNIT> requests_per_unit=<n>, shadow_mode: <bool>, quota_mode: <bool>`, one
+/// line per rule, sorted; unlimited rules show `unit=UNKNOWN requests_per_unit=0`.
+pub async fn rlconfig(api: Arc<Api>) -> Result<Response, ApiError> {
+    let config = api.limiter.config().load();
+    let mut lines: Vec<String> = config
+        .domains()
+        .into_iter()
+        .flat_map(|domain| &domain.rules)
+        .map(|rule| {
+            let (unit, requests_per_unit) = rate(rule.limit).unwrap_or(("UNKNOWN", 0));
+            format!(
+                "{}: unit={unit} requests_per_unit={requests_per_unit}, shadow_mode: {}, quota_mode: {}\n",
+                rule.path_key, rule.shadow_mode, rule.quota_mode
+            )
+        })
+        .collect();
+    lines.sort_unstable();
+    Ok(reply::text(StatusCode::OK, lines.concat()))
+}

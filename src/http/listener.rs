@@ -1,0 +1,80 @@
+//! Accepting HTTP connections: at most [`MAX_CONNECTIONS`] at once (more wait in the kernel's
+//! backlog), request headers within [`HEADER_READ_TIMEOUT`], and on shutdown no new connections
+//! while the open ones finish what they are doing.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use super::{Api, routes};
+
+/// Connections served at once. Operators, scrapers and `/check` callers need far fewer; the cap
+/// keeps a flood of connections from taking the file descriptors the gRPC listener needs.
+pub const MAX_CONNECTIONS: usize = 1_024;
+
+/// How long a client has to send its request headers, so that a client sending them slowly
+/// (slowloris) cannot hold a connection and its slot forever.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Pause after a failed accept (out of file descriptors, say) before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Serves the routes on `listener` until `shutdown` completes, then closes the listener and
+/// waits for the open connections to finish (the caller bounds how long).
+pub async fn serve(
+    listener: TcpListener,
+    api: Arc<Api>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let service = warp::service(routes(api));
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let connections = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let mut shutdown = pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            () = &mut shutdown => break,
+            slot = slots.clone().acquire_owned() => slot,
+        };
+        // The semaphore is never closed, so acquiring can only succeed.
+        let Ok(slot) = slot else { break };
+        let stream = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot accept an HTTP connection");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        let connection = builder
+            .serve_connection(
+                TokioIo::new(stream),
+                TowerToHyperService::new(service.clone()),
+            )
+            .into_owned();
+        let connection = connections.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "HTTP connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    connections.shutdown().await;
+}
