@@ -2,7 +2,8 @@
 //!
 //! Envoy asks `ShouldRateLimit` before it forwards a request; the answer comes from limits
 //! written in envoyproxy/ratelimit's YAML format, counted in fixed windows aligned to the Unix
-//! epoch, in memory on one node.
+//! epoch, in memory on one node or in Redis (single, Sentinel or Cluster) shared by a fleet whose
+//! nodes register there.
 //!
 //! # Layout
 //!
@@ -15,13 +16,14 @@
 //! - [`limiter`]: the decision: match, count in one store batch, statuses.
 //! - [`key`]: injective counter keys.
 //! - [`clock`]: units, the clock, epoch-aligned windows.
-//! - [`store`]: the `CounterStore` trait and the in-memory store.
+//! - [`store`]: the `CounterStore` trait, the in-memory store and the Redis store
+//!   (`store::redis`: connection keeping, Lua scripts, listing).
 //! - [`error`]: client-facing errors and their gRPC and HTTP statuses.
 //! - [`health`]: the service's health, shared by whoever changes and whoever reports it.
 //! - [`http`]: the HTTP listener: `/check`, `/json`, `/api/*`, `/health`, `/rlconfig`,
 //!   `/metrics`.
 //! - [`metrics`]: every Prometheus metric.
-//! - [`registry`]: which nodes are up (`/api/nodes`).
+//! - [`registry`]: which nodes are up (`/api/nodes`); with Redis, registration and heartbeat.
 
 pub mod clock;
 pub mod config;

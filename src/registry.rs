@@ -1,8 +1,13 @@
-//! The node registry: which ratelimiter nodes are up. Without Redis a node knows only itself.
+//! The node registry: which ratelimiter nodes are up. Without Redis a node knows only itself;
+//! with Redis every node registers there ([`NodeRegistry`]) and lists the others.
 
+use std::net::SocketAddr;
 use std::time::SystemTime;
 
 use crate::store::{BoxFuture, StoreError};
+
+mod redis;
+pub use redis::{KEY_PREFIX, NodeRegistry, read_nodes};
 
 /// One node as `/api/nodes` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,5 +68,21 @@ impl NodeDirectory for LocalNode {
             ..self.info.clone()
         };
         Box::pin(std::future::ready(Ok(vec![info])))
+    }
+}
+
+/// The address to publish for a listener bound to `bound`: `advertise_host` (or, for a listener
+/// on every interface, which is no use to anyone else, the host name) with the bound port.
+pub fn advertised_address(bound: SocketAddr, advertise_host: Option<&str>) -> String {
+    let host = advertise_host.map(str::to_string).or_else(|| {
+        bound
+            .ip()
+            .is_unspecified()
+            .then(crate::settings::host_name)
+            .flatten()
+    });
+    match host {
+        Some(host) => format!("{host}:{}", bound.port()),
+        None => bound.to_string(),
     }
 }

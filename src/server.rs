@@ -22,10 +22,13 @@ use crate::health::Health;
 use crate::http;
 use crate::limiter::{Limiter, Modes};
 use crate::metrics::Metrics;
-use crate::registry::{LocalNode, NodeDirectory, NodeInfo, NodeState};
+use crate::registry::{
+    LocalNode, NodeDirectory, NodeInfo, NodeRegistry, NodeState, advertised_address,
+};
 use crate::rls::RateLimitGrpc;
 use crate::settings::ServeSettings;
-use crate::store::MemoryStore;
+use crate::store::redis::{RedisLink, RedisSetupError};
+use crate::store::{CounterStore, MemoryStore, RedisStore};
 
 /// gRPC health service names reported: the overall server (""), the name the Go service uses,
 /// and the fully qualified rate-limit service.
@@ -65,6 +68,8 @@ pub enum ServeError {
     Grpc(#[from] tonic::transport::Error),
     #[error("the gRPC server task ended abnormally: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error("cannot use Redis: {0}")]
+    Redis(#[from] RedisSetupError),
 }
 
 fn list(errors: &[ConfigError]) -> String {
@@ -95,11 +100,9 @@ pub async fn run(
 
     let background = CancellationToken::new();
     tokio::spawn(ConfigWatcher::start(reloader).run(background.clone()));
-    let store = Arc::new(MemoryStore::new(settings.memory_max_counters, clock));
-    tokio::spawn(MemoryStore::sweep_periodically(
-        store.clone(),
-        background.clone(),
-    ));
+    let me = this_node(&settings, &listeners);
+    let (store, nodes, registry) =
+        start_store(&settings, me, clock, &health, &metrics, &background).await?;
 
     let modes = Modes {
         global_shadow: settings.global_shadow_mode,
@@ -125,17 +128,6 @@ pub async fn run(
     let stop_accepting = CancellationToken::new();
     let grpc_address = address_of(&listeners.grpc);
     let http_address = address_of(&listeners.http);
-    let nodes: Arc<dyn NodeDirectory> = Arc::new(LocalNode::new(
-        NodeInfo {
-            id: settings.node_id(),
-            address: http_address.clone(),
-            grpc_address: grpc_address.clone(),
-            state: NodeState::Up,
-            registered_at: SystemTime::now(),
-            version: env!("CARGO_PKG_VERSION").into(),
-        },
-        health.clone(),
-    ));
     let api = Arc::new(http::Api::new(limiter, health.clone(), nodes, &settings));
     let mut http = tokio::spawn(http::serve(
         listeners.http,
@@ -167,6 +159,9 @@ pub async fn run(
     health.set_draining();
     metrics.node_up.set(0);
     set_grpc_health(&grpc_health, ServingStatus::NotServing).await;
+    if let Some(registry) = &registry {
+        registry.unregister().await;
+    }
     tokio::time::sleep(settings.shutdown_delay).await;
     stop_accepting.cancel();
     let drained = async {
@@ -185,6 +180,72 @@ pub async fn run(
     background.cancel();
     tracing::info!("stopped");
     outcome
+}
+
+/// The counter store and the node directory: in memory and this node alone, or in Redis with
+/// this node registered there (the registry is returned to be left at shutdown).
+async fn start_store(
+    settings: &ServeSettings,
+    me: NodeInfo,
+    clock: Arc<dyn Clock>,
+    health: &Arc<Health>,
+    metrics: &Arc<Metrics>,
+    background: &CancellationToken,
+) -> Result<Stores, ServeError> {
+    let Some(url) = &settings.redis_url else {
+        let store = Arc::new(MemoryStore::new(settings.memory_max_counters, clock));
+        tokio::spawn(MemoryStore::sweep_periodically(
+            store.clone(),
+            background.clone(),
+        ));
+        return Ok((store, Arc::new(LocalNode::new(me, health.clone())), None));
+    };
+    NodeRegistry::check(&settings.registry)?;
+    let link = RedisLink::start(url, &settings.redis, health.clone(), background.clone()).await?;
+    tracing::info!(
+        redis_type = ?settings.redis.redis_type,
+        connected = health.is_store_reachable(),
+        "counting in Redis"
+    );
+    let store = Arc::new(RedisStore::new(
+        link.clone(),
+        &settings.redis.redis_key_prefix,
+    ));
+    let registry = NodeRegistry::start(
+        link,
+        &me,
+        &settings.registry,
+        health.clone(),
+        metrics.clone(),
+        background,
+    );
+    Ok((store, registry.clone(), Some(registry)))
+}
+
+/// What [`start_store`] makes.
+type Stores = (
+    Arc<dyn CounterStore>,
+    Arc<dyn NodeDirectory>,
+    Option<Arc<NodeRegistry>>,
+);
+
+/// This node as the registry and `/api/nodes` show it: a listener on every interface is
+/// published under the host name (or `--advertise-host`), with its bound port.
+fn this_node(settings: &ServeSettings, listeners: &Listeners) -> NodeInfo {
+    let host = settings.registry.advertise_host.as_deref();
+    let published = |listener: &TcpListener| {
+        listener
+            .local_addr()
+            .map_or_else(|_| String::new(), |bound| advertised_address(bound, host))
+    };
+    NodeInfo {
+        id: settings.node_id(),
+        address: published(&listeners.http),
+        grpc_address: published(&listeners.grpc),
+        state: NodeState::Up,
+        registered_at: SystemTime::now(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    }
 }
 
 /// The first load: an invalid config stops the service, unless `--allow-empty-config` says to

@@ -12,6 +12,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::http::check::{MAX_LIMIT, MAX_WINDOW_MS, MIN_WINDOW_MS};
 use crate::rls::{HeaderNames, RequestLimits, ResponseOptions};
 
+mod redis;
+pub use redis::{RedisSettings, RedisType, RegistrySettings};
+
 /// Envoy-compatible external rate-limit service.
 ///
 /// Answers envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit from limits written in
@@ -55,10 +58,17 @@ pub struct ServeSettings {
     #[arg(long, env = "RATELIMITER_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
 
-    /// Keep counters in Redis (redis:// or rediss://) so that several nodes share them. Without
-    /// it, counters live in this process's memory.
-    #[arg(long, env = "RATELIMITER_REDIS_URL")]
+    /// Keep counters in Redis (redis:// or rediss:// for TLS, with user:password@ when needed)
+    /// so that several nodes share them. Without it, counters live in this process's memory.
+    /// See --redis-type for comma-separated sentinel and cluster addresses.
+    #[arg(long, env = "RATELIMITER_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<Secret>,
+
+    #[command(flatten)]
+    pub redis: RedisSettings,
+
+    #[command(flatten)]
+    pub registry: RegistrySettings,
 
     /// This node's name in the node registry (defaults to the host name).
     #[arg(long, env = "RATELIMITER_NODE_ID")]
@@ -211,12 +221,20 @@ impl ServeSettings {
     pub fn node_id(&self) -> String {
         self.node_id
             .clone()
-            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-            .or_else(|| std::env::var("HOSTNAME").ok())
             .map(|name| name.trim().to_string())
             .filter(|name| !name.is_empty())
+            .or_else(host_name)
             .unwrap_or_else(|| "ratelimiter".into())
     }
+}
+
+/// This machine's host name, when it can be found.
+pub fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
 }
 
 impl RequestBounds {

@@ -2,6 +2,7 @@
 //! every counter operation of a request at once, so a remote store can answer in one round trip.
 
 pub mod memory;
+pub mod redis;
 pub mod sliding;
 
 use std::future::Future;
@@ -9,6 +10,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 pub use memory::MemoryStore;
+pub use redis::RedisStore;
 pub use sliding::Slide;
 
 /// A boxed future, so that stores can be used as trait objects.

@@ -3,8 +3,11 @@
 //! is a real HTTP client for the management listener.
 #![allow(dead_code)]
 
+pub mod contract;
 pub mod files;
 pub mod http;
+pub mod redis;
+pub mod redis_store;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,98 @@
+//! Flags for the Redis counter store and the node registry. They only matter with
+//! `--redis-url`; without it counters stay in memory and the node knows only itself.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use super::{Secret, parse_duration};
+
+/// How `--redis-url` is read (the Go service's `REDIS_TYPE`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum RedisType {
+    /// One Redis server: `redis://[user:password@]host:port[/db]`.
+    #[default]
+    Single,
+    /// Sentinels that name the master: `redis://s1:26379,redis://s2:26379`, plus
+    /// `--redis-sentinel-master`.
+    Sentinel,
+    /// A Redis Cluster, reached through seed nodes: `redis://h1:6379,redis://h2:6379`.
+    Cluster,
+}
+
+/// Where and how to reach Redis.
+#[derive(Clone, Debug, Args)]
+pub struct RedisSettings {
+    /// What `--redis-url` points at: `single` (one server), `sentinel` (sentinel addresses,
+    /// comma-separated) or `cluster` (seed nodes, comma-separated).
+    #[arg(long, env = "RATELIMITER_REDIS_TYPE", value_enum, ignore_case = true, default_value_t = RedisType::Single)]
+    pub redis_type: RedisType,
+
+    /// With `--redis-type sentinel`: the master name the sentinels monitor (`sentinel monitor
+    /// <name> ...`). User and password in `--redis-url` authenticate to that master.
+    #[arg(long, env = "RATELIMITER_REDIS_SENTINEL_MASTER")]
+    pub redis_sentinel_master: Option<String>,
+
+    /// With `--redis-type sentinel`: the password of the sentinels themselves, when they ask for
+    /// one (`requirepass` in sentinel.conf).
+    #[arg(
+        long,
+        env = "RATELIMITER_REDIS_SENTINEL_PASSWORD",
+        hide_env_values = true
+    )]
+    pub redis_sentinel_password: Option<Secret>,
+
+    /// Longest wait for Redis to answer one request's counters; past it the request gets
+    /// UNAVAILABLE and Envoy's failure_mode_deny decides. Keep it below Envoy's rate limit
+    /// timeout (20ms by default), or Envoy gives up before this service does.
+    #[arg(long, env = "RATELIMITER_REDIS_TIMEOUT", default_value = "15ms", value_parser = parse_duration)]
+    pub redis_timeout: Duration,
+
+    /// Longest wait for one connection attempt (TCP, TLS, AUTH). Connections are made in the
+    /// background, never while a request waits; the first attempt is awaited at startup.
+    #[arg(long, env = "RATELIMITER_REDIS_CONNECT_TIMEOUT", default_value = "500ms", value_parser = parse_duration)]
+    pub redis_connect_timeout: Duration,
+
+    /// Text put before every counter key in Redis, so that several services (or test runs) can
+    /// share one Redis without sharing counters.
+    #[arg(
+        long,
+        env = "RATELIMITER_REDIS_KEY_PREFIX",
+        default_value = "ratelimit:"
+    )]
+    pub redis_key_prefix: String,
+
+    /// PEM file of the certificate authorities that sign the Redis server's certificate, for
+    /// rediss:// URLs; without it the system's trust store is used.
+    #[arg(long, env = "RATELIMITER_REDIS_TLS_CA")]
+    pub redis_tls_ca: Option<PathBuf>,
+
+    /// PEM file of this service's client certificate, for Redis servers that require one
+    /// (mutual TLS); needs `--redis-tls-key`.
+    #[arg(long, env = "RATELIMITER_REDIS_TLS_CERT", requires = "redis_tls_key")]
+    pub redis_tls_cert: Option<PathBuf>,
+
+    /// PEM file of the private key of `--redis-tls-cert`.
+    #[arg(long, env = "RATELIMITER_REDIS_TLS_KEY", requires = "redis_tls_cert")]
+    pub redis_tls_key: Option<PathBuf>,
+}
+
+/// How this node announces itself in the node registry (with `--redis-url`).
+#[derive(Clone, Debug, Args)]
+pub struct RegistrySettings {
+    /// How long this node's registry entry outlives its last heartbeat: a node that dies
+    /// without shutting down disappears from `/api/nodes` within this time.
+    #[arg(long, env = "RATELIMITER_NODE_TTL", default_value = "30s", value_parser = parse_duration)]
+    pub node_ttl: Duration,
+
+    /// How often this node refreshes its registry entry; must be shorter than `--node-ttl`.
+    #[arg(long, env = "RATELIMITER_NODE_HEARTBEAT", default_value = "10s", value_parser = parse_duration)]
+    pub node_heartbeat: Duration,
+
+    /// Host name or IP that other nodes and operators should use to reach this node; published
+    /// with the listeners' ports. Defaults to the listen address, or the host name when
+    /// listening on all interfaces (0.0.0.0 or ::).
+    #[arg(long, env = "RATELIMITER_ADVERTISE_HOST")]
+    pub advertise_host: Option<String>,
+}

@@ -1,0 +1,164 @@
+//! One request's script calls: a single call on a single server; on a Cluster, one call per hash
+//! slot (a script's keys must share a slot), sent as one pipeline per master, every master at
+//! once. A script Redis does not know yet (after a restart) is loaded and only the calls that
+//! were refused are sent again, so no call ever runs twice.
+
+use std::sync::Arc;
+
+use futures_util::future::{join_all, try_join_all};
+use redis::aio::ConnectionLike;
+use redis::cluster_async::ClusterConnection;
+use redis::{
+    Cmd, ErrorKind, FromRedisValue, RedisError, RedisResult, Script, ServerErrorKind, Value,
+};
+
+use super::cluster::{self, SlotMap};
+use super::connect::Connection;
+
+/// Runs `script` over `keys` and returns the two integers each key's part of the script
+/// answers, in key order. `args` adds the arguments of one call, given the indexes of its keys.
+pub async fn run(
+    connection: Connection,
+    slots: Option<Arc<SlotMap>>,
+    script: &Script,
+    keys: &[String],
+    args: impl Fn(&mut Cmd, &[usize]),
+) -> RedisResult<Vec<[i64; 2]>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let groups = slot_groups(keys, slots.is_some());
+    let calls: Vec<Cmd> = groups
+        .iter()
+        .map(|(_, group)| {
+            let mut call = redis::cmd("EVALSHA");
+            call.arg(script.get_hash()).arg(group.len());
+            for &index in group {
+                call.arg(&keys[index]);
+            }
+            args(&mut call, group);
+            call
+        })
+        .collect();
+    let everything: Vec<usize> = (0..calls.len()).collect();
+    let mut replies = send(&connection, slots.as_deref(), &groups, &calls, &everything).await?;
+    let refused: Vec<usize> = replies
+        .iter()
+        .enumerate()
+        .filter(|(_, reply)| is_no_script(reply))
+        .map(|(index, _)| index)
+        .collect();
+    if !refused.is_empty() {
+        script.load_async(&mut connection.clone()).await?;
+        let again = send(&connection, slots.as_deref(), &groups, &calls, &refused).await?;
+        for (index, reply) in refused.into_iter().zip(again) {
+            replies[index] = reply;
+        }
+    }
+    let mut out = vec![[0, 0]; keys.len()];
+    for ((_, group), reply) in groups.iter().zip(replies) {
+        let numbers = Vec::<i64>::from_redis_value(reply?.extract_error()?)?;
+        if numbers.len() != 2 * group.len() {
+            return Err(RedisError::from((
+                ErrorKind::UnexpectedReturnType,
+                "a counter script answered the wrong number of values",
+            )));
+        }
+        for (&index, pair) in group.iter().zip(numbers.chunks_exact(2)) {
+            out[index] = [pair[0], pair[1]];
+        }
+    }
+    Ok(out)
+}
+
+/// One call's reply: a failed pipeline fails the whole request, a refused call only itself.
+type Reply = RedisResult<Value>;
+
+/// Sends the calls numbered `which` and returns their replies in that order.
+async fn send(
+    connection: &Connection,
+    slots: Option<&SlotMap>,
+    groups: &[(u16, Vec<usize>)],
+    calls: &[Cmd],
+    which: &[usize],
+) -> RedisResult<Vec<Reply>> {
+    match (connection, slots) {
+        (Connection::Cluster(cluster), Some(slots)) => {
+            by_master(cluster, slots, groups, calls, which).await
+        }
+        (connection, _) => {
+            let sends = which.iter().map(|&index| {
+                let mut connection = connection.clone();
+                async move { connection.req_packed_command(&calls[index]).await }
+            });
+            Ok(join_all(sends).await)
+        }
+    }
+}
+
+/// One pipeline per master; a slot the map does not know yet goes alone, routed by its key.
+async fn by_master(
+    cluster: &ClusterConnection,
+    slots: &SlotMap,
+    groups: &[(u16, Vec<usize>)],
+    calls: &[Cmd],
+    which: &[usize],
+) -> RedisResult<Vec<Reply>> {
+    let mut masters: Vec<(Option<&str>, Vec<usize>)> = Vec::new();
+    for &index in which {
+        let master = slots.owner(groups[index].0);
+        match masters
+            .iter_mut()
+            .find(|(seen, _)| *seen == master && master.is_some())
+        {
+            Some((_, indexes)) => indexes.push(index),
+            None => masters.push((master, vec![index])),
+        }
+    }
+    let sends = masters.iter().map(|(master, indexes)| {
+        let mut cluster = cluster.clone();
+        async move {
+            let commands: Vec<Cmd> = indexes.iter().map(|&index| calls[index].clone()).collect();
+            let replies: Vec<Reply> = match master {
+                Some(master) => cluster::pipeline(&mut cluster, master, &commands)
+                    .await?
+                    .into_iter()
+                    .map(Ok)
+                    .collect(),
+                None => vec![cluster.req_packed_command(&commands[0]).await],
+            };
+            Ok::<_, RedisError>(indexes.iter().copied().zip(replies).collect::<Vec<_>>())
+        }
+    });
+    let mut replies: Vec<(usize, Reply)> =
+        try_join_all(sends).await?.into_iter().flatten().collect();
+    // Back in the order of `which`.
+    replies.sort_by_key(|(index, _)| which.iter().position(|wanted| wanted == index));
+    Ok(replies.into_iter().map(|(_, reply)| reply).collect())
+}
+
+/// NOSCRIPT: the call did not run; load the script and send it again.
+fn is_no_script(reply: &Reply) -> bool {
+    match reply {
+        Ok(Value::ServerError(error)) => error.kind() == Some(ServerErrorKind::NoScript),
+        Err(error) => error.kind() == ErrorKind::Server(ServerErrorKind::NoScript),
+        Ok(_) => false,
+    }
+}
+
+/// Key indexes grouped by hash slot, in first-seen order (one group outside a Cluster). A
+/// request has a few dozen keys at most, so a linear search beats hashing.
+fn slot_groups(keys: &[String], cluster: bool) -> Vec<(u16, Vec<usize>)> {
+    if !cluster {
+        return vec![(0, (0..keys.len()).collect())];
+    }
+    let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
+    for (index, key) in keys.iter().enumerate() {
+        let slot = cluster::slot(key);
+        match groups.iter_mut().find(|(seen, _)| *seen == slot) {
+            Some((_, group)) => group.push(index),
+            None => groups.push((slot, vec![index])),
+        }
+    }
+    groups
+}

@@ -1,0 +1,333 @@
+//! From flags to connections: parse `--redis-url` for the chosen `--redis-type`, load TLS files,
+//! and dial one [`Connection`] (a single node, the master the sentinels name, or a cluster).
+//!
+//! Error texts never carry the URL: it may hold a password.
+
+use std::path::Path;
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{
+    AsyncConnectionConfig, Client, ClientTlsConfig, Cmd, ConnectionAddr, ConnectionInfo,
+    IntoConnectionInfo, Pipeline, RedisFuture, RedisResult, TlsCertificates, TlsMode, Value,
+};
+
+use crate::settings::{RedisSettings, RedisType, Secret};
+
+/// Cluster connections never retry: a script retried after a lost reply, or a pipeline retried
+/// whole after one MOVED reply, would count twice. A failed call answers UNAVAILABLE instead, and
+/// the connection still refreshes its slots and reconnects by itself.
+const CLUSTER_RETRIES: u32 = 0;
+
+/// Why the Redis flags cannot be used; the service refuses to start with one of these.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisSetupError {
+    #[error("--redis-url entry {index} is not a valid redis:// or rediss:// URL{detail}")]
+    BadUrl { index: usize, detail: String },
+    #[error("--redis-type single takes one URL, --redis-url has {0}")]
+    TooManyUrls(usize),
+    #[error("--redis-type sentinel needs --redis-sentinel-master (the monitored master's name)")]
+    NoSentinelMaster,
+    #[error("cannot read {path}: {error}")]
+    TlsFile { path: String, error: std::io::Error },
+    #[error("cannot set up the Redis client: {0}")]
+    Client(String),
+    #[error("--node-heartbeat ({heartbeat:?}) must be shorter than --node-ttl ({ttl:?})")]
+    HeartbeatNotBelowTtl { heartbeat: Duration, ttl: Duration },
+}
+
+/// One live connection; cloning it is cheap (both kinds are handles to a background task).
+#[derive(Clone)]
+pub enum Connection {
+    /// A single node, or the master that the sentinels named.
+    Node(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Node(node) => node.req_packed_command(cmd),
+            Connection::Cluster(cluster) => cluster.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Node(node) => node.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster(cluster) => cluster.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Node(node) => node.get_db(),
+            Connection::Cluster(cluster) => cluster.get_db(),
+        }
+    }
+}
+
+/// Where connections come from.
+#[allow(clippy::large_enum_variant)] // One per store, made once: its size does not matter.
+pub enum Target {
+    Single(Client),
+    Sentinel(SentinelClient),
+    Cluster(ClusterClient),
+}
+
+impl Target {
+    /// Builds the client for the flags; connects to nothing yet.
+    pub fn new(url: &Secret, settings: &RedisSettings) -> Result<Target, RedisSetupError> {
+        let infos = parse_urls(url.expose())?;
+        if infos.iter().any(|info| is_tls(info.addr())) {
+            // redis-rs's rustls needs a process-wide crypto provider; a second install (another
+            // store in the same process) fails harmlessly.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let certificates = certificates(settings)?;
+        let client_error = |error: redis::RedisError| {
+            RedisSetupError::Client(redact(&error.to_string(), url.expose()))
+        };
+        match settings.redis_type {
+            RedisType::Single => {
+                let [info] = <[ConnectionInfo; 1]>::try_from(infos)
+                    .map_err(|infos| RedisSetupError::TooManyUrls(infos.len()))?;
+                let client = match certificates {
+                    Some(certificates) => Client::build_with_tls(info, certificates),
+                    None => Client::open(info),
+                };
+                client.map(Target::Single).map_err(client_error)
+            }
+            RedisType::Cluster => {
+                let mut builder = ClusterClientBuilder::new(infos)
+                    .connection_timeout(settings.redis_connect_timeout)
+                    .response_timeout(response_timeout(settings))
+                    .retries(CLUSTER_RETRIES);
+                if let Some(certificates) = certificates {
+                    builder = builder.certs(certificates);
+                }
+                builder.build().map(Target::Cluster).map_err(client_error)
+            }
+            RedisType::Sentinel => {
+                let master = settings
+                    .redis_sentinel_master
+                    .as_deref()
+                    .ok_or(RedisSetupError::NoSentinelMaster)?;
+                sentinel(infos, master, settings, certificates)
+                    .map(Target::Sentinel)
+                    .map_err(client_error)
+            }
+        }
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Target::Cluster(_))
+    }
+
+    /// One connection attempt (for a sentinel setup: ask the sentinels, then connect to the
+    /// master they name).
+    pub async fn dial(&mut self, settings: &RedisSettings) -> RedisResult<Connection> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(settings.redis_connect_timeout))
+            .set_response_timeout(Some(response_timeout(settings)));
+        match self {
+            Target::Single(client) => client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+                .map(Connection::Node),
+            Target::Sentinel(client) => client
+                .get_async_connection_with_config(&config)
+                .await
+                .map(Connection::Node),
+            Target::Cluster(client) => client.get_async_connection().await.map(Connection::Cluster),
+        }
+    }
+}
+
+/// redis-rs's own bound on a reply: a backstop only. Requests are bounded by `--redis-timeout`
+/// around the call, which always fires first, so that a slow reply fails one request and does
+/// not count as a broken connection.
+fn response_timeout(settings: &RedisSettings) -> Duration {
+    settings
+        .redis_connect_timeout
+        .max(settings.redis_timeout)
+        .saturating_mul(2)
+}
+
+/// Splits the comma-separated URL list and parses each entry.
+fn parse_urls(text: &str) -> Result<Vec<ConnectionInfo>, RedisSetupError> {
+    text.split(',')
+        .map(str::trim)
+        .enumerate()
+        .map(|(index, url)| {
+            let index = index + 1;
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(RedisSetupError::BadUrl {
+                    index,
+                    detail: String::new(),
+                });
+            }
+            url.into_connection_info()
+                .map_err(|error| RedisSetupError::BadUrl {
+                    index,
+                    // redis-rs names what is wrong without repeating the URL; the password is
+                    // removed anyway in case a future version does.
+                    detail: format!(": {}", redact(&error.to_string(), url)),
+                })
+        })
+        .collect()
+}
+
+fn is_tls(addr: &ConnectionAddr) -> bool {
+    matches!(addr, ConnectionAddr::TcpTls { .. })
+}
+
+/// Removes the URLs of a (comma-separated) `--redis-url`, and their user information (user name
+/// and password), from `text`.
+pub fn redact(text: &str, urls: &str) -> String {
+    let mut clean = text.to_string();
+    for url in urls.split(',').map(str::trim).filter(|url| !url.is_empty()) {
+        clean = clean.replace(url, "<redis url>");
+        let userinfo = url
+            .split_once("://")
+            .and_then(|(_, rest)| rest.rsplit_once('@'))
+            .map(|(userinfo, _)| userinfo);
+        // A user name alone is no secret; "user:password" and the password are.
+        if let Some(userinfo) = userinfo
+            && let Some((_, password)) = userinfo.split_once(':')
+            && !password.is_empty()
+        {
+            clean = clean
+                .replace(userinfo, "<redacted>")
+                .replace(password, "<redacted>");
+        }
+    }
+    clean
+}
+
+fn sentinel(
+    infos: Vec<ConnectionInfo>,
+    master: &str,
+    settings: &RedisSettings,
+    certificates: Option<TlsCertificates>,
+) -> RedisResult<SentinelClient> {
+    // The first URL's user and password authenticate to the master; sentinels have their own.
+    let credentials = infos[0].redis_settings().clone();
+    let tls = infos.iter().any(|info| is_tls(info.addr()));
+    let addresses = infos.into_iter().map(|info| info.addr().clone());
+    let mut builder = SentinelClientBuilder::new(addresses, master, SentinelServerType::Master)?;
+    if let Some(user) = credentials.username() {
+        builder = builder.set_client_to_redis_username(user);
+    }
+    if let Some(password) = credentials.password() {
+        builder = builder.set_client_to_redis_password(password);
+    }
+    if let Some(password) = &settings.redis_sentinel_password {
+        builder = builder.set_client_to_sentinel_password(password.expose());
+    }
+    if tls {
+        builder = builder
+            .set_client_to_redis_tls_mode(TlsMode::Secure)
+            .set_client_to_sentinel_tls_mode(TlsMode::Secure);
+    }
+    if let Some(certificates) = certificates {
+        builder = builder
+            .set_client_to_redis_certificates(certificates.clone())
+            .set_client_to_sentinel_certificates(certificates);
+    }
+    builder.build()
+}
+
+/// The CA and client certificate files, when any is given.
+fn certificates(settings: &RedisSettings) -> Result<Option<TlsCertificates>, RedisSetupError> {
+    let root_cert = settings.redis_tls_ca.as_deref().map(read).transpose()?;
+    let client_tls = match (&settings.redis_tls_cert, &settings.redis_tls_key) {
+        (Some(cert), Some(key)) => Some(ClientTlsConfig {
+            client_cert: read(cert)?,
+            client_key: read(key)?,
+        }),
+        _ => None,
+    };
+    Ok(
+        (root_cert.is_some() || client_tls.is_some()).then_some(TlsCertificates {
+            client_tls,
+            root_cert,
+        }),
+    )
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, RedisSetupError> {
+    std::fs::read(path).map_err(|error| RedisSetupError::TlsFile {
+        path: path.display().to_string(),
+        error,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::settings::{Cli, Command};
+
+    fn target(flags: &[&str]) -> Result<Target, RedisSetupError> {
+        let args = ["ratelimiter", "serve"].iter().chain(flags);
+        let Command::Serve(settings) = Cli::parse_from(args).command else {
+            unreachable!("parsed a serve command")
+        };
+        Target::new(settings.redis_url.as_ref().unwrap(), &settings.redis)
+    }
+
+    #[test]
+    fn the_url_list_must_fit_the_redis_type() {
+        let two = "redis://a:1,redis://b:2";
+        assert!(matches!(
+            target(&["--redis-url", two]),
+            Err(RedisSetupError::TooManyUrls(2))
+        ));
+        assert!(matches!(
+            target(&["--redis-url", two, "--redis-type", "SENTINEL"]),
+            Err(RedisSetupError::NoSentinelMaster)
+        ));
+        assert!(
+            target(&["--redis-url", two, "--redis-type", "Cluster"]).is_ok_and(|t| t.is_cluster())
+        );
+        assert!(matches!(
+            target(&[
+                "--redis-url",
+                "redis://a:1",
+                "--redis-tls-ca",
+                "/no/such/ca.pem"
+            ]),
+            Err(RedisSetupError::TlsFile { .. })
+        ));
+    }
+
+    #[test]
+    fn redaction_removes_user_and_password() {
+        let url = "redis://admin:hunter2@db:6379";
+        let text = format!("failed on {url}; auth hunter2 for admin:hunter2");
+        let clean = redact(&text, url);
+        assert!(!clean.contains("hunter2"), "{clean}");
+        assert_eq!(
+            clean,
+            "failed on <redis url>; auth <redacted> for <redacted>"
+        );
+    }
+
+    #[test]
+    fn bad_urls_are_named_by_position_never_by_text() {
+        let error = parse_urls("redis://a:1, http://user:hunter2@b").unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("entry 2"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+}

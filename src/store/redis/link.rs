@@ -1,0 +1,297 @@
+//! The one connection to Redis that the store and the registry share, kept alive by a
+//! background task.
+//!
+//! Requests never wait for a connection: without one they fail at once with `Unavailable`, and
+//! every call is bounded by a timeout. The keeper task is the only one that dials, so a
+//! recovering Redis sees one attempt at a time from each node, spaced by jittered exponential
+//! backoff. It pings every [`PING_INTERVAL`], and at once when a request failed; a failed ping
+//! (or an error that says the connection is dead or points at a replica) makes it dial a new
+//! connection. A single server's failed connection is dropped at once, so requests fail fast
+//! until the new one works; a Cluster's is kept meanwhile, for the masters that still answer.
+//! The keeper also owns the store's half of `/health`: unreachable on a failure, reachable again
+//! after a good ping or dial.
+
+use std::future::Future;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use redis::{ErrorKind, RedisError, ServerErrorKind};
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::cluster::SlotMap;
+use super::connect::{Connection, RedisSetupError, Target, redact};
+use crate::health::Health;
+use crate::settings::{RedisSettings, Secret};
+use crate::store::StoreError;
+
+/// How often a healthy connection is checked; also bounds how long `/health` can miss a dead
+/// Redis that no request has touched.
+const PING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The first pause between failed dials; small, so that a Redis restart costs little.
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+
+/// The longest pause between failed dials: with the connect timeout it keeps recovery within
+/// about 2 s of Redis coming back, while a fleet of nodes dials a dead Redis about once a second.
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+pub struct RedisLink {
+    current: ArcSwapOption<Connection>,
+    /// On a Cluster: which master owns each slot, refreshed with every ping.
+    slots: ArcSwapOption<SlotMap>,
+    /// Wakes the keeper early: a request failed.
+    trouble: Notify,
+    /// Set with `trouble` when the connection itself must be replaced, not just checked.
+    redial: AtomicBool,
+    /// Counts successful dials, so that others (the registry) can act on a reconnect.
+    dials: watch::Sender<u64>,
+    health: Arc<Health>,
+    settings: RedisSettings,
+    url: Secret,
+    cluster: bool,
+}
+
+impl RedisLink {
+    /// Builds the client and tries one connection, bounded by the connect timeout. Failing to
+    /// connect is not an error: the keeper goes on trying until `stop` fires.
+    pub async fn start(
+        url: &Secret,
+        settings: &RedisSettings,
+        health: Arc<Health>,
+        stop: CancellationToken,
+    ) -> Result<Arc<RedisLink>, RedisSetupError> {
+        let mut target = Target::new(url, settings)?;
+        let link = Arc::new(RedisLink {
+            current: ArcSwapOption::empty(),
+            slots: ArcSwapOption::empty(),
+            trouble: Notify::new(),
+            redial: AtomicBool::new(false),
+            dials: watch::Sender::new(0),
+            health,
+            settings: settings.clone(),
+            url: url.clone(),
+            cluster: target.is_cluster(),
+        });
+        link.health.set_store_reachable(false);
+        if let Err(error) = link.dial(&mut target).await {
+            tracing::warn!(%error, "cannot reach Redis yet; requests answer UNAVAILABLE until it is there");
+            link.trouble(true);
+        }
+        tokio::spawn(keep(link.clone(), target, stop));
+        Ok(link)
+    }
+
+    /// The Cluster's slot map (empty until first read); `None` outside a Cluster.
+    pub fn slot_map(&self) -> Option<Arc<SlotMap>> {
+        self.cluster
+            .then(|| self.slots.load_full().unwrap_or_default())
+    }
+
+    /// Notified after every successful (re)connection.
+    pub fn reconnects(&self) -> watch::Receiver<u64> {
+        self.dials.subscribe()
+    }
+
+    /// Runs one request on the current connection within `--redis-timeout`.
+    pub async fn run<T, F, Fut>(&self, work: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        self.run_within(self.settings.redis_timeout, work).await
+    }
+
+    /// Runs a management request (listing, registry) within the connect timeout: such requests
+    /// may take several round trips, and nobody's traffic waits for them.
+    pub async fn run_slow<T, F, Fut>(&self, work: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let timeout = self
+            .settings
+            .redis_connect_timeout
+            .max(self.settings.redis_timeout);
+        self.run_within(timeout, work).await
+    }
+
+    async fn run_within<T, F, Fut>(&self, timeout: Duration, work: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let Some(connection) = self.current.load_full() else {
+            return Err(StoreError::Unavailable("not connected to Redis".into()));
+        };
+        match tokio::time::timeout(timeout, work(Connection::clone(&connection))).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(self.failed(&error)),
+            Err(_) => {
+                self.trouble(false);
+                Err(StoreError::Timeout(timeout))
+            }
+        }
+    }
+
+    /// Classifies a failed request: the store is unreachable (transient) or said something the
+    /// service did not expect.
+    fn failed(&self, error: &RedisError) -> StoreError {
+        let text = redact(&error.to_string(), self.url.expose());
+        // A timeout says nothing about the connection (Redis may just be slow): checked first,
+        // as redis-rs reports it as an I/O error.
+        if error.is_timeout() || error.is_cluster_error() || busy(error) {
+            self.trouble(false);
+            StoreError::Unavailable(text)
+        } else if needs_new_connection(error) {
+            self.trouble(true);
+            StoreError::Unavailable(text)
+        } else {
+            StoreError::Protocol(text)
+        }
+    }
+
+    fn trouble(&self, redial: bool) {
+        self.health.set_store_reachable(false);
+        if redial {
+            self.redial.store(true, Ordering::Relaxed);
+        }
+        self.trouble.notify_one();
+    }
+
+    /// One bounded connection attempt; installs the connection and reports it when it works,
+    /// or says why not (without credentials).
+    async fn dial(&self, target: &mut Target) -> Result<(), String> {
+        // A sentinel setup asks a sentinel, then connects to the master: two steps.
+        let bound = self.settings.redis_connect_timeout * 2;
+        match tokio::time::timeout(bound, target.dial(&self.settings)).await {
+            Ok(Ok(connection)) => {
+                self.current.store(Some(Arc::new(connection)));
+                self.redial.store(false, Ordering::Relaxed);
+                self.refresh_slots().await;
+                self.health.set_store_reachable(true);
+                self.dials.send_modify(|dials| *dials += 1);
+                Ok(())
+            }
+            Ok(Err(error)) => Err(redact(&error.to_string(), self.url.expose())),
+            Err(_) => Err(format!("no connection within {bound:?}")),
+        }
+    }
+
+    /// Lets go of a single server's connection that failed its ping: requests then fail at once
+    /// instead of waiting out their timeout, and what was queued on it is freed. A Cluster
+    /// connection is kept, as it still serves the masters that answer.
+    fn drop_single_connection(&self) {
+        if !self.cluster {
+            self.current.store(None);
+        }
+    }
+
+    /// Reads the Cluster's slot map again; a failure keeps the old one (the next ping retries).
+    async fn refresh_slots(&self) {
+        if !self.cluster {
+            return;
+        }
+        let fetched = self
+            .run_within(
+                self.settings.redis_connect_timeout,
+                |connection| async move {
+                    match connection {
+                        Connection::Cluster(mut cluster) => {
+                            SlotMap::fetch(&mut cluster).await.map(Some)
+                        }
+                        Connection::Node(_) => Ok(None),
+                    }
+                },
+            )
+            .await;
+        if let Ok(Some(map)) = fetched {
+            self.slots.store(Some(Arc::new(map)));
+        }
+    }
+
+    /// Whether the current connection answers a PING in time.
+    async fn ping(&self) -> bool {
+        let bound = self.settings.redis_connect_timeout;
+        let answered = self
+            .run_within(bound, |mut connection| async move {
+                redis::cmd("PING").query_async::<()>(&mut connection).await
+            })
+            .await;
+        answered.is_ok() && !self.redial.load(Ordering::Relaxed)
+    }
+}
+
+/// Errors after which this connection is no use: it broke, or it leads to a replica (a sentinel
+/// failover demoted the master).
+fn needs_new_connection(error: &RedisError) -> bool {
+    error.is_io_error()
+        || error.is_connection_dropped()
+        || error.is_unrecoverable_error()
+        || matches!(
+            error.kind(),
+            ErrorKind::Server(ServerErrorKind::ReadOnly)
+                | ErrorKind::Server(ServerErrorKind::MasterDown)
+                | ErrorKind::ClusterConnectionNotFound
+        )
+}
+
+/// Redis is there but cannot serve yet: it is loading its data set.
+fn busy(error: &RedisError) -> bool {
+    error.kind() == ErrorKind::Server(ServerErrorKind::BusyLoading)
+}
+
+/// The keeper: checks the connection, and replaces it when it fails, until `stop` fires.
+async fn keep(link: Arc<RedisLink>, mut target: Target, stop: CancellationToken) {
+    let jitter = foldhash::fast::RandomState::default();
+    let mut failures: u32 = 0;
+    loop {
+        let pause = if failures == 0 {
+            PING_INTERVAL
+        } else {
+            backoff(failures, &jitter)
+        };
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(pause) => {}
+            () = link.trouble.notified(), if failures == 0 => {}
+        }
+        if failures == 0 && link.ping().await {
+            link.refresh_slots().await;
+            link.health.set_store_reachable(true);
+            continue;
+        }
+        link.health.set_store_reachable(false);
+        link.drop_single_connection();
+        match link.dial(&mut target).await {
+            Ok(()) => {
+                if failures > 0 {
+                    tracing::info!(attempts = failures + 1, "reconnected to Redis");
+                }
+                failures = 0;
+            }
+            Err(error) => {
+                failures += 1;
+                // Logged on the 1st, 2nd, 4th, 8th... failure in a row: an outage is visible
+                // without flooding the log.
+                if failures.is_power_of_two() {
+                    tracing::warn!(%error, attempts = failures, "cannot reach Redis; requests answer UNAVAILABLE until it is back");
+                }
+            }
+        }
+    }
+}
+
+/// The pause after `failures` failed dials in a row: doubling from [`BACKOFF_MIN`] up to
+/// [`BACKOFF_MAX`], then a random point in its upper half, so that nodes spread their dials.
+fn backoff(failures: u32, jitter: &foldhash::fast::RandomState) -> Duration {
+    let ceiling = BACKOFF_MIN
+        .saturating_mul(1 << failures.min(16))
+        .min(BACKOFF_MAX);
+    let half = ceiling / 2;
+    let spread = half.as_millis() as u64;
+    half + Duration::from_millis(jitter.hash_one(failures) % (spread + 1))
+}

@@ -1,0 +1,57 @@
+//! A Redis store (and its link) built from flags as the service builds it, for tests that talk
+//! to the store directly.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use ratelimiter::health::Health;
+use ratelimiter::store::RedisStore;
+use ratelimiter::store::redis::RedisLink;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+/// A store (and its link) on a running Redis, as the service would build it from `flags`.
+pub struct Connected {
+    pub link: Arc<RedisLink>,
+    pub store: Arc<RedisStore>,
+    pub health: Arc<Health>,
+    _stop: DropGuard,
+}
+
+/// Connects to `url` with `flags` (such as `--redis-type cluster`), test timeouts, and counter
+/// keys behind `prefix`.
+pub async fn connect(url: &str, flags: &[&str], prefix: &str) -> Connected {
+    let mut args = vec![
+        "--redis-url",
+        url,
+        "--redis-key-prefix",
+        prefix,
+        "--redis-timeout",
+        TEST_TIMEOUT,
+        "--redis-connect-timeout",
+        "1s",
+    ];
+    args.extend_from_slice(flags);
+    let settings = super::settings(Path::new("unused"), &args);
+    let health = Arc::new(Health::new(SystemTime::now()));
+    let stop = CancellationToken::new();
+    let link = RedisLink::start(
+        settings.redis_url.as_ref().unwrap(),
+        &settings.redis,
+        health.clone(),
+        stop.clone(),
+    )
+    .await
+    .unwrap();
+    let store = Arc::new(RedisStore::new(link.clone(), prefix));
+    Connected {
+        link,
+        store,
+        health,
+        _stop: stop.drop_guard(),
+    }
+}
+
+/// `--redis-timeout` in tests: far above the 15 ms default, so a loaded machine does not make
+/// healthy calls time out.
+pub const TEST_TIMEOUT: &str = "200ms";

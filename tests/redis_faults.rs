@@ -1,0 +1,262 @@
+//! What happens when Redis fails: killed under load, stalled with SIGSTOP, or absent when the
+//! service starts. Calls answer UNAVAILABLE (never OK or UNKNOWN) within the timeout, the
+//! service stays up, `/health` says degraded, and counting resumes by itself once Redis is back.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::redis::{RedisServer, eventually};
+use common::redis_store::{TEST_TIMEOUT, connect};
+use common::{Client, Code, Service, code, request};
+use ratelimiter::health::Status;
+use ratelimiter::store::CounterStore;
+
+const LIMITS: &str = "
+domain: faults
+descriptors:
+  - key: user
+    rate_limit: {unit: hour, requests_per_unit: 4}
+";
+
+/// Far beyond the 200 ms timeout: a call that takes this long has hung.
+const HUNG: Duration = Duration::from_secs(5);
+
+/// Redis comes back within 2 s; the rest is slack for a loaded 2-core machine.
+const RECOVERY: Duration = Duration::from_secs(4);
+
+async fn service(redis: &RedisServer) -> Service {
+    let url = redis.url();
+    Service::start(
+        &[("faults.yaml", LIMITS)],
+        &["--redis-url", &url, "--redis-timeout", TEST_TIMEOUT],
+    )
+    .await
+}
+
+/// One call for `user`: Ok(overall code), or Err(gRPC status code). Fails if it hangs.
+async fn call(client: &mut Client, user: &str) -> Result<Code, tonic::Code> {
+    let started = Instant::now();
+    let answer = client
+        .should_rate_limit(request("faults", &[&[("user", user)]]))
+        .await;
+    assert!(
+        started.elapsed() < HUNG,
+        "a call took {:?}",
+        started.elapsed()
+    );
+    answer
+        .map(|response| code(&response.into_inner()))
+        .map_err(|status| status.code())
+}
+
+/// Polls with calls until one is answered, failing with `what` after [`RECOVERY`].
+async fn until_ok(client: &mut Client, what: &str) {
+    let deadline = Instant::now() + RECOVERY;
+    while call(client, "probe").await.is_err() {
+        assert!(Instant::now() < deadline, "{what} within {RECOVERY:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Exactly 4 of 6 fresh hits on `user` are admitted.
+async fn counts_exactly(client: &mut Client, user: &str) {
+    let mut admitted = 0;
+    for _ in 0..6 {
+        if call(client, user).await == Ok(Code::Ok) {
+            admitted += 1;
+        }
+    }
+    assert_eq!(admitted, 4, "for {user}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_redis_gives_unavailable_then_counting_resumes_after_restart() {
+    let mut redis = RedisServer::start();
+    let service = service(&redis).await;
+    let mut client = service.client().await;
+    counts_exactly(&mut client, "before").await;
+
+    // Load while Redis dies: every answer is OK/OVER_LIMIT or UNAVAILABLE, never anything else.
+    let mut load_client = service.client().await;
+    let load = tokio::spawn(async move {
+        let mut unavailable = 0;
+        for index in 0..400 {
+            match call(&mut load_client, &format!("load-{}", index % 50)).await {
+                Ok(_) => {}
+                Err(tonic::Code::Unavailable) => unavailable += 1,
+                Err(other) => panic!("a call under load answered {other:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        unavailable
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    redis.kill();
+    assert_eq!(
+        call(&mut client, "during").await,
+        Err(tonic::Code::Unavailable)
+    );
+    let http = common::http::Http::new(service.http_addr);
+    eventually(RECOVERY, "/health says degraded", || async {
+        http.get("/health").await.json()["status"] == "degraded"
+    })
+    .await;
+    assert!(
+        load.await.unwrap() > 0,
+        "no call under load met the dead Redis"
+    );
+
+    redis.restart();
+    let restarted = Instant::now();
+    until_ok(&mut client, "requests work again after Redis restarts").await;
+    eprintln!(
+        "recovered {:?} after Redis answered again",
+        restarted.elapsed()
+    );
+    counts_exactly(&mut client, "after").await;
+    eventually(RECOVERY, "/health says healthy again", || async {
+        http.get("/health").await.json()["status"] == "healthy"
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stalled_redis_gives_unavailable_within_the_timeout() {
+    let redis = RedisServer::start();
+    let service = service(&redis).await;
+    let mut client = service.client().await;
+    counts_exactly(&mut client, "before").await;
+
+    redis.pause();
+    for _ in 0..5 {
+        assert_eq!(
+            call(&mut client, "stalled").await,
+            Err(tonic::Code::Unavailable)
+        );
+    }
+    redis.resume();
+    until_ok(&mut client, "requests work again after SIGCONT").await;
+    counts_exactly(&mut client, "after").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_service_started_before_redis_heals_when_redis_appears() {
+    let mut redis = RedisServer::planned();
+    let service = service(&redis).await;
+    let mut client = service.client().await;
+    assert_eq!(
+        call(&mut client, "early").await,
+        Err(tonic::Code::Unavailable)
+    );
+
+    redis.restart();
+    until_ok(&mut client, "requests work once Redis appears").await;
+    counts_exactly(&mut client, "after").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn health_follows_redis() {
+    let mut redis = RedisServer::start();
+    let connected = connect(&redis.url(), &[], "health:").await;
+    assert_eq!(connected.health.status(), Status::Healthy);
+
+    redis.kill();
+    eventually(RECOVERY, "health turns degraded", || async {
+        connected.health.status() == Status::Degraded
+    })
+    .await;
+    let error = connected.store.approximate_len().await.unwrap_err();
+    assert!(error.is_transient(), "{error}");
+
+    redis.restart();
+    eventually(RECOVERY, "health turns healthy again", || async {
+        connected.health.status() == Status::Healthy
+    })
+    .await;
+    assert!(connected.store.approximate_len().await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn passwords_stay_out_of_error_texts() {
+    let redis =
+        RedisServer::start_with(common::redis::free_port(), &["--requirepass", "right-one"]);
+    let url = format!("redis://:hunter2@127.0.0.1:{}", redis.port);
+    let connected = connect(&url, &[], "secret:").await;
+    let error = connected.store.approximate_len().await.unwrap_err();
+    assert!(
+        !format!("{error} {error:?}").contains("hunter2"),
+        "{error:?}"
+    );
+
+    let service = Service::start(
+        &[("faults.yaml", LIMITS)],
+        &["--redis-url", &url, "--redis-timeout", TEST_TIMEOUT],
+    )
+    .await;
+    let status = service
+        .client()
+        .await
+        .should_rate_limit(request("faults", &[&[("user", "x")]]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert!(!status.message().contains("hunter2"), "{status:?}");
+
+    let bad = common::settings(
+        std::path::Path::new("unused"),
+        &["--redis-url", "redis://:hunter2@host:notaport"],
+    );
+    let health = std::sync::Arc::new(ratelimiter::health::Health::new(
+        std::time::SystemTime::now(),
+    ));
+    let setup = ratelimiter::store::redis::RedisLink::start(
+        bad.redis_url.as_ref().unwrap(),
+        &bad.redis,
+        health,
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await;
+    let text = setup
+        .err()
+        .map(|error| format!("{error} {error:?}"))
+        .unwrap_or_default();
+    assert!(text.contains("not a valid"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+}
+
+#[test]
+fn the_password_never_reaches_help_or_logs() {
+    let url = format!(
+        "redis://admin:hunter2@127.0.0.1:{}",
+        common::redis::free_port()
+    );
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_ratelimiter"))
+        .args(["serve", "--help"])
+        .env("RATELIMITER_REDIS_URL", &url)
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    assert!(!String::from_utf8_lossy(&help.stdout).contains("hunter2"));
+
+    // Nothing listens there: the node logs its failed connection attempts, at debug level too.
+    let mut node = std::process::Command::new(env!("CARGO_BIN_EXE_ratelimiter"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "serve",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--log-level",
+            "debug",
+        ])
+        .args(["--redis-url", &url])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1_500));
+    let _ = node.kill();
+    let output = node.wait_with_output().unwrap();
+    let logs = String::from_utf8_lossy(&output.stderr);
+    assert!(logs.contains("cannot reach Redis"), "{logs}");
+    assert!(!logs.contains("hunter2"), "{logs}");
+}

@@ -1,0 +1,166 @@
+//! The node registry on a real Redis (what `/api/nodes` shows): live nodes are listed, a node
+//! that shuts down leaves at once, a killed one within its TTL, and entries come back by
+//! themselves after Redis loses them.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use common::Service;
+use common::redis::{RedisServer, eventually};
+use common::redis_store::{TEST_TIMEOUT, connect};
+use ratelimiter::registry::{NodeInfo, read_nodes};
+use ratelimiter::store::redis::RedisLink;
+
+const LIMITS: &str = "domain: registry\n";
+
+/// Registry flags short enough for a test: entries live 2 s, refreshed every 300 ms.
+const FAST_REGISTRY: [&str; 4] = ["--node-ttl", "2s", "--node-heartbeat", "300ms"];
+
+/// Generous bound for anything the registry promises "within one heartbeat" or "within TTL".
+const SETTLE: Duration = Duration::from_secs(6);
+
+async fn nodes(link: &RedisLink) -> Vec<NodeInfo> {
+    read_nodes(link).await.unwrap()
+}
+
+async fn ids(link: &RedisLink) -> Vec<String> {
+    nodes(link).await.into_iter().map(|node| node.id).collect()
+}
+
+async fn node_service(redis: &RedisServer, id: &str) -> Service {
+    let url = redis.url();
+    let mut flags = vec![
+        "--redis-url",
+        &url,
+        "--redis-timeout",
+        TEST_TIMEOUT,
+        "--node-id",
+        id,
+    ];
+    flags.extend_from_slice(&FAST_REGISTRY);
+    Service::start(&[("registry.yaml", LIMITS)], &flags).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn live_nodes_are_listed_and_a_stopped_node_leaves_at_once() {
+    let redis = RedisServer::start();
+    let observer = connect(&redis.url(), &[], "registry:").await;
+    let first = node_service(&redis, "node-a").await;
+    let second = node_service(&redis, "node-b").await;
+    eventually(SETTLE, "both nodes are listed", || async {
+        ids(&observer.link).await == ["node-a", "node-b"]
+    })
+    .await;
+
+    // `/api/nodes` of either node shows the fleet.
+    let listed_over_http = common::http::Http::new(second.http_addr)
+        .get("/api/nodes")
+        .await
+        .json();
+    let http_ids: Vec<&str> = listed_over_http["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|node| node["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(http_ids, ["node-a", "node-b"], "{listed_over_http}");
+
+    let listed = nodes(&observer.link).await;
+    let a = &listed[0];
+    assert_eq!(a.grpc_address, first.grpc_addr.to_string());
+    assert_eq!(a.version, env!("CARGO_PKG_VERSION"));
+    let age = SystemTime::now().duration_since(a.registered_at).unwrap();
+    assert!(age < Duration::from_secs(60), "registered {age:?} ago");
+
+    first.stop().await.unwrap();
+    assert_eq!(ids(&observer.link).await, ["node-b"]);
+
+    // Redis loses everything; the surviving node writes itself back.
+    redis.cli(&["flushall"]);
+    eventually(SETTLE, "the node registers again after a flush", || async {
+        ids(&observer.link).await == ["node-b"]
+    })
+    .await;
+    drop(second);
+}
+
+/// The built binary, killed when dropped.
+struct Node(Child);
+
+impl Node {
+    fn spawn(redis: &RedisServer, id: &str) -> Node {
+        let child = Command::new(env!("CARGO_BIN_EXE_ratelimiter"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args([
+                "serve",
+                "--grpc-addr",
+                "127.0.0.1:0",
+                "--http-addr",
+                "0.0.0.0:0",
+            ])
+            .args(["--redis-url", &redis.url(), "--node-id", id])
+            .args(FAST_REGISTRY)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the ratelimiter binary starts");
+        Node(child)
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    async fn wait_for_exit(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + SETTLE;
+        while Instant::now() < deadline {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status.code();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the node did not exit");
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_node_disappears_within_its_ttl_and_a_terminated_one_at_once() {
+    let redis = RedisServer::start();
+    let observer = connect(&redis.url(), &[], "registry:").await;
+    let mut killed = Node::spawn(&redis, "killed");
+    let mut terminated = Node::spawn(&redis, "terminated");
+    eventually(SETTLE, "both processes register", || async {
+        ids(&observer.link).await == ["killed", "terminated"]
+    })
+    .await;
+    // Listening on every interface, a node publishes a reachable name, never 0.0.0.0.
+    for node in nodes(&observer.link).await {
+        assert!(!node.address.starts_with("0.0.0.0"), "{node:?}");
+        assert!(node.address.rsplit_once(':').is_some(), "{node:?}");
+    }
+
+    terminated.signal("TERM");
+    assert_eq!(terminated.wait_for_exit().await, Some(0));
+    assert_eq!(ids(&observer.link).await, ["killed"]);
+
+    killed.signal("KILL");
+    let _ = killed.wait_for_exit().await;
+    // Nobody deleted the entry: it is still there, and goes when its TTL runs out.
+    assert_eq!(ids(&observer.link).await, ["killed"]);
+    eventually(SETTLE, "the killed node's entry expires", || async {
+        ids(&observer.link).await.is_empty()
+    })
+    .await;
+}
