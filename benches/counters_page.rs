@@ -1,59 +1,103 @@
-//! One `/api/counters` page on a big store: fills the memory store with 1,000,000 counters
-//! (10,000 when `cargo test` runs this to keep it building), then times the store's `list` for
-//! the first page, the next one, and a page whose prefix matches nothing (it stops at its scan
-//! budget). Run with `cargo bench --bench counters_page`.
+//! One `/api/counters` page on a big store: fills the memory store with 1,000,000 counters and a
+//! local redis-server with 100,000 (a few thousand when `cargo test` runs this to keep it
+//! building), then times the store's `list` for the first page, the next one, and a page whose
+//! prefix matches nothing (it stops at its scan budget). A page's cost must not grow with the
+//! store. Run with `cargo bench --bench counters_page` (Redis: `scripts/setup`).
+
+#[allow(dead_code)]
+#[path = "../tests/common/redis.rs"]
+mod redis_harness;
 
 use std::hint::black_box;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use clap::Parser;
 use ratelimiter::clock::SystemClock;
+use ratelimiter::health::Health;
 use ratelimiter::key::{self, Level, Scope};
-use ratelimiter::store::{CounterOp, CounterStore, MemoryStore};
+use ratelimiter::settings::{Cli, Command};
+use ratelimiter::store::redis::RedisLink;
+use ratelimiter::store::{CounterOp, CounterStore, MemoryStore, RedisStore};
+use tokio_util::sync::CancellationToken;
 
 /// Timed runs per case; the median is reported.
 const RUNS: usize = 101;
 
+/// Counters written per store call while filling.
+const FILL_BATCH: usize = 1_000;
+
 fn main() {
     let full = std::env::args().any(|arg| arg == "--bench");
-    let counters: u32 = if full { 1_000_000 } else { 10_000 };
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
         .build()
-        .expect("a current-thread runtime starts");
-    // Twice the counters, so that uneven shards never evict.
-    let store = MemoryStore::new(2 * counters as usize, Arc::new(SystemClock));
+        .expect("a runtime starts");
+    runtime.block_on(async {
+        let memory_counters = if full { 1_000_000 } else { 10_000 };
+        // Twice the counters, so that uneven shards never evict.
+        let memory = MemoryStore::new(2 * memory_counters as usize, Arc::new(SystemClock));
+        measure("memory", &memory, memory_counters).await;
 
+        let redis_counters = if full { 100_000 } else { 2_000 };
+        let server = redis_harness::RedisServer::start();
+        let stop = CancellationToken::new();
+        let redis = redis_store(&server.url(), &stop).await;
+        measure("redis", &redis, redis_counters).await;
+        stop.cancel();
+    });
+}
+
+async fn redis_store(url: &str, stop: &CancellationToken) -> RedisStore {
+    let args = [
+        "ratelimiter",
+        "serve",
+        "--redis-url",
+        url,
+        "--redis-timeout",
+        "5s",
+    ];
+    let Command::Serve(settings) = Cli::parse_from(args).command else {
+        unreachable!("parsed a serve command")
+    };
+    let url = settings.redis_url.as_ref().expect("a URL was given");
+    let health = Arc::new(Health::new(SystemTime::now()));
+    let link = RedisLink::start(url, &settings.redis, health, stop.clone())
+        .await
+        .expect("the bench's redis-server is reachable");
+    RedisStore::new(link, "ratelimit:")
+}
+
+/// Fills `store` with `counters` counters, then times pages of it.
+async fn measure(name: &str, store: &dyn CounterStore, counters: u32) {
     let started = Instant::now();
-    let batch: Vec<u32> = (0..counters).collect();
-    for chunk in batch.chunks(1_000) {
+    let all: Vec<u32> = (0..counters).collect();
+    for chunk in all.chunks(FILL_BATCH) {
         let ops: Vec<CounterOp> = chunk.iter().map(|&index| op(index)).collect();
-        runtime
-            .block_on(store.apply(&ops))
-            .expect("the memory store answers");
+        store.apply(&ops).await.expect("the store counts");
     }
-    println!("filled {} counters in {:?}", store.len(), started.elapsed());
-
+    println!(
+        "{name}: filled {counters} counters in {:?}",
+        started.elapsed()
+    );
     for limit in [100, 1_000] {
-        let first = runtime
-            .block_on(store.list("", None, limit))
-            .expect("a first page");
+        let first = store.list("", None, limit).await.expect("a first page");
         let next = first.next_cursor.clone().expect("a big store has more");
-        report(&format!("first page of {limit}"), || {
-            runtime
-                .block_on(store.list("", None, limit))
-                .map(|p| p.counters.len())
-        });
-        report(&format!("next page of {limit}"), || {
-            runtime
-                .block_on(store.list("", Some(&next), limit))
-                .map(|p| p.counters.len())
-        });
-        report(&format!("page of {limit}, prefix matching nothing"), || {
-            runtime
-                .block_on(store.list("1|nowhere|", None, limit))
-                .map(|p| p.counters.len())
-        });
+        report(name, &format!("first page of {limit}"), || {
+            store.list("", None, limit)
+        })
+        .await;
+        report(name, &format!("next page of {limit}"), || {
+            store.list("", Some(&next), limit)
+        })
+        .await;
+        report(
+            name,
+            &format!("page of {limit}, prefix matching nothing"),
+            || store.list("1|nowhere|", None, limit),
+        )
+        .await;
     }
 }
 
@@ -75,19 +119,25 @@ fn op(index: u32) -> CounterOp {
     }
 }
 
-fn report<E: std::fmt::Debug>(case: &str, mut page: impl FnMut() -> Result<usize, E>) {
-    let mut times: Vec<Duration> = (0..RUNS)
-        .map(|_| {
-            let started = Instant::now();
-            black_box(page().expect("the memory store answers"));
-            started.elapsed()
-        })
-        .collect();
+async fn report<F, Fut, E>(store: &str, case: &str, mut page: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<ratelimiter::store::CounterPage, E>>,
+    E: std::fmt::Debug,
+{
+    let mut times = Vec::with_capacity(RUNS);
+    let mut listed = 0;
+    for _ in 0..RUNS {
+        let started = Instant::now();
+        listed = black_box(page().await.expect("the store lists"))
+            .counters
+            .len();
+        times.push(started.elapsed());
+    }
     times.sort_unstable();
-    let listed = page().expect("the memory store answers");
+    let median: Duration = times[RUNS / 2];
     println!(
-        "{case}: {listed} counters, median {:?}, fastest {:?}",
-        times[RUNS / 2],
+        "{store}: {case}: {listed} counters, median {median:?}, fastest {:?}",
         times[0]
     );
 }

@@ -15,6 +15,7 @@ mod http_api {
 use std::time::Duration;
 
 use common::Service;
+use common::redis::RedisServer;
 
 /// Limits for domain `api`: a per-user minute limit, a named rule, an unlimited rule and a
 /// shared wildcard.
@@ -37,17 +38,40 @@ descriptors:
 
 /// Which store the service counts in; a scenario adds its own flags.
 pub struct Backend {
-    flags: Vec<&'static str>,
+    /// The store's name in `/health`.
+    pub kind: &'static str,
+    flags: Vec<String>,
+    /// The Redis server the service counts in, kept running for the scenario.
+    _redis: Option<RedisServer>,
 }
 
 impl Backend {
     pub fn memory() -> Backend {
-        Backend { flags: Vec::new() }
+        Backend {
+            kind: "memory",
+            flags: Vec::new(),
+            _redis: None,
+        }
+    }
+
+    /// A fresh redis-server on a free port (generous timeout: a loaded test machine is slow).
+    pub fn redis() -> Backend {
+        let redis = RedisServer::start();
+        Backend {
+            kind: "redis",
+            flags: vec![
+                "--redis-url".into(),
+                redis.url(),
+                "--redis-timeout".into(),
+                "1s".into(),
+            ],
+            _redis: Some(redis),
+        }
     }
 
     /// The service on [`CONFIG`] with this backend's flags and `extra`.
     pub async fn start(&self, extra: &[&str]) -> Service {
-        let mut flags = self.flags.clone();
+        let mut flags: Vec<&str> = self.flags.iter().map(String::as_str).collect();
         flags.extend_from_slice(extra);
         Service::start(&[("api.yaml", CONFIG)], &flags).await
     }
@@ -67,35 +91,43 @@ macro_rules! suite {
     };
 }
 
-suite!(
-    memory,
-    crate::Backend::memory(),
-    [
-        check::three_checks_with_limit_two_answer_200_200_429,
-        check::defaults_come_from_the_flags,
-        check::each_key_limit_and_window_counts_apart,
-        check::bad_checks_are_refused_naming_the_field,
-        check::bodies_over_the_limit_are_refused_unread,
-        json::json_answers_like_the_go_service,
-        json::json_reads_camel_case_and_snake_case,
-        json::json_refusals_are_400_naming_the_field,
-        counters::counters_show_each_counters_own_limit_decoded,
-        counters::blocks_are_the_counters_at_their_limit,
-        counters::pages_show_every_counter_exactly_once,
-        counters::bad_listing_parameters_are_refused_naming_them,
-        counters::delete_resets_one_counter_with_the_admin_token,
-        counters::resets_are_refused_without_an_admin_token,
-        admin::the_admin_token_guards_every_api_endpoint,
-        admin::limits_show_the_defaults_the_config_status_and_every_rule,
-        admin::rlconfig_lists_every_rule_in_the_go_format,
-        admin::health_reports_the_node_the_store_and_the_config,
-        admin::nodes_list_this_node,
-        admin::draining_turns_health_503_then_the_listener_closes,
-        admin::unknown_paths_and_methods_are_json_errors,
-        admin::reloads_show_in_health_limits_and_rlconfig,
-        metrics::metrics_pass_promtool_and_move_with_traffic,
-    ]
-);
+/// Every scenario, handed to `suite!` once per backend.
+macro_rules! every_scenario {
+    ($name:ident, $backend:expr) => {
+        suite!(
+            $name,
+            $backend,
+            [
+                check::three_checks_with_limit_two_answer_200_200_429,
+                check::defaults_come_from_the_flags,
+                check::each_key_limit_and_window_counts_apart,
+                check::bad_checks_are_refused_naming_the_field,
+                check::bodies_over_the_limit_are_refused_unread,
+                json::json_answers_like_the_go_service,
+                json::json_reads_camel_case_and_snake_case,
+                json::json_refusals_are_400_naming_the_field,
+                counters::counters_show_each_counters_own_limit_decoded,
+                counters::blocks_are_the_counters_at_their_limit,
+                counters::pages_show_every_counter,
+                counters::bad_listing_parameters_are_refused_naming_them,
+                counters::delete_resets_one_counter_with_the_admin_token,
+                counters::resets_are_refused_without_an_admin_token,
+                admin::the_admin_token_guards_every_api_endpoint,
+                admin::limits_show_the_defaults_the_config_status_and_every_rule,
+                admin::rlconfig_lists_every_rule_in_the_go_format,
+                admin::health_reports_the_node_the_store_and_the_config,
+                admin::nodes_list_this_node,
+                admin::draining_turns_health_503_then_the_listener_closes,
+                admin::unknown_paths_and_methods_are_json_errors,
+                admin::reloads_show_in_health_limits_and_rlconfig,
+                metrics::metrics_pass_promtool_and_move_with_traffic,
+            ]
+        );
+    };
+}
+
+every_scenario!(memory, crate::Backend::memory());
+every_scenario!(redis, crate::Backend::redis());
 
 #[tokio::test]
 async fn on_the_manual_clock_a_denied_check_waits_until_its_oldest_bucket_leaves() {

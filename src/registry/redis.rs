@@ -26,6 +26,8 @@ pub const KEY_PREFIX: &str = "ratelimiter:nodes:";
 
 pub struct NodeRegistry {
     link: Arc<RedisLink>,
+    /// This node, listed even before its first beat lands (or after a flush, until the next).
+    me: NodeInfo,
     entry: Entry,
     health: Arc<Health>,
     stop: CancellationToken,
@@ -88,6 +90,7 @@ impl NodeRegistry {
         ));
         Arc::new(NodeRegistry {
             link,
+            me: me.clone(),
             entry,
             health,
             stop,
@@ -127,11 +130,12 @@ impl NodeRegistry {
 
     async fn list_nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
         let mut nodes = read_nodes(&self.link).await?;
+        if !nodes.iter().any(|node| node.id == self.me.id) {
+            nodes.push(self.me.clone());
+        }
         if !self.health.status().is_serving() {
-            for node in &mut nodes {
-                if format!("{KEY_PREFIX}{}", node.id) == self.entry.key {
-                    node.state = NodeState::Draining;
-                }
+            for node in nodes.iter_mut().filter(|node| node.id == self.me.id) {
+                node.state = NodeState::Draining;
             }
         }
         Ok(nodes)

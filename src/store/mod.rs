@@ -66,9 +66,11 @@ pub trait CounterStore: Send + Sync + 'static {
         hits: u64,
     ) -> BoxFuture<'a, Result<Slide, StoreError>>;
 
-    /// Live counters whose key starts with `prefix`: at most `limit` of them, from `cursor`
+    /// Live counters whose key starts with `prefix`: about `limit` of them, from `cursor`
     /// (`None` to start). Each call does bounded work, so a page may hold fewer than `limit`
-    /// counters and still have a next cursor.
+    /// counters and still have a next cursor; a store that lists in batches (Redis `SCAN`) may
+    /// return a few more rather than split a batch. A counter that lives through a whole
+    /// listing is listed at least once; one that changes meanwhile may be missed or repeated.
     fn list<'a>(
         &'a self,
         prefix: &'a str,

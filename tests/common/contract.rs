@@ -174,17 +174,26 @@ async fn listing_contract(store: &Arc<dyn CounterStore>, prefix: &str) {
     let mut pages = 0;
     loop {
         let page = store.list(&listed, cursor.as_deref(), 3).await.unwrap();
-        assert!(page.counters.len() <= 3);
+        // A batch-listing store (Redis SCAN) may run a page a little over rather than split one.
+        assert!(
+            page.counters.len() <= 6,
+            "{} on a page of 3",
+            page.counters.len()
+        );
         for counter in page.counters {
             assert!(
                 counter.resets_in > Duration::ZERO
                     && counter.resets_in <= Duration::from_secs(3600),
                 "{counter:?}"
             );
-            assert!(
-                seen.insert(counter.key, counter.value).is_none(),
-                "listed twice"
-            );
+            // Redis SCAN may repeat a key while its table is resized; never with a new value.
+            if let Some(before) = seen.insert(counter.key.clone(), counter.value) {
+                assert_eq!(
+                    before, counter.value,
+                    "{} listed twice, differently",
+                    counter.key
+                );
+            }
         }
         pages += 1;
         assert!(pages < 1_000, "the listing never ends");

@@ -96,7 +96,7 @@ pub async fn health_reports_the_node_the_store_and_the_config(backend: &Backend)
         ),
         (&"healthy".into(), &"node-a".into(), &true.into())
     );
-    assert!(health["store"]["kind"].is_string());
+    assert_eq!(health["store"]["kind"], backend.kind);
     assert!(
         health["config"]["loaded_at"]
             .as_str()

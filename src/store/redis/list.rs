@@ -2,10 +2,11 @@
 //! `KEYS` and never the whole keyspace at once. On a Cluster every master is scanned in turn
 //! (sorted by address), and the cursor names the master it is on.
 //!
-//! A cursor is `<scan position>.<keys to skip>[@<master>]`: a `SCAN` batch can hold more keys
-//! than fit in a page, so the rest of it is skipped when the same batch is asked for again. As
-//! with `SCAN` itself, keys that appear or move while a listing is under way may be missed or
-//! repeated.
+//! A cursor is `<scan position>[@<master>]`, always a position `SCAN` itself handed out, so a
+//! listing keeps `SCAN`'s promise: a counter that lives through the whole listing is listed at
+//! least once (it may be listed twice while Redis resizes its table). A `SCAN` batch is never
+//! split: one that does not fit in the page is asked for again by the next page, and the first
+//! batch of a page is taken whole even when it holds a few more keys than the page's limit.
 
 use redis::cluster_routing::RoutingInfo;
 use redis::{FromRedisValue, RedisResult};
@@ -20,38 +21,35 @@ use crate::store::{CounterEntry, CounterPage, StoreError};
 /// Most `SCAN` calls per page, so a page costs bounded work however few keys match.
 const SCANS_PER_PAGE: usize = 8;
 
-/// Buckets `SCAN` examines per call for a page of `limit` (Redis's `COUNT`), within bounds that
-/// keep one call short: Redis's own default is 10.
-const SCAN_COUNT_MIN: usize = 16;
+/// Most buckets `SCAN` examines in one call (Redis's `COUNT`), so that one call stays short. A
+/// call examines about as many buckets as the page has room for, and a bucket holds about one
+/// key, so batches rarely overshoot the room left.
 const SCAN_COUNT_MAX: usize = 1_000;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Position {
     scan: u64,
-    skip: usize,
     /// The Cluster master being scanned (`host:port`); `None` on a single server.
     node: Option<String>,
 }
 
 impl Position {
     fn parse(text: &str) -> Option<Position> {
-        let (numbers, node) = match text.split_once('@') {
+        let (scan, node) = match text.split_once('@') {
             Some((_, "")) => return None,
-            Some((numbers, node)) => (numbers, Some(node.to_string())),
+            Some((scan, node)) => (scan, Some(node.to_string())),
             None => (text, None),
         };
-        let (scan, skip) = numbers.split_once('.')?;
         Some(Position {
             scan: scan.parse().ok()?,
-            skip: skip.parse().ok()?,
             node,
         })
     }
 
     fn text(&self) -> String {
         match &self.node {
-            Some(node) => format!("{}.{}@{node}", self.scan, self.skip),
-            None => format!("{}.{}", self.scan, self.skip),
+            Some(node) => format!("{}@{node}", self.scan),
+            None => self.scan.to_string(),
         }
     }
 }
@@ -69,7 +67,6 @@ pub async fn page(
         .transpose()?;
     let pattern = format!("{}*", glob_escape(&format!("{store_prefix}{prefix}")));
     let limit = limit.max(1);
-    let count = limit.clamp(SCAN_COUNT_MIN, SCAN_COUNT_MAX);
     let slots = link.slot_map();
     let masters = masters(slots.as_deref());
     let (keys, values, next) = link
@@ -79,7 +76,6 @@ pub async fn page(
                 &masters,
                 start,
                 &pattern,
-                count,
                 limit,
                 SCANS_PER_PAGE,
             )
@@ -119,7 +115,6 @@ pub async fn scan_all(link: &RedisLink, pattern: &str) -> Result<Vec<String>, St
             &masters,
             None,
             pattern,
-            SCAN_COUNT_MAX,
             usize::MAX,
             usize::MAX,
         )
@@ -129,19 +124,17 @@ pub async fn scan_all(link: &RedisLink, pattern: &str) -> Result<Vec<String>, St
     .await
 }
 
-/// Up to `limit` matching keys in up to `scans` `SCAN` calls from `start`, and where to go on.
+/// About `limit` matching keys in up to `scans` `SCAN` calls from `start`, and where to go on.
 async fn scan_page(
     connection: &mut Connection,
     masters: &[Option<String>],
     start: Option<Position>,
     pattern: &str,
-    count: usize,
     limit: usize,
     scans: usize,
 ) -> RedisResult<(Vec<String>, Option<Position>)> {
     let mut at = start.unwrap_or(Position {
         scan: 0,
-        skip: 0,
         node: masters.first().cloned().flatten(),
     });
     if !masters.contains(&at.node) {
@@ -150,7 +143,6 @@ async fn scan_page(
             Some(node) => {
                 at = Position {
                     scan: 0,
-                    skip: 0,
                     node: Some(node),
                 }
             }
@@ -159,16 +151,14 @@ async fn scan_page(
     }
     let mut keys = Vec::new();
     for _ in 0..scans {
-        let (next, batch) = scan(connection, at.node.as_deref(), at.scan, pattern, count).await?;
-        let fresh: Vec<String> = batch.into_iter().skip(at.skip).collect();
         let room = limit - keys.len();
-        if fresh.len() > room {
-            keys.extend(fresh.into_iter().take(room));
-            at.skip += room;
+        let count = room.clamp(1, SCAN_COUNT_MAX);
+        let (next, batch) = scan(connection, at.node.as_deref(), at.scan, pattern, count).await?;
+        if !keys.is_empty() && batch.len() > room {
+            // Asked for again, whole, by the next page.
             return Ok((keys, Some(at)));
         }
-        keys.extend(fresh);
-        at.skip = 0;
+        keys.extend(batch);
         at.scan = next;
         if next == 0 {
             // This server is done: go on with the next master by address, if any.
@@ -177,7 +167,7 @@ async fn scan_page(
                 None => return Ok((keys, None)),
             }
         }
-        if keys.len() == limit {
+        if keys.len() >= limit {
             break;
         }
     }
@@ -253,18 +243,16 @@ mod tests {
         for position in [
             Position {
                 scan: 0,
-                skip: 0,
                 node: None,
             },
             Position {
                 scan: 1234,
-                skip: 3,
                 node: Some("10.0.0.1:6379".into()),
             },
         ] {
             assert_eq!(Position::parse(&position.text()), Some(position));
         }
-        for junk in ["", "not a cursor", "1", "a.b", "1.-2", "1.2@"] {
+        for junk in ["", "not a cursor", "a", "-2", "1.2", "1@"] {
             assert_eq!(Position::parse(junk), None, "{junk:?}");
         }
     }
