@@ -4,112 +4,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::process::Node;
 use common::{Code, ask, code, request};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-
-/// The binary, started with `args`, and the addresses it logged.
-struct Running {
-    child: Child,
-    grpc_addr: SocketAddr,
-    http_addr: Option<SocketAddr>,
-    stderr: mpsc::Receiver<String>,
-    /// What it logged before it served.
-    startup_log: Vec<String>,
-}
-
-fn spawn(args: &[&str]) -> Running {
-    spawn_with_env(args, &[])
-}
-
-fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ratelimiter"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .arg("serve")
-        .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
-        .args(args)
-        .envs(env.iter().copied())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the ratelimiter binary starts");
-    let (lines, stderr) = mpsc::channel();
-    let pipe = BufReader::new(child.stderr.take().unwrap());
-    std::thread::spawn(move || {
-        for line in pipe.lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    // Owned by `Running` from here on, so that a failed start still kills the process.
-    let mut running = Running {
-        child,
-        grpc_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-        http_addr: None,
-        stderr,
-        startup_log: Vec::new(),
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let line = running
-            .stderr
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("the binary logs the gRPC address it serves on");
-        if let Some((_, address)) = line.split_once("serving HTTP on ") {
-            running.http_addr = Some(address.trim().parse().unwrap());
-        }
-        if let Some((_, address)) = line.split_once("serving gRPC on ") {
-            running.grpc_addr = address.trim().parse().unwrap();
-            return running;
-        }
-        running.startup_log.push(line);
-    }
-}
-
-impl Running {
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits without blocking the runtime, so that the test's clients keep answering the
-    /// server's HTTP/2 shutdown handshake (GOAWAY, PING) as Envoy would.
-    async fn wait_for_exit(&mut self, within: Duration) -> Option<i32> {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!(
-            "the binary did not exit within {within:?}; it logged:\n{}",
-            self.logged().join("\n")
-        );
-    }
-
-    fn logged(&self) -> Vec<String> {
-        self.stderr.try_iter().collect()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn health(addr: SocketAddr, service: &str) -> ServingStatus {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
@@ -134,13 +38,13 @@ async fn serve_answers_from_the_shipped_config_and_exits_0_on_sigterm() {
             .join("config")
             .is_dir()
     );
-    let mut running = spawn(&[]);
+    let mut running = Node::start(&[]);
     let mut client = common::connect(running.grpc_addr).await;
     assert_eq!(
         health(running.grpc_addr, "ratelimit").await,
         ServingStatus::Serving
     );
-    let http = common::http::Http::new(running.http_addr.expect("the HTTP address is logged"));
+    let http = common::http::Http::new(running.http_addr);
     let healthcheck = http.get("/healthcheck").await;
     assert_eq!((healthcheck.status, healthcheck.body.as_str()), (200, "OK"));
     let response = ask(
@@ -161,7 +65,7 @@ async fn serve_answers_from_the_shipped_config_and_exits_0_on_sigterm() {
 
 #[tokio::test]
 async fn during_the_shutdown_delay_health_is_not_serving_and_calls_still_succeed() {
-    let mut running = spawn(&["--shutdown-delay", "2s"]);
+    let mut running = Node::start(&["--shutdown-delay", "2s"]);
     let mut client = common::connect(running.grpc_addr).await;
     ask(
         &mut client,
@@ -179,7 +83,7 @@ async fn during_the_shutdown_delay_health_is_not_serving_and_calls_still_succeed
         health(running.grpc_addr, "ratelimit").await,
         ServingStatus::NotServing
     );
-    let http = common::http::Http::new(running.http_addr.expect("the HTTP address is logged"));
+    let http = common::http::Http::new(running.http_addr);
     let health = http.get("/health").await;
     assert_eq!(
         (health.status, &health.json()["status"]),
@@ -229,7 +133,7 @@ async fn the_environment_can_allow_starting_on_an_invalid_config() {
         "domain: x\ndescriptors:\n  - key: k\n    rate_limit: {unit: fortnight}\n",
     )]);
     let config = dir.path().to_str().unwrap();
-    let running = spawn_with_env(
+    let running = Node::start_with_env(
         &["--config", config],
         &[("RATELIMITER_ALLOW_EMPTY_CONFIG", "true")],
     );

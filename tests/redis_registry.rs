@@ -4,10 +4,10 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use common::Service;
+use common::process::Node;
 use common::redis::{RedisServer, eventually};
 use common::redis_store::{TEST_TIMEOUT, connect};
 use ratelimiter::registry::{NodeInfo, read_nodes};
@@ -86,61 +86,22 @@ async fn live_nodes_are_listed_and_a_stopped_node_leaves_at_once() {
     drop(second);
 }
 
-/// The built binary, killed when dropped.
-struct Node(Child);
-
-impl Node {
-    fn spawn(redis: &RedisServer, id: &str) -> Node {
-        let child = Command::new(env!("CARGO_BIN_EXE_ratelimiter"))
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args([
-                "serve",
-                "--grpc-addr",
-                "127.0.0.1:0",
-                "--http-addr",
-                "0.0.0.0:0",
-            ])
-            .args(["--redis-url", &redis.url(), "--node-id", id])
-            .args(FAST_REGISTRY)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the ratelimiter binary starts");
-        Node(child)
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.0.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    async fn wait_for_exit(&mut self) -> Option<i32> {
-        let deadline = Instant::now() + SETTLE;
-        while Instant::now() < deadline {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                return status.code();
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("the node did not exit");
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// The built binary on `redis`, listening on every interface (so that it must publish a
+/// reachable name), with a fast registry.
+fn spawn_node(redis: &RedisServer, id: &str) -> Node {
+    let url = redis.url();
+    let mut args = vec!["--grpc-addr", "127.0.0.1:0", "--http-addr", "0.0.0.0:0"];
+    args.extend_from_slice(&["--redis-url", &url, "--node-id", id]);
+    args.extend_from_slice(&FAST_REGISTRY);
+    Node::start_exactly(&args, &[])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_node_disappears_within_its_ttl_and_a_terminated_one_at_once() {
     let redis = RedisServer::start();
     let observer = connect(&redis.url(), &[], "registry:").await;
-    let mut killed = Node::spawn(&redis, "killed");
-    let mut terminated = Node::spawn(&redis, "terminated");
+    let mut killed = spawn_node(&redis, "killed");
+    let mut terminated = spawn_node(&redis, "terminated");
     eventually(SETTLE, "both processes register", || async {
         ids(&observer.link).await == ["killed", "terminated"]
     })
@@ -152,11 +113,11 @@ async fn a_killed_node_disappears_within_its_ttl_and_a_terminated_one_at_once() 
     }
 
     terminated.signal("TERM");
-    assert_eq!(terminated.wait_for_exit().await, Some(0));
+    assert_eq!(terminated.wait_for_exit(SETTLE).await, Some(0));
     assert_eq!(ids(&observer.link).await, ["killed"]);
 
     killed.signal("KILL");
-    let _ = killed.wait_for_exit().await;
+    let _ = killed.wait_for_exit(SETTLE).await;
     // Nobody deleted the entry: it is still there, and goes when its TTL runs out.
     assert_eq!(ids(&observer.link).await, ["killed"]);
     eventually(SETTLE, "the killed node's entry expires", || async {

@@ -6,6 +6,7 @@
 pub mod contract;
 pub mod files;
 pub mod http;
+pub mod process;
 pub mod redis;
 pub mod redis_store;
 
