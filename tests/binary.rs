@@ -149,24 +149,38 @@ async fn the_environment_can_allow_starting_on_an_invalid_config() {
     assert_eq!(response.statuses[0].current_limit, None);
 }
 
-#[test]
-fn help_explains_every_serve_flag_and_its_environment_variable() {
+/// Every `serve` flag, from `--help`: (flag, the environment variable it names).
+fn serve_flags() -> Vec<(String, Option<String>)> {
     let output = Command::new(env!("CARGO_BIN_EXE_ratelimiter"))
         .args(["serve", "--help"])
         .output()
         .unwrap();
-    let help = String::from_utf8_lossy(&output.stdout);
-    for flag in [
-        "--config",
-        "--grpc-addr",
-        "--http-addr",
-        "--redis-url",
-        "--node-id",
-        "--response-headers",
-        "--shutdown-timeout",
-        "--allow-empty-config",
-    ] {
-        assert!(help.contains(flag), "{flag} missing from --help");
+    let help = String::from_utf8_lossy(&output.stdout).into_owned();
+    let mut flags: Vec<(String, Option<String>)> = Vec::new();
+    for line in help.lines() {
+        let line = line.trim();
+        if let Some(flag) = line.strip_prefix("--") {
+            let name = flag.split_whitespace().next().unwrap();
+            flags.push((format!("--{name}"), None));
+        } else if let Some(env) = line.strip_prefix("[env: ") {
+            let name = env.split(['=', ']']).next().unwrap().to_string();
+            flags.last_mut().expect("an env line follows its flag").1 = Some(name);
+        }
     }
-    assert!(help.contains("[env: RATELIMITER_CONFIG=]"), "{help}");
+    flags
+}
+
+#[test]
+fn every_serve_flag_reads_its_environment_variable_and_is_documented() {
+    let flags = serve_flags();
+    assert!(flags.len() >= 40, "{flags:?}");
+    let readme = include_str!("../README.md");
+    for (flag, env) in flags.iter().filter(|(flag, _)| flag != "--help") {
+        let expected = format!("RATELIMITER_{}", flag[2..].to_uppercase().replace('-', "_"));
+        assert_eq!(env.as_deref(), Some(expected.as_str()), "{flag}");
+        assert!(
+            readme.contains(&format!("`{flag}`")),
+            "{flag} is missing from the README's flags table"
+        );
+    }
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod contract;
+pub mod envoy;
 pub mod files;
 pub mod http;
 pub mod process;

