@@ -1,0 +1,445 @@
+//! The load benchmark: every server on loopback driven by the same tonic client in one run, each
+//! row next to its ceiling measured in the same run.
+//!
+//! - ceiling: a do-nothing RLS server (answers OK, counts nothing) built on the same tonic stack;
+//! - ratelimiter on the memory store, on a local redis-server, on a local 3-master Cluster;
+//! - the Redis ceilings: the store's own scripts, pipelined the same way, sent straight at Redis
+//!   from this process with no gRPC and no service in between.
+//!
+//! Then memory: the service's RSS idle and with 1,000,000 live counters.
+//!
+//! `cargo bench --bench grpc` (needs redis-server and redis-cli: `scripts/setup`). Without
+//! `--bench` (as `cargo test --all-targets` runs it) every row runs briefly, as a smoke test.
+
+#[path = "support/load.rs"]
+mod load;
+#[allow(dead_code)]
+#[path = "../tests/common/redis.rs"]
+mod redis_harness;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use clap::Parser;
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::{Code, DescriptorStatus};
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::{
+    RateLimitService, RateLimitServiceServer,
+};
+use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
+use load::{Load, Measured};
+use ratelimiter::health::Health;
+use ratelimiter::key::{self, Level, Scope};
+use ratelimiter::settings::{Cli, Command as Subcommand};
+use ratelimiter::store::redis::RedisLink;
+use ratelimiter::store::{CounterOp, CounterStore, RedisStore};
+use redis_harness::{RedisCluster, RedisServer, free_port};
+use tokio_util::sync::CancellationToken;
+
+/// Counters for the memory measurement.
+const LIVE_COUNTERS: u32 = 1_000_000;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, flag, address] = args.as_slice()
+        && flag == "--serve-noop"
+    {
+        serve_noop(address);
+        return;
+    }
+    let full = args.iter().any(|arg| arg == "--bench");
+    let load = if full {
+        Load {
+            connections: 4,
+            in_flight: 64,
+            warmup: Duration::from_secs(1),
+            duration: Duration::from_secs(5),
+            users: 10_000,
+        }
+    } else {
+        Load {
+            connections: 2,
+            in_flight: 8,
+            warmup: Duration::from_millis(50),
+            duration: Duration::from_millis(200),
+            users: 100,
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(run(load, full));
+}
+
+async fn run(load: Load, full: bool) {
+    println!("{}", machine());
+    println!(
+        "load: {} connections, {} calls in flight, {} users, {:?} per row after {:?} warm-up\n",
+        load.connections, load.in_flight, load.users, load.duration, load.warmup
+    );
+    let config = tempfile::tempdir().expect("a temp dir");
+    std::fs::write(config.path().join("bench.yaml"), load::LIMITS).expect("limits written");
+    let config_path = config.path().to_str().expect("a UTF-8 path").to_string();
+    let mut table = Table::default();
+
+    let noop = Server::noop();
+    let mut ceilings = Vec::new();
+    for descriptors in [1, 5, 10] {
+        let measured = load::grpc(&noop.grpc, descriptors, load).await;
+        ceilings.push((
+            descriptors,
+            table.row(
+                &format!("ceiling: do-nothing RLS server, {descriptors} descriptor(s)"),
+                &measured,
+                None,
+            ),
+        ));
+    }
+    drop(noop);
+    let ceiling = |descriptors: usize| {
+        ceilings
+            .iter()
+            .find(|(d, _)| *d == descriptors)
+            .map(|(_, c)| *c)
+    };
+
+    let memory = Server::ratelimiter(&["--config", &config_path]);
+    for descriptors in [1, 5] {
+        let measured = load::grpc(&memory.grpc, descriptors, load).await;
+        table.row(
+            &format!("ratelimiter, memory store, {descriptors} descriptor(s)"),
+            &measured,
+            ceiling(descriptors),
+        );
+    }
+    drop(memory);
+
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let service = Server::ratelimiter(&[
+        "--config",
+        &config_path,
+        "--redis-url",
+        &url,
+        "--redis-timeout",
+        "1s",
+    ]);
+    for descriptors in [1, 5] {
+        let direct = redis_ceiling(&url, &[], descriptors, load).await;
+        let direct = table.row(&format!("Redis ceiling: the store's script straight at redis-server, {descriptors} counter(s)"), &direct, None);
+        let measured = load::grpc(&service.grpc, descriptors, load).await;
+        table.row(
+            &format!("ratelimiter, local redis-server, {descriptors} descriptor(s)"),
+            &measured,
+            Some(direct),
+        );
+    }
+    drop(service);
+    drop(redis);
+
+    let cluster = RedisCluster::start();
+    let seeds = cluster.url();
+    let cluster_flags = [
+        "--config",
+        &config_path,
+        "--redis-type",
+        "cluster",
+        "--redis-url",
+        &seeds,
+        "--redis-timeout",
+        "1s",
+    ];
+    let service = Server::ratelimiter(&cluster_flags);
+    for descriptors in [1, 10] {
+        let direct = redis_ceiling(&seeds, &["--redis-type", "cluster"], descriptors, load).await;
+        let direct = table.row(&format!("Cluster ceiling: the store's scripts straight at 3 masters, {descriptors} counter(s)"), &direct, None);
+        let measured = load::grpc(&service.grpc, descriptors, load).await;
+        table.row(
+            &format!("ratelimiter, local 3-master Cluster, {descriptors} descriptor(s)"),
+            &measured,
+            Some(direct),
+        );
+    }
+    drop(service);
+    drop(cluster);
+
+    table.print();
+    memory_footprint(if full { LIVE_COUNTERS } else { 10_000 }).await;
+}
+
+/// A row's result, kept to compare other rows against.
+#[derive(Clone, Copy)]
+struct Ceiling {
+    per_second: f64,
+    p99: u64,
+}
+
+#[derive(Default)]
+struct Table {
+    lines: Vec<String>,
+}
+
+impl Table {
+    fn row(&mut self, name: &str, measured: &Measured, ceiling: Option<Ceiling>) -> Ceiling {
+        let this = Ceiling {
+            per_second: measured.per_second(),
+            p99: measured.micros(0.99),
+        };
+        let versus = ceiling.map_or("".to_string(), |c| {
+            format!(
+                "{:.0}% | {:.2}x",
+                100.0 * this.per_second / c.per_second,
+                this.p99 as f64 / c.p99.max(1) as f64
+            )
+        });
+        let line = format!(
+            "| {name} | {:.0} | {} | {} | {} | {} | {} |",
+            this.per_second,
+            measured.micros(0.5),
+            this.p99,
+            measured.micros(0.999),
+            measured.errors,
+            if versus.is_empty() {
+                " | ".to_string()
+            } else {
+                versus
+            }
+        );
+        println!("{line}");
+        self.lines.push(line);
+        this
+    }
+
+    fn print(&self) {
+        println!(
+            "\n| row | requests/s | p50 µs | p99 µs | p99.9 µs | errors | requests/s vs ceiling | p99 vs ceiling |"
+        );
+        println!("|---|---|---|---|---|---|---|---|");
+        for line in &self.lines {
+            println!("{line}");
+        }
+    }
+}
+
+/// The Redis ceiling: `descriptors` counters per call through the store itself, in process.
+async fn redis_ceiling(url: &str, flags: &[&str], descriptors: usize, load: Load) -> Measured {
+    let mut args = vec![
+        "ratelimiter",
+        "serve",
+        "--redis-url",
+        url,
+        "--redis-timeout",
+        "1s",
+    ];
+    args.extend_from_slice(flags);
+    let Subcommand::Serve(settings) = Cli::parse_from(args).command else {
+        unreachable!("parsed a serve command")
+    };
+    let stop = CancellationToken::new();
+    let health = Arc::new(Health::new(SystemTime::now()));
+    let link = RedisLink::start(
+        settings.redis_url.as_ref().expect("a URL"),
+        &settings.redis,
+        health,
+        stop.clone(),
+    )
+    .await
+    .expect("the bench's Redis answers");
+    let store: Arc<dyn CounterStore> = Arc::new(RedisStore::new(link, "ratelimit:"));
+    let measured = load::drive(load, move |_, user| {
+        let store = store.clone();
+        let ops = ops(descriptors, user);
+        async move { store.apply(&ops).await.is_ok() }
+    })
+    .await;
+    stop.cancel();
+    measured
+}
+
+/// The counter operations the service makes for `load::request(descriptors, user)`.
+fn ops(descriptors: usize, user: u32) -> Vec<CounterOp> {
+    let value = format!("user-{user}");
+    (0..descriptors)
+        .map(|index| {
+            let descriptor_key = format!("d{index}");
+            let level = Level::AnyValue {
+                key: &descriptor_key,
+                value: &value,
+            };
+            CounterOp {
+                key: key::encode("bench", Scope::Rule { window_secs: 3_600 }, [level]),
+                window_secs: 3_600,
+                delta: 1,
+            }
+        })
+        .collect()
+}
+
+/// The service's resident memory idle and with `counters` live counters in the memory store.
+async fn memory_footprint(counters: u32) {
+    let limits = "domain: rss\ndescriptors:\n  - {key: user, rate_limit: {unit: hour, requests_per_unit: 1000}}\n";
+    let config = tempfile::tempdir().expect("a temp dir");
+    std::fs::write(config.path().join("rss.yaml"), limits).expect("limits written");
+    // Room for uneven shards, so that every counter stays live.
+    let capacity = (u64::from(counters) * 11 / 10).to_string();
+    let server = Server::ratelimiter(&[
+        "--config",
+        config.path().to_str().expect("UTF-8"),
+        "--memory-max-counters",
+        &capacity,
+    ]);
+    let idle = server.rss_kib();
+    let mut client = envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient::connect(format!("http://{}", server.grpc))
+        .await
+        .expect("the service answers");
+    let started = Instant::now();
+    let per_request = 64;
+    for first in (0..counters).step_by(per_request) {
+        let mut request = load::request(0, 0);
+        request.domain = "rss".into();
+        request.descriptors = (first..(first + per_request as u32).min(counters))
+            .map(|user| load::request(1, user).descriptors.remove(0))
+            .map(|mut descriptor| {
+                descriptor.entries[0].key = "user".into();
+                descriptor
+            })
+            .collect();
+        client.should_rate_limit(request).await.expect("counted");
+    }
+    let filled = server.rss_kib();
+    println!(
+        "\nmemory store RSS: idle {:.1} MiB; with {counters} live counters {:.1} MiB ({:.0} bytes per counter; filled in {:?})",
+        idle as f64 / 1024.0,
+        filled as f64 / 1024.0,
+        (filled - idle) as f64 * 1024.0 / f64::from(counters),
+        started.elapsed()
+    );
+}
+
+/// A server process on free loopback ports, killed when dropped.
+struct Server {
+    child: Child,
+    grpc: String,
+}
+
+impl Server {
+    fn noop() -> Server {
+        let grpc = format!("127.0.0.1:{}", free_port());
+        let child = Command::new(std::env::current_exe().expect("this bench's path"))
+            .args(["--serve-noop", &grpc])
+            .spawn()
+            .expect("the do-nothing server starts");
+        Server::ready(child, grpc)
+    }
+
+    fn ratelimiter(args: &[&str]) -> Server {
+        let grpc = format!("127.0.0.1:{}", free_port());
+        let http = format!("127.0.0.1:{}", free_port());
+        let child = Command::new(env!("CARGO_BIN_EXE_ratelimiter"))
+            .args([
+                "serve",
+                "--grpc-addr",
+                &grpc,
+                "--http-addr",
+                &http,
+                "--log-level",
+                "warn",
+            ])
+            .args(args)
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("ratelimiter starts");
+        Server::ready(child, grpc)
+    }
+
+    fn ready(child: Child, grpc: String) -> Server {
+        let server = Server { child, grpc };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&server.grpc).is_err() {
+            assert!(Instant::now() < deadline, "{} never listened", server.grpc);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    /// Resident set size, KiB.
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the process is alive");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS is reported")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The ceiling: answers every descriptor OK and does nothing else.
+struct Noop;
+
+#[tonic::async_trait]
+impl RateLimitService for Noop {
+    async fn should_rate_limit(
+        &self,
+        request: tonic::Request<RateLimitRequest>,
+    ) -> Result<tonic::Response<RateLimitResponse>, tonic::Status> {
+        let statuses = request
+            .into_inner()
+            .descriptors
+            .iter()
+            .map(|_| DescriptorStatus {
+                code: Code::Ok as i32,
+                ..Default::default()
+            })
+            .collect();
+        Ok(tonic::Response::new(RateLimitResponse {
+            overall_code: Code::Ok as i32,
+            statuses,
+            ..Default::default()
+        }))
+    }
+}
+
+/// Serves the do-nothing RLS on `address`, on the same runtime and tonic settings as the service.
+fn serve_noop(address: &str) {
+    let address: std::net::SocketAddr = address.parse().expect("a socket address");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .expect("the port is free");
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        tonic::transport::Server::builder()
+            .add_service(RateLimitServiceServer::new(Noop))
+            .serve_with_incoming(incoming)
+            .await
+            .expect("the do-nothing server runs");
+    });
+}
+
+/// What the numbers were measured on.
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines().find_map(|line| {
+                line.strip_prefix("model name")
+                    .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("machine: {cores} cores, {cpu}; servers, Redis and the load generator share them")
+}
