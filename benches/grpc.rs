@@ -36,6 +36,9 @@ use ratelimiter::store::{CounterOp, CounterStore, RedisStore};
 use redis_harness::{RedisCluster, RedisServer, free_port};
 use tokio_util::sync::CancellationToken;
 
+/// Rounds of the whole table in a measuring run; each row reports its median.
+const ROUNDS: usize = 3;
+
 /// Counters for the memory measurement.
 const LIVE_COUNTERS: u32 = 1_000_000;
 
@@ -48,6 +51,12 @@ fn main() {
         return;
     }
     let full = args.iter().any(|arg| arg == "--bench");
+    // `--only <section>` runs one section (to profile it, say): ceiling, memory, redis,
+    // cluster or footprint.
+    let only = args
+        .iter()
+        .position(|arg| arg == "--only")
+        .and_then(|at| args.get(at + 1).cloned());
     let load = if full {
         Load {
             connections: 4,
@@ -69,146 +78,172 @@ fn main() {
         .enable_all()
         .build()
         .expect("a runtime");
-    runtime.block_on(run(load, full));
+    runtime.block_on(run(load, full, only.as_deref()));
 }
 
-async fn run(load: Load, full: bool) {
+async fn run(load: Load, full: bool, only: Option<&str>) {
+    // Rounds of every section, interleaved, so that a noisy moment of a shared machine skews one
+    // sample of each row rather than one row.
+    let rounds = if full { ROUNDS } else { 1 };
     println!("{}", machine());
     println!(
-        "load: {} connections, {} calls in flight, {} users, {:?} per row after {:?} warm-up\n",
+        "load: {} connections, {} calls in flight, {} users, {:?} per row after {:?} warm-up, {rounds} round(s)\n",
         load.connections, load.in_flight, load.users, load.duration, load.warmup
     );
     let config = tempfile::tempdir().expect("a temp dir");
     std::fs::write(config.path().join("bench.yaml"), load::LIMITS).expect("limits written");
-    let config_path = config.path().to_str().expect("a UTF-8 path").to_string();
+    let config = config.path().to_str().expect("a UTF-8 path").to_string();
+    let wanted = |section: &str| only.is_none_or(|only| only == section);
     let mut table = Table::default();
+    for round in 1..=rounds {
+        println!("round {round} of {rounds}");
+        if wanted("ceiling") {
+            ceiling_rows(&mut table, load).await;
+        }
+        if wanted("memory") {
+            memory_rows(&mut table, load, &config).await;
+        }
+        if wanted("redis") {
+            let redis = RedisServer::start();
+            let name = "local redis-server";
+            redis_rows(&mut table, load, &config, &redis.url(), &[], name, [1, 5]).await;
+        }
+        if wanted("cluster") {
+            let cluster = RedisCluster::start();
+            let (flags, name) = (["--redis-type", "cluster"], "local 3-master Cluster");
+            redis_rows(
+                &mut table,
+                load,
+                &config,
+                &cluster.url(),
+                &flags,
+                name,
+                [1, 10],
+            )
+            .await;
+        }
+    }
+    table.print();
+    if wanted("footprint") {
+        memory_footprint(if full { LIVE_COUNTERS } else { 10_000 }).await;
+    }
+}
 
+fn ceiling_name(descriptors: usize) -> String {
+    format!("ceiling: do-nothing RLS server, {descriptors} descriptor(s)")
+}
+
+/// The do-nothing server at 1, 5 and 10 descriptors.
+async fn ceiling_rows(table: &mut Table, load: Load) {
     let noop = Server::noop();
-    let mut ceilings = Vec::new();
     for descriptors in [1, 5, 10] {
         let measured = load::grpc(&noop.grpc, descriptors, load).await;
-        ceilings.push((
-            descriptors,
-            table.row(
-                &format!("ceiling: do-nothing RLS server, {descriptors} descriptor(s)"),
-                &measured,
-                None,
-            ),
-        ));
+        table.add(&ceiling_name(descriptors), None, &measured);
     }
-    drop(noop);
-    let ceiling = |descriptors: usize| {
-        ceilings
-            .iter()
-            .find(|(d, _)| *d == descriptors)
-            .map(|(_, c)| *c)
-    };
+}
 
-    let memory = Server::ratelimiter(&["--config", &config_path]);
+async fn memory_rows(table: &mut Table, load: Load, config: &str) {
+    let memory = Server::ratelimiter(&["--config", config]);
     for descriptors in [1, 5] {
         let measured = load::grpc(&memory.grpc, descriptors, load).await;
-        table.row(
-            &format!("ratelimiter, memory store, {descriptors} descriptor(s)"),
-            &measured,
-            ceiling(descriptors),
-        );
+        let name = format!("ratelimiter, memory store, {descriptors} descriptor(s)");
+        table.add(&name, Some(&ceiling_name(descriptors)), &measured);
     }
-    drop(memory);
+}
 
-    let redis = RedisServer::start();
-    let url = redis.url();
-    let service = Server::ratelimiter(&[
+/// For each size: the store's scripts straight at Redis, then the service on that Redis.
+async fn redis_rows(
+    table: &mut Table,
+    load: Load,
+    config: &str,
+    url: &str,
+    flags: &[&str],
+    redis: &str,
+    sizes: [usize; 2],
+) {
+    let mut args = vec![
         "--config",
-        &config_path,
+        config,
         "--redis-url",
-        &url,
-        "--redis-timeout",
-        "1s",
-    ]);
-    for descriptors in [1, 5] {
-        let direct = redis_ceiling(&url, &[], descriptors, load).await;
-        let direct = table.row(&format!("Redis ceiling: the store's script straight at redis-server, {descriptors} counter(s)"), &direct, None);
-        let measured = load::grpc(&service.grpc, descriptors, load).await;
-        table.row(
-            &format!("ratelimiter, local redis-server, {descriptors} descriptor(s)"),
-            &measured,
-            Some(direct),
-        );
-    }
-    drop(service);
-    drop(redis);
-
-    let cluster = RedisCluster::start();
-    let seeds = cluster.url();
-    let cluster_flags = [
-        "--config",
-        &config_path,
-        "--redis-type",
-        "cluster",
-        "--redis-url",
-        &seeds,
+        url,
         "--redis-timeout",
         "1s",
     ];
-    let service = Server::ratelimiter(&cluster_flags);
-    for descriptors in [1, 10] {
-        let direct = redis_ceiling(&seeds, &["--redis-type", "cluster"], descriptors, load).await;
-        let direct = table.row(&format!("Cluster ceiling: the store's scripts straight at 3 masters, {descriptors} counter(s)"), &direct, None);
-        let measured = load::grpc(&service.grpc, descriptors, load).await;
-        table.row(
-            &format!("ratelimiter, local 3-master Cluster, {descriptors} descriptor(s)"),
-            &measured,
-            Some(direct),
+    args.extend_from_slice(flags);
+    let service = Server::ratelimiter(&args);
+    for descriptors in sizes {
+        let direct = redis_ceiling(url, flags, descriptors, load).await;
+        let ceiling = format!(
+            "Redis ceiling: the store's scripts straight at the {redis}, {descriptors} counter(s)"
         );
+        table.add(&ceiling, None, &direct);
+        let measured = load::grpc(&service.grpc, descriptors, load).await;
+        let name = format!("ratelimiter, {redis}, {descriptors} descriptor(s)");
+        table.add(&name, Some(&ceiling), &measured);
     }
-    drop(service);
-    drop(cluster);
-
-    table.print();
-    memory_footprint(if full { LIVE_COUNTERS } else { 10_000 }).await;
 }
 
-/// A row's result, kept to compare other rows against.
+/// One measurement of a row.
 #[derive(Clone, Copy)]
-struct Ceiling {
+struct Sample {
     per_second: f64,
+    p50: u64,
     p99: u64,
+    p999: u64,
+    errors: u64,
 }
 
+/// A row: its samples (one per round) and the row it is compared against.
+struct Row {
+    name: String,
+    ceiling: Option<String>,
+    samples: Vec<Sample>,
+}
+
+/// Every row of every round; printed as medians, so one noisy round does not decide.
 #[derive(Default)]
 struct Table {
-    lines: Vec<String>,
+    rows: Vec<Row>,
 }
 
 impl Table {
-    fn row(&mut self, name: &str, measured: &Measured, ceiling: Option<Ceiling>) -> Ceiling {
-        let this = Ceiling {
+    fn add(&mut self, name: &str, ceiling: Option<&str>, measured: &Measured) {
+        let sample = Sample {
             per_second: measured.per_second(),
+            p50: measured.micros(0.5),
             p99: measured.micros(0.99),
+            p999: measured.micros(0.999),
+            errors: measured.errors,
         };
-        let versus = ceiling.map_or("".to_string(), |c| {
-            format!(
-                "{:.0}% | {:.2}x",
-                100.0 * this.per_second / c.per_second,
-                this.p99 as f64 / c.p99.max(1) as f64
-            )
-        });
-        let line = format!(
-            "| {name} | {:.0} | {} | {} | {} | {} | {} |",
-            this.per_second,
-            measured.micros(0.5),
-            this.p99,
-            measured.micros(0.999),
-            measured.errors,
-            if versus.is_empty() {
-                " | ".to_string()
-            } else {
-                versus
-            }
+        println!(
+            "  {name}: {:.0}/s, p50 {} µs, p99 {} µs",
+            sample.per_second, sample.p50, sample.p99
         );
-        println!("{line}");
-        self.lines.push(line);
-        this
+        match self.rows.iter_mut().find(|row| row.name == name) {
+            Some(row) => row.samples.push(sample),
+            None => self.rows.push(Row {
+                name: name.to_string(),
+                ceiling: ceiling.map(str::to_string),
+                samples: vec![sample],
+            }),
+        }
+    }
+
+    /// The median of each number over a row's samples.
+    fn median(&self, name: &str) -> Option<Sample> {
+        let row = self.rows.iter().find(|row| row.name == name)?;
+        let middle = |mut values: Vec<f64>| {
+            values.sort_by(f64::total_cmp);
+            values[values.len() / 2]
+        };
+        let of = |number: fn(&Sample) -> f64| middle(row.samples.iter().map(number).collect());
+        Some(Sample {
+            per_second: of(|s| s.per_second),
+            p50: of(|s| s.p50 as f64) as u64,
+            p99: of(|s| s.p99 as f64) as u64,
+            p999: of(|s| s.p999 as f64) as u64,
+            errors: row.samples.iter().map(|s| s.errors).sum(),
+        })
     }
 
     fn print(&self) {
@@ -216,8 +251,26 @@ impl Table {
             "\n| row | requests/s | p50 µs | p99 µs | p99.9 µs | errors | requests/s vs ceiling | p99 vs ceiling |"
         );
         println!("|---|---|---|---|---|---|---|---|");
-        for line in &self.lines {
-            println!("{line}");
+        for row in &self.rows {
+            let Some(this) = self.median(&row.name) else {
+                continue;
+            };
+            let versus = match row
+                .ceiling
+                .as_deref()
+                .and_then(|ceiling| self.median(ceiling))
+            {
+                Some(c) => format!(
+                    "{:.0}% | {:.2}x",
+                    100.0 * this.per_second / c.per_second,
+                    this.p99 as f64 / c.p99.max(1) as f64
+                ),
+                None => " | ".to_string(),
+            };
+            println!(
+                "| {} | {:.0} | {} | {} | {} | {} | {versus} |",
+                row.name, this.per_second, this.p50, this.p99, this.p999, this.errors
+            );
         }
     }
 }

@@ -64,6 +64,8 @@ pub struct Metrics {
     /// `ratelimit_service_response_time_seconds{grpc_method="ShouldRateLimit"}`
     pub should_rate_limit_time: Histogram,
     pub registry_heartbeat_failures: IntCounter,
+    /// Descriptors answered over-limit from the local cache of blocked counters.
+    pub blocked_cache_hits: IntCounter,
     /// `ratelimiter_http_requests_total{route, status}`
     http_requests: IntCounterVec,
     /// `ratelimiter_http_request_duration_seconds{route, status}`
@@ -236,6 +238,13 @@ impl Metrics {
                 IntCounter::new(
                     "ratelimiter_registry_heartbeat_failures_total",
                     "Node registry heartbeats that could not be written",
+                ),
+            ),
+            blocked_cache_hits: register(
+                &registry,
+                IntCounter::new(
+                    "ratelimiter_blocked_cache_hits_total",
+                    "Descriptors answered over-limit from this node's cache of blocked counters, without the store",
                 ),
             ),
             http_requests: register(

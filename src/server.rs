@@ -108,13 +108,19 @@ pub async fn run(
         global_shadow: settings.global_shadow_mode,
         global_quota: settings.global_quota_mode,
     };
-    let limiter = Arc::new(Limiter::new(
+    let limiter = Limiter::new(
         config,
         store,
         modes,
         metrics.clone(),
         settings.near_limit_ratio,
-    ));
+    );
+    // The memory store answers as fast as the cache would; only a remote store gains from it.
+    let limiter = match settings.redis_url {
+        Some(_) => limiter.with_blocked_cache(settings.redis.local_cache_max_keys),
+        None => limiter,
+    };
+    let limiter = Arc::new(limiter);
     let rls = RateLimitGrpc::new(
         limiter.clone(),
         settings.requests.limits(),

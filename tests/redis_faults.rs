@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use common::redis::{RedisServer, eventually};
 use common::redis_store::{TEST_TIMEOUT, connect};
 use common::{Client, Code, Service, code, request};
+use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::RateLimitOverride;
 use ratelimiter::health::Status;
 use ratelimiter::store::CounterStore;
 
@@ -259,4 +260,39 @@ fn the_password_never_reaches_help_or_logs() {
     let logs = String::from_utf8_lossy(&output.stderr);
     assert!(logs.contains("cannot reach Redis"), "{logs}");
     assert!(!logs.contains("hunter2"), "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_blocked_key_is_answered_from_the_local_cache_without_redis() {
+    let redis = RedisServer::start();
+    let service = service(&redis).await;
+    let mut client = service.client().await;
+    counts_exactly(&mut client, "hammering").await;
+    let answered_from_cache = service.metrics.blocked_cache_hits.get();
+
+    // Redis stalls: a key known to be over its limit is still answered, from this node alone;
+    // any other key needs Redis and gets UNAVAILABLE.
+    redis.pause();
+    for _ in 0..3 {
+        assert_eq!(call(&mut client, "hammering").await, Ok(Code::OverLimit));
+    }
+    assert_eq!(
+        call(&mut client, "someone-else").await,
+        Err(tonic::Code::Unavailable)
+    );
+    assert_eq!(
+        service.metrics.blocked_cache_hits.get(),
+        answered_from_cache + 3
+    );
+    redis.resume();
+    until_ok(&mut client, "requests work again after SIGCONT").await;
+
+    // A request carrying a higher limit for the same entries is a different counter: not blocked.
+    let mut raised = request("faults", &[&[("user", "hammering")]]);
+    raised.descriptors[0].limit = Some(RateLimitOverride {
+        requests_per_unit: 100,
+        unit: 3,
+    });
+    let response = client.should_rate_limit(raised).await.unwrap().into_inner();
+    assert_eq!(code(&response), Code::Ok);
 }

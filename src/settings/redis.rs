@@ -63,6 +63,16 @@ pub struct RedisSettings {
     )]
     pub redis_key_prefix: String,
 
+    /// Counters known to be over their limit that this node remembers until their window ends,
+    /// answering them without asking Redis (so a client hammering a blocked key costs no Redis
+    /// traffic); 0 turns the cache off. Each entry takes about 100 bytes.
+    #[arg(
+        long,
+        env = "RATELIMITER_LOCAL_CACHE_MAX_KEYS",
+        default_value_t = 100_000
+    )]
+    pub local_cache_max_keys: u64,
+
     /// PEM file of the certificate authorities that sign the Redis server's certificate, for
     /// rediss:// URLs; without it the system's trust store is used.
     #[arg(long, env = "RATELIMITER_REDIS_TLS_CA")]

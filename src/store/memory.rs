@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use indexmap::IndexMap;
+use indexmap::map::RawEntryApiV1;
+use indexmap::map::raw_entry_v1::RawEntryMut;
 
 use super::sliding::{Buckets, Slide};
 use super::{BoxFuture, Count, CounterEntry, CounterOp, CounterPage, CounterStore, StoreError};
@@ -19,6 +21,9 @@ use crate::clock::{Clock, Window};
 /// Shards (a power of two). Enough that two cores never meet on one lock by chance, few enough
 /// that a full sweep stays cheap.
 const SHARDS: usize = 64;
+
+/// An odd constant with well-spread bits (2^64 / golden ratio), to mix a hash into a shard number.
+const SHARD_MIX: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// Counters sampled to find one to evict; Redis's default `maxmemory-samples` is 5, and 8 gets
 /// closer to true LRU for little extra work.
@@ -142,16 +147,27 @@ impl MemoryStore {
         }
     }
 
-    fn shard(&self, key: &str) -> MutexGuard<'_, Shard> {
-        let index = (self.hasher.hash_one(key) as usize) & (SHARDS - 1);
-        lock(&self.shards[index])
+    /// The key's shard, locked, and the key's hash: hashed once, for the shard and for the map
+    /// inside it (which is only ever asked with this hash).
+    fn shard(&self, key: &str) -> (MutexGuard<'_, Shard>, u64) {
+        let hash = self.hasher.hash_one(key);
+        // The map places keys by the hash's low bits and tags them with its top bits; the shard
+        // is chosen by a multiplicative mix of all of them, so neither loses entropy.
+        let index = (hash.wrapping_mul(SHARD_MIX) >> (64 - SHARDS.trailing_zeros())) as usize;
+        (lock(&self.shards[index]), hash)
     }
 
     fn apply_one(&self, op: &CounterOp, now: u64) -> Count {
         let window = Window::containing(now, op.window_secs);
-        let value =
-            self.shard(&op.key)
-                .add(op, window, now, self.shard_capacity, &self.live_evictions);
+        let (mut shard, hash) = self.shard(&op.key);
+        let value = shard.add(
+            hash,
+            op,
+            window,
+            now,
+            self.shard_capacity,
+            &self.live_evictions,
+        );
         Count {
             value,
             resets_in: window.remaining(now),
@@ -160,10 +176,10 @@ impl MemoryStore {
 
     fn slide_one(&self, key: &str, window: Duration, limit: u64, hits: u64) -> Slide {
         let now = self.clock.now_ms();
-        let mut shard = self.shard(key);
+        let (mut shard, hash) = self.shard(key);
         shard.uses += 1;
         let uses = shard.uses;
-        if let Some(slot) = shard.slots.get_mut(key) {
+        if let Some(slot) = shard.slot_mut(hash, key) {
             slot.last_used = uses;
             if let Counter::Sliding(buckets) = &mut slot.counter {
                 return buckets.admit(now, window, limit, hits);
@@ -172,9 +188,11 @@ impl MemoryStore {
         let mut buckets = Box::<Buckets>::default();
         let slide = buckets.admit(now, window, limit, hits);
         if slide.count > 0 {
+            let counter = Counter::Sliding(buckets);
             shard.insert(
+                hash,
                 key,
-                Counter::Sliding(buckets),
+                counter,
                 now,
                 self.shard_capacity,
                 &self.live_evictions,
@@ -249,8 +267,31 @@ fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
 }
 
 impl Shard {
+    fn slot_mut(&mut self, hash: u64, key: &str) -> Option<&mut Slot> {
+        match self
+            .slots
+            .raw_entry_mut_v1()
+            .from_key_hashed_nocheck(hash, key)
+        {
+            RawEntryMut::Occupied(slot) => Some(slot.into_mut()),
+            RawEntryMut::Vacant(_) => None,
+        }
+    }
+
+    fn remove(&mut self, hash: u64, key: &str) -> Option<Slot> {
+        match self
+            .slots
+            .raw_entry_mut_v1()
+            .from_key_hashed_nocheck(hash, key)
+        {
+            RawEntryMut::Occupied(slot) => Some(slot.swap_remove()),
+            RawEntryMut::Vacant(_) => None,
+        }
+    }
+
     fn add(
         &mut self,
+        hash: u64,
         op: &CounterOp,
         window: Window,
         now: u64,
@@ -259,7 +300,7 @@ impl Shard {
     ) -> u64 {
         self.uses += 1;
         let uses = self.uses;
-        if let Some(slot) = self.slots.get_mut(op.key.as_str()) {
+        if let Some(slot) = self.slot_mut(hash, &op.key) {
             slot.last_used = uses;
             let current = match slot.counter {
                 Counter::Fixed {
@@ -276,6 +317,7 @@ impl Shard {
         if count > 0 {
             // Reading or refunding a counter that does not exist leaves nothing to store.
             self.insert(
+                hash,
                 &op.key,
                 Counter::Fixed { window, count },
                 now,
@@ -286,8 +328,10 @@ impl Shard {
         count
     }
 
+    /// Adds a counter for a key the shard does not hold.
     fn insert(
         &mut self,
+        hash: u64,
         key: &str,
         counter: Counter,
         now: u64,
@@ -297,8 +341,22 @@ impl Shard {
         if self.slots.len() >= capacity {
             self.make_room(now, live_evictions);
         }
-        let last_used = self.uses;
-        self.slots.insert(key.into(), Slot { counter, last_used });
+        let slot = Slot {
+            counter,
+            last_used: self.uses,
+        };
+        match self
+            .slots
+            .raw_entry_mut_v1()
+            .from_key_hashed_nocheck(hash, key)
+        {
+            RawEntryMut::Vacant(vacant) => {
+                vacant.insert_hashed_nocheck(hash, key.into(), slot);
+            }
+            RawEntryMut::Occupied(mut held) => {
+                held.insert(slot);
+            }
+        }
     }
 
     fn make_room(&mut self, now: u64, live_evictions: &AtomicU64) {
@@ -383,7 +441,8 @@ impl CounterStore for MemoryStore {
 
     fn reset<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
         let now = self.clock.now_ms();
-        let removed = self.shard(key).slots.swap_remove(key);
+        let (mut shard, hash) = self.shard(key);
+        let removed = shard.remove(hash, key);
         Box::pin(std::future::ready(Ok(
             removed.is_some_and(|slot| slot.counter.expires_ms() > now)
         )))

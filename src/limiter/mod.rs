@@ -5,6 +5,10 @@
 //! limit, `replaces` drops the named rules for the request, shadow rules never block, and
 //! quota-mode descriptors block only when all of them are over.
 
+mod blocked;
+mod plan;
+mod stats;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,10 +17,11 @@ use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descri
 use envoy_types::pb::google::protobuf::Struct;
 
 use crate::clock::Unit;
-use crate::config::{Config, DomainTree, Limit, Rule};
-use crate::key::{self, Scope};
-use crate::metrics::{Metrics, RuleCounters};
+use crate::config::{Config, Rule};
+use crate::metrics::Metrics;
 use crate::store::{Count, CounterOp, CounterStore, StoreError};
+pub use blocked::BlockedCounters;
+use plan::{Plan, drop_replaced, plan};
 
 /// A validated request: what to check, for which domain.
 #[derive(Debug)]
@@ -80,12 +85,6 @@ pub struct Counted {
     pub metadata: Option<Arc<Struct>>,
 }
 
-impl Outcome {
-    pub fn is_over_limit(&self) -> bool {
-        matches!(self, Outcome::Counted(counted) if counted.over_limit)
-    }
-}
-
 pub struct Limiter {
     config: Arc<ArcSwap<Config>>,
     store: Arc<dyn CounterStore>,
@@ -93,18 +92,28 @@ pub struct Limiter {
     metrics: Arc<Metrics>,
     /// Share of a limit above which hits count as "near" it (the Go service's NEAR_LIMIT_RATIO).
     near_limit_ratio: f64,
+    /// Counters known to be over their limit, answered without the store; for remote stores.
+    blocked: Option<BlockedCounters>,
 }
 
-/// What one descriptor will need, found before the store is asked.
-enum Plan<'c> {
+/// A descriptor on its way to an outcome, once its counter's source is known.
+enum Step<'c> {
     NoLimit,
     Unlimited,
     Counted {
         rule: Option<&'c Rule>,
         unit: Unit,
         requests_per_unit: u32,
-        key: String,
+        source: Source,
     },
+}
+
+/// Where a counted descriptor's count comes from.
+enum Source {
+    /// The store's answer to `ops[index]`.
+    Store(usize),
+    /// The local cache of counters known to be over their limit.
+    Blocked(Count),
 }
 
 impl Limiter {
@@ -121,7 +130,15 @@ impl Limiter {
             modes,
             metrics,
             near_limit_ratio,
+            blocked: None,
         }
+    }
+
+    /// Answers counters known to be over their limit from a local cache of at most `capacity`
+    /// of them until their window ends, without asking the store.
+    pub fn with_blocked_cache(mut self, capacity: u64) -> Limiter {
+        self.blocked = (capacity > 0).then(|| BlockedCounters::new(capacity));
+        self
     }
 
     pub fn store(&self) -> &Arc<dyn CounterStore> {
@@ -162,16 +179,42 @@ impl Limiter {
             .collect();
         drop_replaced(&mut plans);
 
-        let ops: Vec<CounterOp> = plans
-            .iter()
+        // The counters the store is asked about (keys moved, not copied), and where each
+        // counted descriptor's count will come from.
+        let mut ops = Vec::new();
+        let steps: Vec<Step> = plans
+            .into_iter()
             .zip(&check.descriptors)
-            .filter_map(|(plan, descriptor)| match plan {
-                Plan::Counted { key, unit, .. } => Some(CounterOp {
-                    key: key.clone(),
-                    window_secs: unit.seconds(),
-                    delta: descriptor.hits,
-                }),
-                _ => None,
+            .map(|(plan, descriptor)| match plan {
+                Plan::NoLimit => Step::NoLimit,
+                Plan::Unlimited => Step::Unlimited,
+                Plan::Counted {
+                    rule,
+                    unit,
+                    requests_per_unit,
+                    key,
+                } => {
+                    let known = (descriptor.hits >= 0)
+                        .then(|| self.blocked.as_ref()?.get(&key, requests_per_unit))
+                        .flatten();
+                    let source = match known {
+                        Some(count) => Source::Blocked(count),
+                        None => {
+                            ops.push(CounterOp {
+                                key,
+                                window_secs: unit.seconds(),
+                                delta: descriptor.hits,
+                            });
+                            Source::Store(ops.len() - 1)
+                        }
+                    };
+                    Step::Counted {
+                        rule,
+                        unit,
+                        requests_per_unit,
+                        source,
+                    }
+                }
             })
             .collect();
         let counts = if ops.is_empty() {
@@ -187,26 +230,34 @@ impl Limiter {
             )));
         }
 
-        let mut counts = counts.into_iter();
-        let outcomes: Vec<Outcome> = plans
+        let outcomes: Vec<Outcome> = steps
             .into_iter()
             .zip(&check.descriptors)
-            .map(|(plan, descriptor)| match plan {
-                Plan::NoLimit => Outcome::NoLimit {
+            .map(|(step, descriptor)| match step {
+                Step::NoLimit => Outcome::NoLimit {
                     quota: self.modes.global_quota,
                 },
-                Plan::Unlimited => Outcome::Unlimited,
-                Plan::Counted {
+                Step::Unlimited => Outcome::Unlimited,
+                Step::Counted {
                     rule,
                     unit,
                     requests_per_unit,
-                    ..
+                    source,
                 } => {
-                    // One count per counted plan: checked against `ops.len()` above.
-                    let count = counts.next().unwrap_or(Count {
-                        value: 0,
-                        resets_in: Duration::ZERO,
-                    });
+                    let count = match source {
+                        Source::Store(index) => {
+                            // Within bounds: `counts` has one count per op, checked above.
+                            let count = counts[index];
+                            if let Some(blocked) = &self.blocked {
+                                blocked.learn(&ops[index].key, requests_per_unit, count);
+                            }
+                            count
+                        }
+                        Source::Blocked(count) => {
+                            self.metrics.blocked_cache_hits.inc();
+                            count
+                        }
+                    };
                     let counted = self.counted(rule, unit, requests_per_unit, count);
                     self.record(check.domain, rule, descriptor, &counted);
                     Outcome::Counted(counted)
@@ -231,57 +282,6 @@ impl Limiter {
             tracing::warn!(%error, "counter store call failed");
         }
         counts
-    }
-
-    /// Adds a counted descriptor's hits to its rule's metrics. Labels come from the config; a
-    /// request's own limit is labelled by its entry keys only, never its values.
-    fn record(
-        &self,
-        domain: &str,
-        rule: Option<&Rule>,
-        descriptor: &DescriptorCheck<'_>,
-        counted: &Counted,
-    ) {
-        let Ok(hits) = u64::try_from(descriptor.hits) else {
-            return;
-        };
-        let limit = u64::from(counted.requests_per_unit);
-        let near_threshold = (limit as f64 * self.near_limit_ratio).floor() as u64;
-        let record = |counters: &RuleCounters, shadow: bool| {
-            counters.record(hits, counted.count, limit, near_threshold, shadow)
-        };
-        let values = || {
-            descriptor
-                .entries
-                .iter()
-                .map(|entry| entry.value.as_str())
-                .collect::<Vec<_>>()
-        };
-        match rule {
-            Some(rule) if rule.has_dynamic_stats() => {
-                record(
-                    &self
-                        .metrics
-                        .dynamic_rule_counters(domain, &rule.stats_segments(&values())),
-                    rule.shadow_mode,
-                );
-            }
-            Some(rule) => {
-                let counters = rule.counters.get_or_init(|| {
-                    self.metrics
-                        .rule_counters(domain, &rule.stats_segments(&values()))
-                });
-                record(counters, rule.shadow_mode);
-            }
-            None => {
-                let keys: Vec<String> = descriptor
-                    .entries
-                    .iter()
-                    .map(|entry| entry.key.clone())
-                    .collect();
-                record(&self.metrics.dynamic_rule_counters(domain, &keys), false);
-            }
-        }
     }
 
     fn counted(
@@ -322,81 +322,5 @@ impl Limiter {
             .next()
             .is_some_and(|first| first && quotas.all(|over| over));
         (regular_over || all_quotas_over) && !self.modes.global_shadow
-    }
-}
-
-fn plan<'c>(domain: Option<&'c DomainTree>, descriptor: &DescriptorCheck<'_>) -> Plan<'c> {
-    let Some(domain) = domain else {
-        return Plan::NoLimit;
-    };
-    let values = descriptor.entries.iter().map(|entry| entry.value.as_str());
-    if let Some(LimitOverride {
-        unit,
-        requests_per_unit,
-    }) = descriptor.limit_override
-    {
-        let scope = Scope::Override {
-            window_secs: unit.seconds(),
-            requests_per_unit,
-        };
-        let levels = descriptor.entries.iter().map(|entry| key::Level::Exact {
-            key: &entry.key,
-            value: &entry.value,
-        });
-        return Plan::Counted {
-            rule: None,
-            unit,
-            requests_per_unit,
-            key: key::encode(&domain.name, scope, levels),
-        };
-    }
-    let pairs = descriptor
-        .entries
-        .iter()
-        .map(|entry| (entry.key.as_str(), entry.value.as_str()));
-    match domain.find(pairs) {
-        None => Plan::NoLimit,
-        Some(rule) => match rule.limit {
-            Limit::Unlimited => Plan::Unlimited,
-            Limit::Limited {
-                unit,
-                requests_per_unit,
-            } => Plan::Counted {
-                rule: Some(rule),
-                unit,
-                requests_per_unit,
-                key: key::encode(
-                    &domain.name,
-                    Scope::Rule {
-                        window_secs: unit.seconds(),
-                    },
-                    rule.key_levels(values),
-                ),
-            },
-        },
-    }
-}
-
-/// Drops every counted rule whose name another counted rule of this request `replaces`.
-fn drop_replaced(plans: &mut [Plan<'_>]) {
-    let replaced: Vec<&str> = plans
-        .iter()
-        .filter_map(|plan| match plan {
-            Plan::Counted {
-                rule: Some(rule), ..
-            } => Some(rule.replaces.iter().map(String::as_str)),
-            _ => None,
-        })
-        .flatten()
-        .collect();
-    if replaced.is_empty() {
-        return;
-    }
-    for plan in plans.iter_mut() {
-        let is_replaced = matches!(plan, Plan::Counted { rule: Some(rule), .. }
-            if rule.name.as_deref().is_some_and(|name| replaced.contains(&name)));
-        if is_replaced {
-            *plan = Plan::NoLimit;
-        }
     }
 }

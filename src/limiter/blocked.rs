@@ -1,0 +1,130 @@
+//! Counters known to be over their limit, remembered on this node until their window ends, so
+//! that a client hammering a blocked key costs no store traffic (the Go service's
+//! `LOCAL_CACHE_SIZE_IN_BYTES`). An entry is keyed by the full counter identity (the counter key,
+//! which holds domain, rule path, window and values) and holds the limit it was over: after a
+//! reload that raises the limit, or for a request carrying another limit, it does not answer.
+//!
+//! A blocked hit answered here is not added to the store's count: the counter is already over,
+//! and its window ends when the entry does.
+
+use std::time::{Duration, Instant};
+
+use moka::Expiry;
+use moka::sync::Cache;
+
+use crate::store::Count;
+
+pub struct BlockedCounters {
+    entries: Cache<String, Blocked>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Blocked {
+    limit: u32,
+    count: u64,
+    /// When the counter's window ends, by this node's monotonic clock.
+    until: Instant,
+}
+
+/// Each entry lives until its counter's window ends.
+struct UntilWindowEnds;
+
+impl Expiry<String, Blocked> for UntilWindowEnds {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        blocked: &Blocked,
+        now: Instant,
+    ) -> Option<Duration> {
+        Some(blocked.until.saturating_duration_since(now))
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        blocked: &Blocked,
+        now: Instant,
+        _left: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(blocked.until.saturating_duration_since(now))
+    }
+}
+
+impl BlockedCounters {
+    /// A cache of at most `capacity` blocked counters (least recently used go first).
+    pub fn new(capacity: u64) -> BlockedCounters {
+        BlockedCounters {
+            entries: Cache::builder()
+                .max_capacity(capacity)
+                .expire_after(UntilWindowEnds)
+                .build(),
+        }
+    }
+
+    /// The counter's count and time to reset, when it is known to be over `limit`.
+    pub fn get(&self, key: &str, limit: u32) -> Option<Count> {
+        let blocked = self.entries.get(key)?;
+        let resets_in = blocked.until.checked_duration_since(Instant::now())?;
+        (blocked.limit == limit).then_some(Count {
+            value: blocked.count,
+            resets_in,
+        })
+    }
+
+    /// Remembers what the store answered for a counter: blocked when over `limit`, forgotten
+    /// otherwise (a refund can bring a counter back under its limit).
+    pub fn learn(&self, key: &str, limit: u32, count: Count) {
+        if count.value > u64::from(limit) {
+            let blocked = Blocked {
+                limit,
+                count: count.value,
+                until: Instant::now() + count.resets_in,
+            };
+            self.entries.insert(key.to_string(), blocked);
+        } else if self.entries.contains_key(key) {
+            self.entries.invalidate(key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(value: u64, resets_in_ms: u64) -> Count {
+        Count {
+            value,
+            resets_in: Duration::from_millis(resets_in_ms),
+        }
+    }
+
+    #[test]
+    fn a_counter_over_its_limit_is_answered_until_its_window_ends() {
+        let blocked = BlockedCounters::new(100);
+        blocked.learn("k", 5, count(5, 60_000));
+        assert!(blocked.get("k", 5).is_none(), "at the limit is not over it");
+        blocked.learn("k", 5, count(6, 60_000));
+        let answered = blocked.get("k", 5).expect("over its limit");
+        assert_eq!(answered.value, 6);
+        assert!(
+            answered.resets_in <= Duration::from_secs(60)
+                && answered.resets_in > Duration::from_secs(59)
+        );
+        assert!(
+            blocked.get("k", 10).is_none(),
+            "another limit is another question"
+        );
+        assert!(blocked.get("other", 5).is_none());
+        blocked.learn("k", 5, count(2, 60_000));
+        assert!(blocked.get("k", 5).is_none(), "a refund unblocks");
+    }
+
+    #[test]
+    fn entries_end_with_their_window() {
+        let blocked = BlockedCounters::new(100);
+        blocked.learn("k", 1, count(3, 30));
+        assert!(blocked.get("k", 1).is_some());
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(blocked.get("k", 1).is_none());
+    }
+}

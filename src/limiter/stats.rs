@@ -1,0 +1,58 @@
+//! A counted descriptor's hits in its rule's metrics, apportioned as the Go service does.
+
+use super::{Counted, DescriptorCheck, Limiter};
+use crate::config::Rule;
+use crate::metrics::RuleCounters;
+
+impl Limiter {
+    /// Adds a counted descriptor's hits to its rule's metrics. Labels come from the config; a
+    /// request's own limit is labelled by its entry keys only, never its values.
+    pub(super) fn record(
+        &self,
+        domain: &str,
+        rule: Option<&Rule>,
+        descriptor: &DescriptorCheck<'_>,
+        counted: &Counted,
+    ) {
+        let Ok(hits) = u64::try_from(descriptor.hits) else {
+            return;
+        };
+        let limit = u64::from(counted.requests_per_unit);
+        let near_threshold = (limit as f64 * self.near_limit_ratio).floor() as u64;
+        let record = |counters: &RuleCounters, shadow: bool| {
+            counters.record(hits, counted.count, limit, near_threshold, shadow)
+        };
+        let values = || {
+            descriptor
+                .entries
+                .iter()
+                .map(|entry| entry.value.as_str())
+                .collect::<Vec<_>>()
+        };
+        match rule {
+            Some(rule) if rule.has_dynamic_stats() => {
+                record(
+                    &self
+                        .metrics
+                        .dynamic_rule_counters(domain, &rule.stats_segments(&values())),
+                    rule.shadow_mode,
+                );
+            }
+            Some(rule) => {
+                let counters = rule.counters.get_or_init(|| {
+                    self.metrics
+                        .rule_counters(domain, &rule.stats_segments(&values()))
+                });
+                record(counters, rule.shadow_mode);
+            }
+            None => {
+                let keys: Vec<String> = descriptor
+                    .entries
+                    .iter()
+                    .map(|entry| entry.key.clone())
+                    .collect();
+                record(&self.metrics.dynamic_rule_counters(domain, &keys), false);
+            }
+        }
+    }
+}
