@@ -1,6 +1,7 @@
 //! Criterion micro-benchmarks of the pieces on the request path: matching a descriptor in a
 //! 10,000-rule config (exact, wildcard, key-only), encoding a counter key, and the memory
-//! store's increment, alone and with threads contending for one key or spread over many.
+//! store's increment, alone and with threads contending for one key or spread over many, and a
+//! whole decision (validate, match, count, respond) on the memory store.
 //!
 //! `cargo bench --bench hot_path`
 
@@ -10,10 +11,19 @@ use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use criterion::{Criterion, criterion_group, criterion_main};
+use envoy_types::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
+use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
+use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitRequest;
 use ratelimiter::clock::SystemClock;
 use ratelimiter::config::Config;
 use ratelimiter::key::{self, Level, Scope};
+use ratelimiter::limiter::{Limiter, Modes};
+use ratelimiter::metrics::Metrics;
+use ratelimiter::rls::request::validate;
+use ratelimiter::rls::response::build;
+use ratelimiter::rls::{RequestLimits, ResponseOptions};
 use ratelimiter::store::{CounterOp, CounterStore, MemoryStore};
 
 /// A config of 10,050 rules: 100 keys with 99 exact values and a key-only rule each, and 50
@@ -29,7 +39,7 @@ fn big_config() -> Config {
         ));
     }
     for pattern in 0..50 {
-        yaml.push_str(&format!("  - {{key: k0, value: \"p{pattern}*x\", rate_limit: {{unit: minute, requests_per_unit: 10}}}}\n"));
+        yaml.push_str(&format!("  - {{key: k0, value: \"w{pattern}/*\", rate_limit: {{unit: minute, requests_per_unit: 10}}}}\n"));
     }
     Config::from_sources([("big.yaml", yaml.as_str())]).expect("the generated config is valid")
 }
@@ -41,7 +51,7 @@ fn matching(c: &mut Criterion) {
     let mut group = c.benchmark_group("match");
     for (name, key, value) in [
         ("exact value", "k42", "v97"),
-        ("last of 50 wildcards", "k0", "p49-something-x"),
+        ("last of 50 wildcards", "k0", "w49/something"),
         ("key only, after 50 wildcards missed", "k0", "unlisted"),
         ("unknown key", "nope", "v1"),
     ] {
@@ -149,5 +159,65 @@ fn contended(store: &Arc<MemoryStore>, iterations: u64, shared: bool) -> Duratio
     started.elapsed()
 }
 
-criterion_group!(benches, matching, encoding, increments);
+/// One whole decision on the memory store, as the gRPC service makes it: validate the request,
+/// match, count, and build the response.
+fn whole_check(c: &mut Criterion) {
+    let limits = (0..5)
+        .map(|index| {
+            format!(
+                "  - {{key: d{index}, rate_limit: {{unit: hour, requests_per_unit: 1000000000}}}}\n"
+            )
+        })
+        .collect::<String>();
+    let yaml = format!("domain: bench\ndescriptors:\n{limits}");
+    let config = Config::from_sources([("bench.yaml", yaml.as_str())]).expect("valid limits");
+    let clock = Arc::new(SystemClock);
+    let store = Arc::new(MemoryStore::new(1_000_000, clock));
+    let metrics = Arc::new(Metrics::new(100));
+    let limiter = Limiter::new(
+        Arc::new(ArcSwap::from_pointee(config)),
+        store,
+        Modes::default(),
+        metrics,
+        0.8,
+    );
+    let bounds = RequestLimits {
+        max_descriptors: 64,
+        max_entries: 32,
+        max_key_bytes: 256,
+        max_value_bytes: 4096,
+    };
+    let options = ResponseOptions::default();
+    let mut group = c.benchmark_group("whole check, memory store");
+    for descriptors in [1, 5] {
+        let requests: Vec<RateLimitRequest> = (0..1_000)
+            .map(|user| RateLimitRequest {
+                domain: "bench".into(),
+                descriptors: (0..descriptors)
+                    .map(|index| RateLimitDescriptor {
+                        entries: vec![Entry {
+                            key: format!("d{index}"),
+                            value: format!("user-{user}"),
+                        }],
+                        ..Default::default()
+                    })
+                    .collect(),
+                hits_addend: 1,
+            })
+            .collect();
+        let mut next = 0;
+        group.bench_function(format!("{descriptors} descriptor(s)"), |b| {
+            b.iter(|| {
+                next = (next + 1) % requests.len();
+                let request = &requests[next];
+                let check = validate(request, &bounds).expect("a valid request");
+                let decision = now(limiter.check(&check)).expect("counted");
+                black_box(build(request, &decision, &options))
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, matching, encoding, increments, whole_check);
 criterion_main!(benches);

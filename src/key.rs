@@ -76,19 +76,23 @@ pub fn encode<'a>(
     scope: Scope,
     levels: impl IntoIterator<Item = Level<'a>>,
 ) -> String {
-    let mut key = String::with_capacity(64);
+    // Room for a typical key without growing: the parts, their separators and a few escapes.
+    let mut key = String::with_capacity(domain.len() + 96);
     key.push_str(VERSION);
     key.push('|');
     escape_into(&mut key, domain);
     key.push('|');
-    // Writing to a String cannot fail.
-    let _ = match scope {
-        Scope::Rule { window_secs } => write!(key, "{window_secs}"),
+    match scope {
+        Scope::Rule { window_secs } => push_number(&mut key, window_secs),
         Scope::Override {
             window_secs,
             requests_per_unit,
-        } => write!(key, "{window_secs}x{requests_per_unit}"),
-    };
+        } => {
+            push_number(&mut key, window_secs);
+            key.push('x');
+            push_number(&mut key, requests_per_unit.into());
+        }
+    }
     for level in levels {
         key.push('|');
         match level {
@@ -275,17 +279,55 @@ fn decode_level(text: &str) -> Option<DecodedLevel> {
 /// Bytes that are escaped: the encoding's separators, `%` itself, Redis hash-tag braces and
 /// control characters (so keys print on one line).
 fn needs_escape(byte: u8) -> bool {
-    matches!(byte, b'%' | b'|' | b'=' | b'?' | b'~' | b'{' | b'}') || byte < 0x20 || byte == 0x7f
+    ESCAPED[usize::from(byte)]
 }
+
+/// [`needs_escape`] as a table: one load per byte on the request path, where keys are built.
+const ESCAPED: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        table[byte] = byte < 0x20 || byte == 0x7f;
+        byte += 1;
+    }
+    let separators = *b"%|=?~{}";
+    let mut at = 0;
+    while at < separators.len() {
+        table[separators[at] as usize] = true;
+        at += 1;
+    }
+    table
+};
 
 fn escape_into(out: &mut String, text: &str) {
     let mut rest = text;
     while let Some(at) = rest.bytes().position(needs_escape) {
         out.push_str(&rest[..at]);
-        let _ = write!(out, "%{:02X}", rest.as_bytes()[at]);
+        let byte = rest.as_bytes()[at];
+        out.push('%');
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0xf)]));
         rest = &rest[at + 1..];
     }
     out.push_str(rest);
+}
+
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+/// Appends a number in decimal without the formatting machinery (it is on the request path).
+fn push_number(out: &mut String, mut number: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (number % 10) as u8;
+        number /= 10;
+        if number == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
 }
 
 fn unescape(text: &str) -> Option<String> {
