@@ -12,11 +12,6 @@ use ratelimiter::config;
 use ratelimiter::server::{self, Listeners, Telemetry};
 use ratelimiter::settings::{Cli, Command, LogFormat, ServeSettings};
 
-/// mimalloc instead of the system allocator: the request path allocates small, short-lived
-/// buffers on two threads, where glibc's malloc spent a sixth of the service's time (perf).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Validate { path } => validate(&path),

@@ -1,6 +1,8 @@
 //! The shipped examples stay true: the Kubernetes ConfigMap holds valid limits, and the Grafana
 //! dashboard queries only metrics the service exposes, in PromQL that Prometheus accepts.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::Command;
@@ -32,20 +34,6 @@ fn the_kubernetes_configmap_holds_valid_limits() {
     assert_eq!(config.domains()[0].name, "edge");
 }
 
-/// Every metric name defined in `src/metrics.rs`.
-fn defined_metrics() -> Vec<String> {
-    let source = include_str!("../src/metrics.rs");
-    let definitions = source.split("#[cfg(test)]").next().unwrap();
-    definitions
-        .split('"')
-        .filter(|text| {
-            text.starts_with("ratelimit")
-                && text.chars().all(|c| c.is_ascii_lowercase() || c == '_')
-        })
-        .map(str::to_string)
-        .collect()
-}
-
 /// The PromQL expressions of the dashboard's panels.
 fn dashboard_queries() -> Vec<String> {
     let dashboard: serde_json::Value = serde_json::from_str(include_str!(
@@ -62,7 +50,7 @@ fn dashboard_queries() -> Vec<String> {
 
 #[test]
 fn the_dashboard_queries_only_metrics_the_service_exposes() {
-    let defined = defined_metrics();
+    let defined = common::metric_names::defined();
     let queries = dashboard_queries();
     assert!(queries.len() >= 16);
     let mut used = 0;

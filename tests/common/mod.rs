@@ -7,6 +7,7 @@ pub mod contract;
 pub mod envoy;
 pub mod files;
 pub mod http;
+pub mod metric_names;
 pub mod process;
 pub mod redis;
 pub mod redis_store;

@@ -25,7 +25,11 @@
 //! check := "c1|" key "|" window_ms "|" limit
 //! ```
 
-use std::fmt::Write as _;
+mod check;
+mod escape;
+
+pub use check::CheckKey;
+use escape::{escape_into, push_number, unescape};
 
 /// Encoding version, the key's first component; bump it when the layout changes.
 const VERSION: &str = "1";
@@ -207,42 +211,7 @@ pub fn decode(key: &str) -> Option<DecodedKey> {
     })
 }
 
-/// A `/check` counter: the caller's key, checked against `limit` hits per `window_ms`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CheckKey {
-    pub key: String,
-    pub window_ms: u64,
-    pub limit: u64,
-}
-
-impl CheckKey {
-    /// Encodes the counter key. Injective, and never equal to a key from [`encode`].
-    pub fn encode(&self) -> String {
-        let mut encoded = String::with_capacity(self.key.len() + 32);
-        encoded.push_str(CHECK_TAG);
-        encoded.push('|');
-        escape_into(&mut encoded, &self.key);
-        // Writing to a String cannot fail.
-        let _ = write!(encoded, "|{}|{}", self.window_ms, self.limit);
-        encoded
-    }
-
-    /// Takes a `/check` key apart; `None` when it was not made by [`CheckKey::encode`].
-    pub fn decode(encoded: &str) -> Option<CheckKey> {
-        let mut parts = encoded.split('|');
-        if parts.next()? != CHECK_TAG {
-            return None;
-        }
-        let check = CheckKey {
-            key: unescape(parts.next()?)?,
-            window_ms: parse_number(parts.next()?)?,
-            limit: parse_number(parts.next()?)?,
-        };
-        parts.next().is_none().then_some(check)
-    }
-}
-
-fn parse_number<T: std::str::FromStr>(text: &str) -> Option<T> {
+pub(crate) fn parse_number<T: std::str::FromStr>(text: &str) -> Option<T> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -274,84 +243,6 @@ fn decode_level(text: &str) -> Option<DecodedLevel> {
             }),
         },
     }
-}
-
-/// Bytes that are escaped: the encoding's separators, `%` itself, Redis hash-tag braces and
-/// control characters (so keys print on one line).
-fn needs_escape(byte: u8) -> bool {
-    ESCAPED[usize::from(byte)]
-}
-
-/// [`needs_escape`] as a table: one load per byte on the request path, where keys are built.
-const ESCAPED: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut byte = 0;
-    while byte < 256 {
-        table[byte] = byte < 0x20 || byte == 0x7f;
-        byte += 1;
-    }
-    let separators = *b"%|=?~{}";
-    let mut at = 0;
-    while at < separators.len() {
-        table[separators[at] as usize] = true;
-        at += 1;
-    }
-    table
-};
-
-fn escape_into(out: &mut String, text: &str) {
-    let mut rest = text;
-    while let Some(at) = rest.bytes().position(needs_escape) {
-        out.push_str(&rest[..at]);
-        let byte = rest.as_bytes()[at];
-        out.push('%');
-        out.push(char::from(HEX[usize::from(byte >> 4)]));
-        out.push(char::from(HEX[usize::from(byte & 0xf)]));
-        rest = &rest[at + 1..];
-    }
-    out.push_str(rest);
-}
-
-const HEX: &[u8; 16] = b"0123456789ABCDEF";
-
-/// Appends a number in decimal without the formatting machinery (it is on the request path).
-fn push_number(out: &mut String, mut number: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (number % 10) as u8;
-        number /= 10;
-        if number == 0 {
-            break;
-        }
-    }
-    // Only ASCII digits were written.
-    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
-}
-
-fn unescape(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut at = 0;
-    while at < bytes.len() {
-        let byte = bytes[at];
-        if byte == b'%' {
-            let hex = text.get(at + 1..at + 3)?;
-            let decoded = u8::from_str_radix(hex, 16).ok()?;
-            if !needs_escape(decoded) || hex.bytes().any(|b| b.is_ascii_lowercase()) {
-                return None;
-            }
-            out.push(decoded);
-            at += 3;
-        } else if needs_escape(byte) {
-            return None;
-        } else {
-            out.push(byte);
-            at += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]

@@ -1,0 +1,214 @@
+//! The per-rule counters (`ratelimit_service_rate_limit_*`), labelled `domain`, `key1`, `key2` as
+//! the Go service's statsd mapping labels them (`key1` is the first level of the rule's stats
+//! key, `key2` the rest), and the cap on series whose labels come from request values.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+
+use super::register;
+
+/// Label value standing for every stats key beyond the series cap.
+pub const OVERFLOW_KEY: &str = "_overflow_";
+
+/// The five families, and the series built from request values so far.
+pub(super) struct RuleSeries {
+    families: RuleFamilies,
+    dynamic: Mutex<HashMap<(String, String), RuleCounters>>,
+    max_dynamic: usize,
+}
+
+struct RuleFamilies {
+    total_hits: IntCounterVec,
+    over_limit: IntCounterVec,
+    near_limit: IntCounterVec,
+    within_limit: IntCounterVec,
+    shadow_mode: IntCounterVec,
+}
+
+/// The five per-rule counters of one stats key, resolved once and kept.
+#[derive(Clone, Debug)]
+pub struct RuleCounters {
+    total_hits: IntCounter,
+    over_limit: IntCounter,
+    near_limit: IntCounter,
+    within_limit: IntCounter,
+    shadow_mode: IntCounter,
+}
+
+impl RuleSeries {
+    pub(super) fn new(registry: &Registry, max_dynamic: usize) -> RuleSeries {
+        let family = |name: &str, help: &str| {
+            register(
+                registry,
+                IntCounterVec::new(Opts::new(name, help), &["domain", "key1", "key2"]),
+            )
+        };
+        RuleSeries {
+            families: RuleFamilies {
+                total_hits: family(
+                    "ratelimit_service_rate_limit_total_hits",
+                    "Hits counted against a rule",
+                ),
+                over_limit: family(
+                    "ratelimit_service_rate_limit_over_limit",
+                    "Hits over a rule's limit",
+                ),
+                near_limit: family(
+                    "ratelimit_service_rate_limit_near_limit",
+                    "Hits above --near-limit-ratio of a rule's limit, up to the limit",
+                ),
+                within_limit: family(
+                    "ratelimit_service_rate_limit_within_limit",
+                    "Hits of requests within a rule's limit",
+                ),
+                shadow_mode: family(
+                    "ratelimit_service_rate_limit_shadow_mode",
+                    "Hits over a shadow-mode rule's limit, let through",
+                ),
+            },
+            dynamic: Mutex::new(HashMap::new()),
+            max_dynamic,
+        }
+    }
+
+    /// The counters of a stats key fixed by the config.
+    pub(super) fn fixed(&self, domain: &str, segments: &[String]) -> RuleCounters {
+        let (key1, key2) = labels(segments);
+        self.families.resolve(domain, &key1, &key2)
+    }
+
+    /// The counters of a stats key built from request values, within the cap.
+    pub(super) fn dynamic(&self, domain: &str, segments: &[String]) -> RuleCounters {
+        let (key1, key2) = labels(segments);
+        let lookup = (domain.to_string(), format!("{key1}\u{0}{key2}"));
+        let mut series = self
+            .dynamic
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(counters) = series.get(&lookup) {
+            return counters.clone();
+        }
+        if series.len() >= self.max_dynamic {
+            return self.families.resolve(domain, OVERFLOW_KEY, "");
+        }
+        let counters = self.families.resolve(domain, &key1, &key2);
+        series.insert(lookup, counters.clone());
+        counters
+    }
+}
+
+impl RuleFamilies {
+    fn resolve(&self, domain: &str, key1: &str, key2: &str) -> RuleCounters {
+        let labels = [domain, key1, key2];
+        RuleCounters {
+            total_hits: self.total_hits.with_label_values(&labels),
+            over_limit: self.over_limit.with_label_values(&labels),
+            near_limit: self.near_limit.with_label_values(&labels),
+            within_limit: self.within_limit.with_label_values(&labels),
+            shadow_mode: self.shadow_mode.with_label_values(&labels),
+        }
+    }
+}
+
+impl RuleCounters {
+    /// Records `hits` that took a counter to `count` against `limit`, apportioned as the Go
+    /// service does: hits above the limit are over, hits landing above `near_threshold` and up
+    /// to the limit are near, and all hits of a request within the limit are within.
+    pub fn record(&self, hits: u64, count: u64, limit: u64, near_threshold: u64, shadow: bool) {
+        if hits == 0 {
+            return;
+        }
+        self.total_hits.inc_by(hits);
+        let before = count.saturating_sub(hits);
+        let near = count.min(limit).saturating_sub(before.max(near_threshold));
+        self.near_limit.inc_by(near);
+        if count > limit {
+            let over = count - before.max(limit);
+            self.over_limit.inc_by(over);
+            if shadow {
+                self.shadow_mode.inc_by(over);
+            }
+        } else {
+            self.within_limit.inc_by(hits);
+        }
+    }
+}
+
+/// `key1` (the first segment) and `key2` (the others, joined with dots), with the Go service's
+/// sanitising of the characters statsd cannot carry (`:` and `|` become `_`).
+fn labels(segments: &[String]) -> (String, String) {
+    let clean = |text: &str| text.replace([':', '|'], "_");
+    let key1 = segments
+        .first()
+        .map(|first| clean(first))
+        .unwrap_or_default();
+    let key2 = segments
+        .get(1..)
+        .unwrap_or_default()
+        .iter()
+        .map(|s| clean(s))
+        .collect::<Vec<_>>()
+        .join(".");
+    (key1, key2)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::metrics::Metrics;
+
+    /// (limit, hits, count after) -> (over, near, within), from envoyproxy/ratelimit's
+    /// TestNearLimit with the default ratio 0.8.
+    #[test]
+    fn hits_are_apportioned_like_the_go_service() {
+        let cases = [
+            ((15, 1, 11), (0, 0, 1)),
+            ((15, 1, 13), (0, 1, 1)),
+            ((15, 1, 16), (1, 0, 0)),
+            ((20, 3, 5), (0, 0, 3)),
+            ((8, 2, 7), (0, 1, 2)),
+            ((20, 3, 19), (0, 3, 3)),
+            ((20, 3, 22), (2, 1, 0)),
+            ((20, 7, 22), (2, 4, 0)),
+            ((10, 3, 30), (3, 0, 0)),
+        ];
+        for ((limit, hits, count), expected) in cases {
+            let metrics = Metrics::new(10);
+            let counters = metrics.rule_counters("d", &["k".to_string()]);
+            let threshold = (limit as f64 * 0.8).floor() as u64;
+            counters.record(hits, count, limit, threshold, false);
+            let got = (
+                counters.over_limit.get(),
+                counters.near_limit.get(),
+                counters.within_limit.get(),
+            );
+            assert_eq!(got, expected, "limit {limit}, +{hits} to {count}");
+            assert_eq!(counters.total_hits.get(), hits);
+        }
+    }
+
+    #[test]
+    fn series_built_from_request_values_are_capped() {
+        let metrics = Metrics::new(2);
+        for value in ["a", "b", "c", "d"] {
+            metrics
+                .dynamic_rule_counters("d", &[format!("user_{value}")])
+                .record(1, 1, 5, 4, false);
+        }
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&metrics.registry().gather())
+            .unwrap();
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("ratelimit_service_rate_limit_total_hits{"))
+            .count();
+        assert_eq!(series, 3, "two own series and one overflow:\n{text}");
+        assert!(
+            text.contains(
+                r#"ratelimit_service_rate_limit_total_hits{domain="d",key1="_overflow_",key2=""} 2"#
+            ),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,204 @@
+//! The embedded store: counters in this process's memory, sharded so that requests on different
+//! keys do not wait for each other, bounded in size, and swept of windows that have ended.
+//!
+//! When full, a shard first drops counters whose window has ended, then evicts the least
+//! recently used of a few sampled counters (Redis's approximate LRU); evicting a live counter
+//! under-counts it, so such evictions are counted for the operator to see.
+
+mod listing;
+mod shard;
+
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use listing::Position;
+use shard::{Counter, Shard, lock};
+
+use super::sliding::{Buckets, Slide};
+use super::{BoxFuture, Count, CounterOp, CounterPage, CounterStore, StoreError};
+use crate::clock::{Clock, Window};
+
+/// Shards (a power of two). Enough that two cores never meet on one lock by chance, few enough
+/// that a full sweep stays cheap.
+const SHARDS: usize = 64;
+
+/// An odd constant with well-spread bits (2^64 / golden ratio), to mix a hash into a shard number.
+const SHARD_MIX: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// How often the background sweep drops ended windows from every shard.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+pub struct MemoryStore {
+    shards: Box<[Mutex<Shard>]>,
+    hasher: foldhash::fast::RandomState,
+    clock: Arc<dyn Clock>,
+    shard_capacity: usize,
+    live_evictions: AtomicU64,
+}
+
+impl MemoryStore {
+    /// A store holding at most about `max_counters` counters (rounded up to a multiple of the
+    /// shard count).
+    pub fn new(max_counters: usize, clock: Arc<dyn Clock>) -> MemoryStore {
+        let hasher = foldhash::fast::RandomState::default();
+        let shards = (0..SHARDS)
+            .map(|index| Mutex::new(Shard::new(hasher.hash_one(index))))
+            .collect();
+        MemoryStore {
+            shards,
+            hasher,
+            clock,
+            shard_capacity: max_counters.div_ceil(SHARDS).max(1),
+            live_evictions: AtomicU64::new(0),
+        }
+    }
+
+    /// Counters held now, ended windows included until they are swept.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| lock(shard).slots.len())
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Counters evicted before their window ended, since start.
+    pub fn live_evictions(&self) -> u64 {
+        self.live_evictions.load(Ordering::Relaxed)
+    }
+
+    /// Drops every counter whose window has ended; returns how many were dropped.
+    pub fn sweep(&self) -> usize {
+        let now = self.clock.now_ms();
+        self.shards.iter().map(|shard| lock(shard).purge(now)).sum()
+    }
+
+    /// Sweeps every [`SWEEP_INTERVAL`] until `stop` fires.
+    pub async fn sweep_periodically(
+        store: Arc<MemoryStore>,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = ticks.tick() => { store.sweep(); }
+            }
+        }
+    }
+
+    /// The key's shard, locked, and the key's hash: hashed once, for the shard and for the map
+    /// inside it (which is only ever asked with this hash).
+    fn shard(&self, key: &str) -> (MutexGuard<'_, Shard>, u64) {
+        let hash = self.hasher.hash_one(key);
+        // The map places keys by the hash's low bits and tags them with its top bits; the shard
+        // is chosen by a multiplicative mix of all of them, so neither loses entropy.
+        let index = (hash.wrapping_mul(SHARD_MIX) >> (64 - SHARDS.trailing_zeros())) as usize;
+        (lock(&self.shards[index]), hash)
+    }
+
+    fn apply_one(&self, op: &CounterOp, now: u64) -> Count {
+        let window = Window::containing(now, op.window_secs);
+        let (mut shard, hash) = self.shard(&op.key);
+        let value = shard.add(
+            hash,
+            op,
+            window,
+            now,
+            self.shard_capacity,
+            &self.live_evictions,
+        );
+        Count {
+            value,
+            resets_in: window.remaining(now),
+        }
+    }
+
+    fn slide_one(&self, key: &str, window: Duration, limit: u64, hits: u64) -> Slide {
+        let now = self.clock.now_ms();
+        let (mut shard, hash) = self.shard(key);
+        shard.uses += 1;
+        let uses = shard.uses;
+        if let Some(slot) = shard.slot_mut(hash, key) {
+            slot.last_used = uses;
+            if let Counter::Sliding(buckets) = &mut slot.counter {
+                return buckets.admit(now, window, limit, hits);
+            }
+        }
+        let mut buckets = Box::<Buckets>::default();
+        let slide = buckets.admit(now, window, limit, hits);
+        if slide.count > 0 {
+            let counter = Counter::Sliding(buckets);
+            shard.insert(
+                hash,
+                key,
+                counter,
+                now,
+                self.shard_capacity,
+                &self.live_evictions,
+            );
+        }
+        slide
+    }
+}
+
+impl CounterStore for MemoryStore {
+    fn apply<'a>(&'a self, ops: &'a [CounterOp]) -> BoxFuture<'a, Result<Vec<Count>, StoreError>> {
+        let now = self.clock.now_ms();
+        let counts = ops.iter().map(|op| self.apply_one(op, now)).collect();
+        Box::pin(std::future::ready(Ok(counts)))
+    }
+
+    fn slide<'a>(
+        &'a self,
+        key: &'a str,
+        window: Duration,
+        limit: u64,
+        hits: u64,
+    ) -> BoxFuture<'a, Result<Slide, StoreError>> {
+        Box::pin(std::future::ready(Ok(
+            self.slide_one(key, window, limit, hits)
+        )))
+    }
+
+    fn list<'a>(
+        &'a self,
+        prefix: &'a str,
+        cursor: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<CounterPage, StoreError>> {
+        let page = match cursor {
+            None => Ok(self.list_page(prefix, Position::default(), limit)),
+            Some(text) => Position::parse(text)
+                .map(|position| self.list_page(prefix, position, limit))
+                .ok_or_else(|| StoreError::BadCursor(text.to_string())),
+        };
+        Box::pin(std::future::ready(page))
+    }
+
+    fn reset<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let now = self.clock.now_ms();
+        let (mut shard, hash) = self.shard(key);
+        let removed = shard.remove(hash, key);
+        Box::pin(std::future::ready(Ok(
+            removed.is_some_and(|slot| slot.counter.expires_ms() > now)
+        )))
+    }
+
+    fn approximate_len(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(std::future::ready(Ok(self.len() as u64)))
+    }
+
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    fn live_evictions(&self) -> u64 {
+        MemoryStore::live_evictions(self)
+    }
+}

@@ -1,0 +1,223 @@
+//! One shard of the memory store: its counters by key, in insertion order so that eviction can
+//! sample them, with the bookkeeping that bounds its size.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use indexmap::IndexMap;
+use indexmap::map::RawEntryApiV1;
+use indexmap::map::raw_entry_v1::RawEntryMut;
+
+use crate::clock::Window;
+use crate::store::CounterOp;
+use crate::store::sliding::Buckets;
+
+/// Counters sampled to find one to evict; Redis's default `maxmemory-samples` is 5, and 8 gets
+/// closer to true LRU for little extra work.
+const EVICTION_SAMPLES: usize = 8;
+
+/// Least time between two in-line purges of one full shard, so that a shard full of live
+/// counters does not rescan itself on every insert.
+const PURGE_BACKOFF_MS: u64 = 100;
+
+pub(super) struct Shard {
+    /// Only ever asked with the store's hash of the key (the raw entry API), so the map's own
+    /// hasher is never used.
+    pub(super) slots: IndexMap<Box<str>, Slot, foldhash::fast::RandomState>,
+    /// Bumped on every use; a slot's `last_used` orders it for LRU eviction.
+    pub(super) uses: u64,
+    next_purge_ms: u64,
+    /// xorshift state for sampling eviction candidates.
+    random: u64,
+}
+
+/// 32 bytes: a million counters fit in well under 200 MB with their keys and the map.
+pub(super) struct Slot {
+    pub(super) counter: Counter,
+    pub(super) last_used: u64,
+}
+
+pub(super) enum Counter {
+    /// A fixed window (the RLS): the count of the window that ends at `ends_ms`.
+    Fixed { ends_ms: u64, count: u64 },
+    /// A sliding window (`/check`); boxed, as it is larger and rarer.
+    Sliding(Box<Buckets>),
+}
+
+impl Counter {
+    /// When the counter stops meaning anything.
+    pub(super) fn expires_ms(&self) -> u64 {
+        match self {
+            Counter::Fixed { ends_ms, .. } => *ends_ms,
+            Counter::Sliding(buckets) => buckets.expires_ms(),
+        }
+    }
+
+    pub(super) fn value(&self, now_ms: u64) -> u64 {
+        match self {
+            Counter::Fixed { count, .. } => *count,
+            Counter::Sliding(buckets) => buckets.count(now_ms),
+        }
+    }
+}
+
+/// Locks a shard. Nothing panics while a shard is locked, but should it ever happen the data is
+/// still consistent (every update is a single assignment), so the lock is taken back.
+pub(super) fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    shard
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Shard {
+    /// An empty shard; `seed` starts its eviction sampling.
+    pub(super) fn new(seed: u64) -> Shard {
+        Shard {
+            slots: IndexMap::default(),
+            uses: 0,
+            next_purge_ms: 0,
+            // xorshift needs a state that is not zero.
+            random: seed | 1,
+        }
+    }
+
+    pub(super) fn slot_mut(&mut self, hash: u64, key: &str) -> Option<&mut Slot> {
+        match self
+            .slots
+            .raw_entry_mut_v1()
+            .from_key_hashed_nocheck(hash, key)
+        {
+            RawEntryMut::Occupied(slot) => Some(slot.into_mut()),
+            RawEntryMut::Vacant(_) => None,
+        }
+    }
+
+    pub(super) fn remove(&mut self, hash: u64, key: &str) -> Option<Slot> {
+        match self
+            .slots
+            .raw_entry_mut_v1()
+            .from_key_hashed_nocheck(hash, key)
+        {
+            RawEntryMut::Occupied(slot) => Some(slot.swap_remove()),
+            RawEntryMut::Vacant(_) => None,
+        }
+    }
+
+    pub(super) fn add(
+        &mut self,
+        hash: u64,
+        op: &CounterOp,
+        window: Window,
+        now: u64,
+        capacity: usize,
+        live_evictions: &AtomicU64,
+    ) -> u64 {
+        self.uses += 1;
+        let uses = self.uses;
+        if let Some(slot) = self.slot_mut(hash, &op.key) {
+            slot.last_used = uses;
+            let current = match slot.counter {
+                Counter::Fixed { ends_ms, count } if ends_ms == window.end_ms => count,
+                _ => 0,
+            };
+            let count = add_delta(current, op.delta);
+            slot.counter = Counter::Fixed {
+                ends_ms: window.end_ms,
+                count,
+            };
+            return count;
+        }
+        let count = add_delta(0, op.delta);
+        if count > 0 {
+            // Reading or refunding a counter that does not exist leaves nothing to store.
+            self.insert(
+                hash,
+                &op.key,
+                Counter::Fixed {
+                    ends_ms: window.end_ms,
+                    count,
+                },
+                now,
+                capacity,
+                live_evictions,
+            );
+        }
+        count
+    }
+
+    /// Adds a counter for a key the shard does not hold.
+    pub(super) fn insert(
+        &mut self,
+        hash: u64,
+        key: &str,
+        counter: Counter,
+        now: u64,
+        capacity: usize,
+        live_evictions: &AtomicU64,
+    ) {
+        if self.slots.len() >= capacity {
+            self.make_room(now, live_evictions);
+        }
+        let slot = Slot {
+            counter,
+            last_used: self.uses,
+        };
+        match self
+            .slots
+            .raw_entry_mut_v1()
+            .from_key_hashed_nocheck(hash, key)
+        {
+            RawEntryMut::Vacant(vacant) => {
+                vacant.insert_hashed_nocheck(hash, key.into(), slot);
+            }
+            RawEntryMut::Occupied(mut held) => {
+                held.insert(slot);
+            }
+        }
+    }
+
+    fn make_room(&mut self, now: u64, live_evictions: &AtomicU64) {
+        if now >= self.next_purge_ms {
+            self.next_purge_ms = now + PURGE_BACKOFF_MS;
+            if self.purge(now) > 0 {
+                return;
+            }
+        }
+        let len = self.slots.len();
+        let mut samples = [0; EVICTION_SAMPLES];
+        for sample in &mut samples {
+            *sample = self.next_random() as usize % len;
+        }
+        let victim = samples
+            .into_iter()
+            .min_by_key(|&index| self.slots[index].last_used);
+        if let Some((_, slot)) = victim.and_then(|index| self.slots.swap_remove_index(index))
+            && slot.counter.expires_ms() > now
+        {
+            live_evictions.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(super) fn purge(&mut self, now: u64) -> usize {
+        let before = self.slots.len();
+        self.slots.retain(|_, slot| slot.counter.expires_ms() > now);
+        before - self.slots.len()
+    }
+
+    fn next_random(&mut self) -> u64 {
+        let mut x = self.random;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.random = x;
+        x
+    }
+}
+
+fn add_delta(count: u64, delta: i64) -> u64 {
+    if delta >= 0 {
+        count.saturating_add(delta as u64)
+    } else {
+        count.saturating_sub(delta.unsigned_abs())
+    }
+}
