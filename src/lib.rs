@@ -13,7 +13,8 @@
 //! - [`config`]: YAML files to an immutable snapshot of compiled per-domain rule trees, and the
 //!   watcher that reloads it when the files change (never swapping in a config that fails).
 //! - [`rls`]: the gRPC service: request validation, the tonic impl, response building.
-//! - [`limiter`]: the decision: match, count in one store batch, statuses.
+//! - [`limiter`]: the decision: match, count in one store batch, statuses; with Redis, a local
+//!   cache of counters known to be over their limit.
 //! - [`key`]: injective counter keys.
 //! - [`clock`]: units, the clock, epoch-aligned windows.
 //! - [`store`]: the `CounterStore` trait, the in-memory store and the Redis store

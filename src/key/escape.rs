@@ -51,8 +51,7 @@ pub(super) fn push_number(out: &mut String, mut number: u64) {
             break;
         }
     }
-    // Only ASCII digits were written.
-    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
+    out.extend(digits[at..].iter().map(|&digit| char::from(digit)));
 }
 
 pub(super) fn unescape(text: &str) -> Option<String> {
