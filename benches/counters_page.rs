@@ -7,20 +7,18 @@
 #[allow(dead_code)]
 #[path = "../tests/common/redis.rs"]
 mod redis_harness;
+#[allow(dead_code)]
+#[path = "../tests/common/redis_store.rs"]
+mod redis_store;
 
 use std::hint::black_box;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use clap::Parser;
 use ratelimiter::clock::SystemClock;
-use ratelimiter::health::Health;
 use ratelimiter::key::{self, Level, Scope};
-use ratelimiter::settings::{Cli, Command};
-use ratelimiter::store::redis::RedisLink;
-use ratelimiter::store::{CounterOp, CounterStore, MemoryStore, RedisStore};
-use tokio_util::sync::CancellationToken;
+use ratelimiter::store::{CounterOp, CounterStore, MemoryStore};
 
 /// Timed runs per case; the median is reported.
 const RUNS: usize = 101;
@@ -42,31 +40,9 @@ fn main() {
 
         let redis_counters = if full { 100_000 } else { 2_000 };
         let server = redis_harness::RedisServer::start();
-        let stop = CancellationToken::new();
-        let redis = redis_store(&server.url(), &stop).await;
-        measure("redis", &redis, redis_counters).await;
-        stop.cancel();
+        let redis = redis_store::connect(&server.url(), &[], "ratelimit:").await;
+        measure("redis", &*redis.store, redis_counters).await;
     });
-}
-
-async fn redis_store(url: &str, stop: &CancellationToken) -> RedisStore {
-    let args = [
-        "ratelimiter",
-        "serve",
-        "--redis-url",
-        url,
-        "--redis-timeout",
-        "5s",
-    ];
-    let Command::Serve(settings) = Cli::parse_from(args).command else {
-        unreachable!("parsed a serve command")
-    };
-    let url = settings.redis_url.as_ref().expect("a URL was given");
-    let health = Arc::new(Health::new(SystemTime::now()));
-    let link = RedisLink::start(url, &settings.redis, health, stop.clone())
-        .await
-        .expect("the bench's redis-server is reachable");
-    RedisStore::new(link, "ratelimit:")
 }
 
 /// Fills `store` with `counters` counters, then times pages of it.

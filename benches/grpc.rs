@@ -16,25 +16,23 @@ mod load;
 #[allow(dead_code)]
 #[path = "../tests/common/redis.rs"]
 mod redis_harness;
+#[allow(dead_code)]
+#[path = "../tests/common/redis_store.rs"]
+mod redis_store;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use clap::Parser;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::{Code, DescriptorStatus};
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::{
     RateLimitService, RateLimitServiceServer,
 };
 use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
 use load::{Load, Measured};
-use ratelimiter::health::Health;
 use ratelimiter::key::{self, Level, Scope};
-use ratelimiter::settings::{Cli, Command as Subcommand};
-use ratelimiter::store::redis::RedisLink;
-use ratelimiter::store::{CounterOp, CounterStore, RedisStore};
+use ratelimiter::store::{CounterOp, CounterStore};
 use redis_harness::{RedisCluster, RedisServer, free_port};
-use tokio_util::sync::CancellationToken;
 
 /// Rounds of the whole table in a measuring run; each row reports its median.
 const ROUNDS: usize = 3;
@@ -277,37 +275,14 @@ impl Table {
 
 /// The Redis ceiling: `descriptors` counters per call through the store itself, in process.
 async fn redis_ceiling(url: &str, flags: &[&str], descriptors: usize, load: Load) -> Measured {
-    let mut args = vec![
-        "ratelimiter",
-        "serve",
-        "--redis-url",
-        url,
-        "--redis-timeout",
-        "1s",
-    ];
-    args.extend_from_slice(flags);
-    let Subcommand::Serve(settings) = Cli::parse_from(args).command else {
-        unreachable!("parsed a serve command")
-    };
-    let stop = CancellationToken::new();
-    let health = Arc::new(Health::new(SystemTime::now()));
-    let link = RedisLink::start(
-        settings.redis_url.as_ref().expect("a URL"),
-        &settings.redis,
-        health,
-        stop.clone(),
-    )
-    .await
-    .expect("the bench's Redis answers");
-    let store: Arc<dyn CounterStore> = Arc::new(RedisStore::new(link, "ratelimit:"));
-    let measured = load::drive(load, move |_, user| {
+    let connected = redis_store::connect(url, flags, "ratelimit:").await;
+    let store: Arc<dyn CounterStore> = connected.store.clone();
+    load::drive(load, move |_, user| {
         let store = store.clone();
         let ops = ops(descriptors, user);
         async move { store.apply(&ops).await.is_ok() }
     })
-    .await;
-    stop.cancel();
-    measured
+    .await
 }
 
 /// The counter operations the service makes for `load::request(descriptors, user)`.

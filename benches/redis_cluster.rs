@@ -13,10 +13,13 @@
 #[allow(dead_code)]
 #[path = "../tests/common/redis.rs"]
 mod redis_harness;
+#[allow(dead_code)]
+#[path = "../tests/common/redis_store.rs"]
+mod redis_store;
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
@@ -24,12 +27,10 @@ use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descri
 use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitRequest;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient;
 use ratelimiter::clock::SystemClock;
-use ratelimiter::health::Health;
 use ratelimiter::server::{self, Listeners, Telemetry};
 use ratelimiter::settings::{Cli, Command, ServeSettings};
-use ratelimiter::store::redis::{RedisLink, slot};
-use ratelimiter::store::{Count, CounterOp, CounterStore, RedisStore, StoreError};
-use tokio_util::sync::CancellationToken;
+use ratelimiter::store::redis::slot;
+use ratelimiter::store::{Count, CounterOp, CounterStore, StoreError};
 
 /// Calls per measured shape; enough for a stable median and p99 on loopback.
 const ROUNDS: usize = 3_000;
@@ -180,15 +181,9 @@ struct Measured {
 }
 
 async fn measure(url: &str, flags: &[&str], warmup: usize, rounds: usize) -> Measured {
-    let settings = settings(url, flags);
-    let stop = CancellationToken::new();
-    let health = Arc::new(Health::new(SystemTime::now()));
-    let url = settings.redis_url.as_ref().expect("a URL was given");
-    let link = RedisLink::start(url, &settings.redis, health, stop.clone())
-        .await
-        .expect("Redis is reachable");
-    let slots = link.slot_map();
-    let store = RedisStore::new(link, "bench:");
+    let connected = redis_store::connect(url, flags, "bench:").await;
+    let slots = connected.link.slot_map();
+    let store = &*connected.store;
     let op = |index| CounterOp {
         key: key(index),
         window_secs: 60,
@@ -234,7 +229,6 @@ async fn measure(url: &str, flags: &[&str], warmup: usize, rounds: usize) -> Mea
         }
         measured.serial.push(started.elapsed());
     }
-    stop.cancel();
     measured
 }
 

@@ -96,18 +96,6 @@ pub struct Limiter {
     blocked: Option<BlockedCounters>,
 }
 
-/// A descriptor on its way to an outcome, once its counter's source is known.
-enum Step<'c> {
-    NoLimit,
-    Unlimited,
-    Counted {
-        rule: Option<&'c Rule>,
-        unit: Unit,
-        requests_per_unit: u32,
-        source: Source,
-    },
-}
-
 /// Where a counted descriptor's count comes from.
 enum Source {
     /// The store's answer to `ops[index]`.
@@ -182,17 +170,17 @@ impl Limiter {
         // The counters the store is asked about (keys moved, not copied), and where each
         // counted descriptor's count will come from.
         let mut ops = Vec::new();
-        let steps: Vec<Step> = plans
+        let plans: Vec<Plan<Source>> = plans
             .into_iter()
             .zip(&check.descriptors)
             .map(|(plan, descriptor)| match plan {
-                Plan::NoLimit => Step::NoLimit,
-                Plan::Unlimited => Step::Unlimited,
+                Plan::NoLimit => Plan::NoLimit,
+                Plan::Unlimited => Plan::Unlimited,
                 Plan::Counted {
                     rule,
                     unit,
                     requests_per_unit,
-                    key,
+                    counter: key,
                 } => {
                     let known = (descriptor.hits >= 0)
                         .then(|| self.blocked.as_ref()?.get(&key, requests_per_unit))
@@ -208,11 +196,11 @@ impl Limiter {
                             Source::Store(ops.len() - 1)
                         }
                     };
-                    Step::Counted {
+                    Plan::Counted {
                         rule,
                         unit,
                         requests_per_unit,
-                        source,
+                        counter: source,
                     }
                 }
             })
@@ -230,19 +218,19 @@ impl Limiter {
             )));
         }
 
-        let outcomes: Vec<Outcome> = steps
+        let outcomes: Vec<Outcome> = plans
             .into_iter()
             .zip(&check.descriptors)
-            .map(|(step, descriptor)| match step {
-                Step::NoLimit => Outcome::NoLimit {
+            .map(|(plan, descriptor)| match plan {
+                Plan::NoLimit => Outcome::NoLimit {
                     quota: self.modes.global_quota,
                 },
-                Step::Unlimited => Outcome::Unlimited,
-                Step::Counted {
+                Plan::Unlimited => Outcome::Unlimited,
+                Plan::Counted {
                     rule,
                     unit,
                     requests_per_unit,
-                    source,
+                    counter: source,
                 } => {
                     let count = match source {
                         Source::Store(index) => {

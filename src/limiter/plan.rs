@@ -7,15 +7,16 @@ use crate::key::{self, Scope};
 
 use super::{DescriptorCheck, LimitOverride};
 
-/// What one descriptor will need, found before the store is asked.
-pub(super) enum Plan<'c> {
+/// What one descriptor will need, found before the store is asked. `C` says where its counter
+/// is: first its key, then (once the store has been asked) where its count comes from.
+pub(super) enum Plan<'c, C = String> {
     NoLimit,
     Unlimited,
     Counted {
         rule: Option<&'c Rule>,
         unit: Unit,
         requests_per_unit: u32,
-        key: String,
+        counter: C,
     },
 }
 
@@ -44,7 +45,7 @@ pub(super) fn plan<'c>(
             rule: None,
             unit,
             requests_per_unit,
-            key: key::encode(&domain.name, scope, levels),
+            counter: key::encode(&domain.name, scope, levels),
         };
     }
     let pairs = descriptor
@@ -62,7 +63,7 @@ pub(super) fn plan<'c>(
                 rule: Some(rule),
                 unit,
                 requests_per_unit,
-                key: key::encode(
+                counter: key::encode(
                     &domain.name,
                     Scope::Rule {
                         window_secs: unit.seconds(),

@@ -1,11 +1,12 @@
-//! A Redis store (and its link) built from flags as the service builds it, for tests that talk
-//! to the store directly.
+//! A Redis store (and its link) built from flags as the service builds it, for tests and
+//! benchmarks that talk to the store directly.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use clap::Parser;
 use ratelimiter::health::Health;
+use ratelimiter::settings::{Cli, Command};
 use ratelimiter::store::RedisStore;
 use ratelimiter::store::redis::RedisLink;
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -22,6 +23,8 @@ pub struct Connected {
 /// keys behind `prefix`.
 pub async fn connect(url: &str, flags: &[&str], prefix: &str) -> Connected {
     let mut args = vec![
+        "ratelimiter",
+        "serve",
         "--redis-url",
         url,
         "--redis-key-prefix",
@@ -32,7 +35,9 @@ pub async fn connect(url: &str, flags: &[&str], prefix: &str) -> Connected {
         "1s",
     ];
     args.extend_from_slice(flags);
-    let settings = super::settings(Path::new("unused"), &args);
+    let Command::Serve(settings) = Cli::parse_from(args).command else {
+        unreachable!("parsed a serve command")
+    };
     let health = Arc::new(Health::new(SystemTime::now()));
     let stop = CancellationToken::new();
     let link = RedisLink::start(
