@@ -174,3 +174,19 @@ fn a_missing_path_is_an_error_not_an_empty_config() {
             .starts_with("/nonexistent/ratelimit/config: cannot read config: ")
     );
 }
+
+#[test]
+fn a_file_over_16_mib_is_refused_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.yaml");
+    let mut text = String::from("domain: huge\n");
+    text.push_str(&"#".repeat(16 * 1024 * 1024));
+    std::fs::write(&path, text).unwrap();
+    let output = validate(&path);
+    assert_eq!(output.status.code(), Some(1));
+    let expected = format!(
+        "{}: file is more than the 16777216 bytes allowed",
+        path.display()
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stderr).trim(), expected);
+}

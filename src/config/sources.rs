@@ -1,6 +1,7 @@
 //! Reading the config from disk: which files make up the config, and their contents, read once
 //! into [`Sources`] so that a reload can tell whether anything changed before it compiles.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::{Config, ConfigError};
@@ -88,16 +89,19 @@ pub fn config_files(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
 
 fn read_file(path: &Path) -> Result<String, ConfigError> {
     let shown = path.display().to_string();
-    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    if size > MAX_FILE_BYTES {
-        return Err(ConfigError::new(
-            &shown,
-            format!("file is {size} bytes, more than the {MAX_FILE_BYTES} allowed"),
-            None,
-        ));
+    let unreadable = |e: std::io::Error| {
+        ConfigError::new(&shown, format!("error reading config file: {e}"), None)
+    };
+    // Reads at most one byte past the bound, so a file that grows while it is read cannot take
+    // more memory than that.
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        let message = format!("file is more than the {MAX_FILE_BYTES} bytes allowed");
+        return Err(ConfigError::new(&shown, message, None));
     }
-    let bytes = std::fs::read(path)
-        .map_err(|e| ConfigError::new(&shown, format!("error reading config file: {e}"), None))?;
     String::from_utf8(bytes).map_err(|e| {
         ConfigError::new(
             &shown,
