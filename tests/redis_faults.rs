@@ -6,75 +6,18 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::faults::{LIMITS, RECOVERY, call, counts_exactly, service, until_ok};
 use common::redis::{RedisServer, eventually};
 use common::redis_store::{TEST_TIMEOUT, connect};
-use common::{Client, Code, Service, code, request};
+use common::{Code, Service, code, request};
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::RateLimitOverride;
 use ratelimiter::health::Status;
 use ratelimiter::store::CounterStore;
 
-const LIMITS: &str = "
-domain: faults
-descriptors:
-  - key: user
-    rate_limit: {unit: hour, requests_per_unit: 4}
-";
-
-/// Far beyond the 200 ms timeout: a call that takes this long has hung.
-const HUNG: Duration = Duration::from_secs(5);
-
-/// Redis comes back within 2 s; the rest is slack for a loaded 2-core machine.
-const RECOVERY: Duration = Duration::from_secs(4);
-
-async fn service(redis: &RedisServer) -> Service {
-    let url = redis.url();
-    Service::start(
-        &[("faults.yaml", LIMITS)],
-        &["--redis-url", &url, "--redis-timeout", TEST_TIMEOUT],
-    )
-    .await
-}
-
-/// One call for `user`: Ok(overall code), or Err(gRPC status code). Fails if it hangs.
-async fn call(client: &mut Client, user: &str) -> Result<Code, tonic::Code> {
-    let started = Instant::now();
-    let answer = client
-        .should_rate_limit(request("faults", &[&[("user", user)]]))
-        .await;
-    assert!(
-        started.elapsed() < HUNG,
-        "a call took {:?}",
-        started.elapsed()
-    );
-    answer
-        .map(|response| code(&response.into_inner()))
-        .map_err(|status| status.code())
-}
-
-/// Polls with calls until one is answered, failing with `what` after [`RECOVERY`].
-async fn until_ok(client: &mut Client, what: &str) {
-    let deadline = Instant::now() + RECOVERY;
-    while call(client, "probe").await.is_err() {
-        assert!(Instant::now() < deadline, "{what} within {RECOVERY:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Exactly 4 of 6 fresh hits on `user` are admitted.
-async fn counts_exactly(client: &mut Client, user: &str) {
-    let mut admitted = 0;
-    for _ in 0..6 {
-        if call(client, user).await == Ok(Code::Ok) {
-            admitted += 1;
-        }
-    }
-    assert_eq!(admitted, 4, "for {user}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_redis_gives_unavailable_then_counting_resumes_after_restart() {
     let mut redis = RedisServer::start();
-    let service = service(&redis).await;
+    let service = service(&redis.url(), &[]).await;
     let mut client = service.client().await;
     counts_exactly(&mut client, "before").await;
 
@@ -125,7 +68,7 @@ async fn a_killed_redis_gives_unavailable_then_counting_resumes_after_restart() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stalled_redis_gives_unavailable_within_the_timeout() {
     let redis = RedisServer::start();
-    let service = service(&redis).await;
+    let service = service(&redis.url(), &[]).await;
     let mut client = service.client().await;
     counts_exactly(&mut client, "before").await;
 
@@ -144,7 +87,7 @@ async fn a_stalled_redis_gives_unavailable_within_the_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_service_started_before_redis_heals_when_redis_appears() {
     let mut redis = RedisServer::planned();
-    let service = service(&redis).await;
+    let service = service(&redis.url(), &[]).await;
     let mut client = service.client().await;
     assert_eq!(
         call(&mut client, "early").await,
@@ -265,7 +208,7 @@ fn the_password_never_reaches_help_or_logs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_blocked_key_is_answered_from_the_local_cache_without_redis() {
     let redis = RedisServer::start();
-    let service = service(&redis).await;
+    let service = service(&redis.url(), &[]).await;
     let mut client = service.client().await;
     counts_exactly(&mut client, "hammering").await;
     let answered_from_cache = service.metrics.blocked_cache_hits.get();

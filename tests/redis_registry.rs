@@ -86,6 +86,41 @@ async fn live_nodes_are_listed_and_a_stopped_node_leaves_at_once() {
     drop(second);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn heartbeats_that_fail_are_counted_and_the_entry_returns_with_redis() {
+    let mut redis = RedisServer::start();
+    let node = node_service(&redis, "node-a").await;
+    let failures = || node.metrics.registry_heartbeat_failures.get();
+    let observer = connect(&redis.url(), &[], "registry:").await;
+    eventually(SETTLE, "the node is listed", || async {
+        ids(&observer.link).await == ["node-a"]
+    })
+    .await;
+    assert_eq!(failures(), 0);
+
+    redis.kill();
+    eventually(SETTLE, "failed heartbeats are counted", || async {
+        failures() >= 2
+    })
+    .await;
+
+    redis.restart();
+    // The observer reconnects too: its reads may fail for a moment.
+    eventually(SETTLE, "the node registers again", || async {
+        read_nodes(&observer.link)
+            .await
+            .is_ok_and(|nodes| nodes.len() == 1 && nodes[0].id == "node-a")
+    })
+    .await;
+    let after_return = failures();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        failures(),
+        after_return,
+        "heartbeats still fail with Redis back"
+    );
+}
+
 /// The built binary on `redis`, listening on every interface (so that it must publish a
 /// reachable name), with a fast registry.
 fn spawn_node(redis: &RedisServer, id: &str) -> Node {

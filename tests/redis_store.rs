@@ -1,15 +1,20 @@
-//! The Redis store on real servers, for each kind of deployment: it keeps the store contract,
-//! two service nodes that share it (with clocks 30 s apart) admit exactly the limit between
-//! them over gRPC, and no key it writes is ever left without a TTL.
+//! The Redis store on real servers, for each kind of deployment (single, single over mutual
+//! TLS, Sentinel, Cluster): it keeps the store contract, two service processes that share it
+//! admit exactly the limit between them over gRPC (and so do two nodes whose clocks are 30 s
+//! apart), and no key it writes is ever left without a TTL. TLS certificates are checked.
 
 mod common;
 
 use std::time::Duration;
 
-use common::redis::{RedisCluster, RedisSentinel, RedisServer, SENTINEL_MASTER, keys_and_ttls};
+use common::process::Node;
+use common::redis::{
+    RedisCluster, RedisSentinel, RedisServer, SENTINEL_MASTER, free_port, keys_and_ttls,
+};
 use common::redis_store::{TEST_TIMEOUT, connect};
-use common::{Code, Service, ask, code, request};
-use ratelimiter::store::CounterStore;
+use common::tls::Certificates;
+use common::{Client, Code, Service, ask, code, config_dir, request};
+use ratelimiter::store::{CounterStore, StoreError};
 
 const LIMITS: &str = "
 domain: shared
@@ -18,35 +23,48 @@ descriptors:
     rate_limit: {unit: hour, requests_per_unit: 4}
 ";
 
-/// Two nodes on one Redis, asked in turn: exactly 4 of 10 requests are admitted. The second
-/// node's clock runs 30 s ahead, which changes nothing: windows come from Redis's clock.
-async fn two_nodes_admit_exactly_the_limit(url: &str, flags: &[&str]) {
-    let mut args = vec!["--redis-url", url, "--redis-timeout", TEST_TIMEOUT];
-    args.extend_from_slice(flags);
-    let first = Service::start(
-        &[("shared.yaml", LIMITS)],
-        &[&args[..], &["--node-id", "first"]].concat(),
-    )
-    .await;
-    let second = Service::start(
-        &[("shared.yaml", LIMITS)],
-        &[&args[..], &["--node-id", "second"]].concat(),
-    )
-    .await;
-    second.clock.advance(Duration::from_secs(30));
-    let mut clients = [first.client().await, second.client().await];
+/// `user` asked 10 times, in turn through `clients`: exactly 4 are admitted.
+async fn admitted_in_turn(clients: &mut [Client], user: &str) -> usize {
     let mut admitted = 0;
     for turn in 0..10 {
-        let response = ask(
-            &mut clients[turn % 2],
-            request("shared", &[&[("user", "alice")]]),
-        )
-        .await;
+        let client = &mut clients[turn % clients.len()];
+        let response = ask(client, request("shared", &[&[("user", user)]])).await;
         if code(&response) == Code::Ok {
             admitted += 1;
         }
     }
-    assert_eq!(admitted, 4);
+    admitted
+}
+
+/// Two `ratelimiter serve` processes on one Redis, asked in turn, admit exactly the limit; and
+/// so do two in-process nodes whose clocks are 30 s apart, as windows come from Redis's clock.
+async fn two_nodes_admit_exactly_the_limit(url: &str, flags: &[&str]) {
+    let mut args = vec!["--redis-url", url, "--redis-timeout", TEST_TIMEOUT];
+    args.extend_from_slice(flags);
+
+    let limits = config_dir(&[("shared.yaml", LIMITS)]);
+    let config = limits.path().to_str().unwrap();
+    let processes = ["first", "second"]
+        .map(|id| Node::start(&[&args[..], &["--config", config, "--node-id", id]].concat()));
+    let mut clients = vec![
+        common::connect(processes[0].grpc_addr).await,
+        common::connect(processes[1].grpc_addr).await,
+    ];
+    assert_eq!(admitted_in_turn(&mut clients, "alice").await, 4);
+
+    let first = Service::start(
+        &[("shared.yaml", LIMITS)],
+        &[&args[..], &["--node-id", "third"]].concat(),
+    )
+    .await;
+    let second = Service::start(
+        &[("shared.yaml", LIMITS)],
+        &[&args[..], &["--node-id", "fourth"]].concat(),
+    )
+    .await;
+    second.clock.advance(Duration::from_secs(30));
+    let mut clients = vec![first.client().await, second.client().await];
+    assert_eq!(admitted_in_turn(&mut clients, "bob").await, 4);
 }
 
 /// Counters of both kinds under some load, then a look at every key of the server.
@@ -86,6 +104,72 @@ async fn a_single_redis_is_shared_exactly() {
     common::contract::contract(connected.store.clone(), "single|").await;
     no_key_is_left_without_a_ttl(&*connected.store, &[redis.port]).await;
     two_nodes_admit_exactly_the_limit(&redis.url(), &[]).await;
+}
+
+/// A single server that speaks only TLS and wants a client certificate from its CA, and the
+/// service's flags that trust the CA and present such a certificate.
+struct TlsRedis {
+    server: RedisServer,
+    url: String,
+    client_flags: Vec<String>,
+    _certificates: Certificates,
+}
+
+impl TlsRedis {
+    fn start() -> TlsRedis {
+        let certificates = Certificates::create();
+        let tls_port = free_port();
+        let flags = certificates.redis_flags(tls_port, true);
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        TlsRedis {
+            // The plain port is for the harness's own checks (PING, key listing) only.
+            server: RedisServer::start_with(free_port(), &flags),
+            url: format!("rediss://localhost:{tls_port}"),
+            client_flags: certificates.client_flags(),
+            _certificates: certificates,
+        }
+    }
+
+    /// `--redis-tls-ca <file>`, then `--redis-tls-cert <file> --redis-tls-key <file>`.
+    fn client_flags(&self) -> Vec<&str> {
+        self.client_flags.iter().map(String::as_str).collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_over_mutual_tls_is_shared_exactly() {
+    let redis = TlsRedis::start();
+    let flags = redis.client_flags();
+    let connected = connect(&redis.url, &flags, "contract:").await;
+    common::contract::contract(connected.store.clone(), "tls|").await;
+    no_key_is_left_without_a_ttl(&*connected.store, &[redis.server.port]).await;
+    two_nodes_admit_exactly_the_limit(&redis.url, &flags).await;
+}
+
+/// A server certificate from an unknown CA, or no client certificate where the server wants
+/// one: no connection, and calls answer unavailable rather than count anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tls_without_the_right_certificates_never_connects() {
+    let redis = TlsRedis::start();
+    let flags = redis.client_flags();
+    let refused = [
+        // The system's roots do not know the test CA.
+        &flags[2..],
+        // Redis asks for a client certificate and gets none.
+        &flags[..2],
+    ];
+    for flags in refused {
+        let connected = connect(&redis.url, flags, "refused:").await;
+        let answer = connected
+            .store
+            .apply(&[common::contract::op("k", 60, 1)])
+            .await;
+        assert!(
+            matches!(answer, Err(StoreError::Unavailable(_))),
+            "{flags:?}: {answer:?}"
+        );
+        assert!(!connected.health.is_store_reachable(), "{flags:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

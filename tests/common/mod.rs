@@ -5,12 +5,14 @@
 
 pub mod contract;
 pub mod envoy;
+pub mod faults;
 pub mod files;
 pub mod http;
 pub mod metric_names;
 pub mod process;
 pub mod redis;
 pub mod redis_store;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

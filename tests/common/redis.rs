@@ -190,9 +190,11 @@ impl RedisCluster {
     }
 }
 
-/// A master and one sentinel watching it as `mymaster`.
+/// A master, a replica of it, and one sentinel watching them as `mymaster` that fails over
+/// half a second after the master stops answering.
 pub struct RedisSentinel {
     pub master: RedisServer,
+    pub replica: RedisServer,
     pub sentinel: RedisServer,
 }
 
@@ -201,16 +203,26 @@ pub const SENTINEL_MASTER: &str = "mymaster";
 
 impl RedisSentinel {
     pub fn start() -> RedisSentinel {
-        let master = RedisServer::start();
+        // Either may become the master; a new replica then syncs at once, not after 5 s.
+        let no_delay = ["--repl-diskless-sync-delay", "0"];
+        let master = RedisServer::start_with(free_port(), &no_delay);
+        let master_port = master.port.to_string();
+        let replica = RedisServer::start_with(
+            free_port(),
+            &[&no_delay[..], &["--replicaof", "127.0.0.1", &master_port]].concat(),
+        );
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("sentinel.conf");
+        // A failover must be confirmed within failover-timeout (the sentinel looks once a
+        // second), and the next may start only twice that after it: 3 s serves both.
         std::fs::write(
             &config,
             format!(
                 "port {port}\nbind 127.0.0.1\nprotected-mode no\n\
-                 sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {} 1\n",
-                master.port
+                 sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {master_port} 1\n\
+                 sentinel down-after-milliseconds {SENTINEL_MASTER} 500\n\
+                 sentinel failover-timeout {SENTINEL_MASTER} 3000\n"
             ),
         )
         .unwrap();
@@ -223,18 +235,38 @@ impl RedisSentinel {
             child: None,
         };
         sentinel.launch();
+        let sentinels = RedisSentinel {
+            master,
+            replica,
+            sentinel,
+        };
+        let replica_port = sentinels.replica.port.to_string();
         let deadline = Instant::now() + START_DEADLINE;
-        while !sentinel
-            .cli(&["sentinel", "get-master-addr-by-name", SENTINEL_MASTER])
-            .contains(&master.port.to_string())
+        while sentinels.master_port() != Some(sentinels.master.port)
+            || !sentinels
+                .sentinel
+                .cli(&["sentinel", "replicas", SENTINEL_MASTER])
+                .contains(&replica_port)
+            || !sentinels
+                .replica
+                .cli(&["info", "replication"])
+                .contains("master_link_status:up")
         {
             assert!(
                 Instant::now() < deadline,
-                "the sentinel never knew its master"
+                "the sentinel never knew its master and replica"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        RedisSentinel { master, sentinel }
+        sentinels
+    }
+
+    /// The port of the master the sentinel names now.
+    pub fn master_port(&self) -> Option<u16> {
+        let answer = self
+            .sentinel
+            .cli(&["sentinel", "get-master-addr-by-name", SENTINEL_MASTER]);
+        answer.lines().nth(1)?.trim().parse().ok()
     }
 
     /// The sentinel's URL, as `--redis-url` takes it with `--redis-type sentinel`.

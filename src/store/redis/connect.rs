@@ -15,6 +15,7 @@ use redis::{
     IntoConnectionInfo, Pipeline, RedisFuture, RedisResult, TlsCertificates, TlsMode, Value,
 };
 
+use super::switch::MasterSwitches;
 use crate::settings::{RedisSettings, RedisType, Secret};
 
 /// Cluster connections never retry: a script retried after a lost reply, or a pipeline retried
@@ -79,7 +80,7 @@ impl ConnectionLike for Connection {
 #[allow(clippy::large_enum_variant)] // One per store, made once: its size does not matter.
 pub enum Target {
     Single(Client),
-    Sentinel(SentinelClient),
+    Sentinel(SentinelClient, MasterSwitches),
     Cluster(ClusterClient),
 }
 
@@ -121,15 +122,34 @@ impl Target {
                     .redis_sentinel_master
                     .as_deref()
                     .ok_or(RedisSetupError::NoSentinelMaster)?;
-                sentinel(infos, master, settings, certificates)
-                    .map(Target::Sentinel)
-                    .map_err(client_error)
+                let switches = MasterSwitches::new(
+                    &infos,
+                    master,
+                    settings
+                        .redis_sentinel_password
+                        .as_ref()
+                        .map(Secret::expose),
+                    certificates.as_ref(),
+                    settings.redis_connect_timeout,
+                )
+                .map_err(client_error)?;
+                let client =
+                    sentinel(infos, master, settings, certificates).map_err(client_error)?;
+                Ok(Target::Sentinel(client, switches))
             }
         }
     }
 
     pub fn is_cluster(&self) -> bool {
         matches!(self, Target::Cluster(_))
+    }
+
+    /// For a sentinel setup: where to hear that the master moved.
+    pub fn master_switches(&self) -> Option<MasterSwitches> {
+        match self {
+            Target::Sentinel(_, switches) => Some(switches.clone()),
+            Target::Single(_) | Target::Cluster(_) => None,
+        }
     }
 
     /// One connection attempt (for a sentinel setup: ask the sentinels, then connect to the
@@ -143,7 +163,7 @@ impl Target {
                 .get_multiplexed_async_connection_with_config(&config)
                 .await
                 .map(Connection::Node),
-            Target::Sentinel(client) => client
+            Target::Sentinel(client, _) => client
                 .get_async_connection_with_config(&config)
                 .await
                 .map(Connection::Node),

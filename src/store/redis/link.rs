@@ -5,8 +5,8 @@
 //! every call is bounded by a timeout. The keeper task is the only one that dials, so a
 //! recovering Redis sees one attempt at a time from each node, spaced by jittered exponential
 //! backoff. It pings every [`PING_INTERVAL`], and at once when a request failed; a failed ping
-//! (or an error that says the connection is dead or points at a replica) makes it dial a new
-//! connection. A single server's failed connection is dropped at once, so requests fail fast
+//! (or an error that says the connection is dead or points at a replica, or a sentinel's
+//! announcement that the master moved) makes it dial a new connection. A single server's failed connection is dropped at once, so requests fail fast
 //! until the new one works; a Cluster's is kept meanwhile, for the masters that still answer.
 //! The keeper also owns the store's half of `/health`: unreachable on a failure, reachable again
 //! after a good ping or dial.
@@ -81,6 +81,9 @@ impl RedisLink {
             tracing::warn!(%error, "cannot reach Redis yet; requests answer UNAVAILABLE until it is there");
             link.trouble(true);
         }
+        if let Some(switches) = target.master_switches() {
+            switches.spawn(link.clone(), stop.clone());
+        }
         tokio::spawn(keep(link.clone(), target, stop));
         Ok(link)
     }
@@ -152,6 +155,11 @@ impl RedisLink {
         } else {
             StoreError::Protocol(text)
         }
+    }
+
+    /// The sentinels moved the master: dial the new one now.
+    pub(super) fn master_moved(&self) {
+        self.trouble(true);
     }
 
     fn trouble(&self, redial: bool) {
@@ -287,7 +295,7 @@ async fn keep(link: Arc<RedisLink>, mut target: Target, stop: CancellationToken)
 
 /// The pause after `failures` failed dials in a row: doubling from [`BACKOFF_MIN`] up to
 /// [`BACKOFF_MAX`], then a random point in its upper half, so that nodes spread their dials.
-fn backoff(failures: u32, jitter: &foldhash::fast::RandomState) -> Duration {
+pub(super) fn backoff(failures: u32, jitter: &foldhash::fast::RandomState) -> Duration {
     let ceiling = BACKOFF_MIN
         .saturating_mul(1 << failures.min(16))
         .min(BACKOFF_MAX);

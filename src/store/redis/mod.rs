@@ -13,6 +13,7 @@ mod connect;
 mod link;
 mod list;
 pub(crate) mod scripts;
+mod switch;
 
 use std::sync::Arc;
 use std::time::Duration;
