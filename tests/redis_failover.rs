@@ -1,14 +1,17 @@
-//! Redis changing under a running service: a Sentinel failover, planned and after a crash, and
-//! a Cluster master that crashes and comes back. The service follows by itself: it answers
-//! UNAVAILABLE (never a wrong OK) while it cannot count, and counts on from what Redis kept.
+//! Redis changing under a running service: a Sentinel failover, planned and after a crash; a
+//! Cluster master that crashes and comes back; a Cluster master replaced by its replica. The
+//! service follows by itself: it answers UNAVAILABLE (never a wrong OK) while it cannot count,
+//! and counts on from what Redis kept.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::Code;
 use common::faults::{admitted, call, service, until_ok};
-use common::redis::{RedisCluster, RedisSentinel, RedisServer, SENTINEL_MASTER, eventually};
+use common::redis::{
+    RedisCluster, RedisSentinel, RedisServer, SENTINEL_MASTER, eventually, keys_and_ttls,
+};
+use common::{Client, Code, Service};
 
 /// Sentinel notices a dead master after 0.5 s and promotes the replica; slack for 2 cores.
 const FAILOVER: Duration = Duration::from_secs(15);
@@ -47,6 +50,34 @@ async fn replicated(master: &RedisServer, replica: &RedisServer) {
     eventually(FAILOVER, "the replica catches up", || async {
         replication_offset(replica, "slave_repl_offset") >= written
     })
+    .await;
+}
+
+/// Thirty users, each hit once (and admitted); their keys spread over every master.
+async fn users_hit_once(client: &mut Client) -> Vec<String> {
+    let users: Vec<String> = (0..30).map(|index| format!("user-{index}")).collect();
+    for user in &users {
+        assert_eq!(call(client, user).await, Ok(Code::Ok), "{user}");
+    }
+    users
+}
+
+/// Waits until calls on 30 probe keys, spread over every master of a Cluster, all succeed.
+async fn every_master_serves(service: &Service) {
+    let probes: Vec<String> = (0..30).map(|index| format!("probe-{index}")).collect();
+    eventually(
+        FAILOVER,
+        "keys on every master are served again",
+        || async {
+            let mut client = service.client().await;
+            for probe in &probes {
+                if call(&mut client, probe).await.is_err() {
+                    return false;
+                }
+            }
+            true
+        },
+    )
     .await;
 }
 
@@ -134,10 +165,7 @@ async fn a_crashed_cluster_master_fails_only_its_keys_and_heals_when_back() {
     let mut cluster = RedisCluster::start();
     let service = service(&cluster.url(), &["--redis-type", "cluster"]).await;
     let mut client = service.client().await;
-    let users: Vec<String> = (0..30).map(|index| format!("user-{index}")).collect();
-    for user in &users {
-        assert_eq!(call(&mut client, user).await, Ok(Code::Ok), "{user}");
-    }
+    let users = users_hit_once(&mut client).await;
 
     // Within the cluster's 5 s node timeout the other masters still serve their keys.
     cluster.nodes[1].kill();
@@ -155,21 +183,7 @@ async fn a_crashed_cluster_master_fails_only_its_keys_and_heals_when_back() {
 
     cluster.nodes[1].restart();
     let restarted_at = Instant::now();
-    let probes: Vec<String> = (0..30).map(|index| format!("probe-{index}")).collect();
-    eventually(
-        FAILOVER,
-        "keys on every master are served again",
-        || async {
-            let mut client = service.client().await;
-            for probe in &probes {
-                if call(&mut client, probe).await.is_err() {
-                    return false;
-                }
-            }
-            true
-        },
-    )
-    .await;
+    every_master_serves(&service).await;
     eprintln!(
         "cluster: every master served {:?} after the restart",
         restarted_at.elapsed()
@@ -185,4 +199,51 @@ async fn a_crashed_cluster_master_fails_only_its_keys_and_heals_when_back() {
     assert_eq!(count(2), answered, "{left:?}");
     assert_eq!(count(3) + count(4), unavailable, "{left:?}");
     assert!(count(4) > 0, "{left:?}");
+}
+
+/// The first line of `ROLE`, and for a replica its master's port.
+fn role(redis: &RedisServer) -> (String, Option<u16>) {
+    let answer = redis.cli(&["role"]);
+    let mut lines = answer.lines();
+    let role = lines.next().unwrap_or_default().to_string();
+    let master_port = (role == "slave")
+        .then(|| lines.nth(1)?.trim().parse().ok())
+        .flatten();
+    (role, master_port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cluster_master_replaced_by_its_replica_keeps_its_counts() {
+    let mut cluster = RedisCluster::start_with_replicas();
+    let service = service(&cluster.url(), &["--redis-type", "cluster"]).await;
+    let mut client = service.client().await;
+    let users = users_hit_once(&mut client).await;
+
+    let victim = (0..cluster.nodes.len())
+        .find(|&index| {
+            role(&cluster.nodes[index]).0 == "master"
+                && !keys_and_ttls(cluster.nodes[index].port).is_empty()
+        })
+        .expect("a master holds some of the counters");
+    let victim_port = cluster.nodes[victim].port;
+    let heir = (0..cluster.nodes.len())
+        .find(|&index| role(&cluster.nodes[index]).1 == Some(victim_port))
+        .expect("the master has a replica");
+    replicated(&cluster.nodes[victim], &cluster.nodes[heir]).await;
+
+    cluster.nodes[victim].kill();
+    eventually(FAILOVER, "the replica takes over", || async {
+        role(&cluster.nodes[heir]).0 == "master"
+    })
+    .await;
+    let promoted_at = Instant::now();
+    every_master_serves(&service).await;
+    eprintln!(
+        "cluster failover: every key served {:?} after the promotion",
+        promoted_at.elapsed()
+    );
+    // Every user spent 1 of 4 before the failover, on the replica too: 3 are left.
+    for user in &users {
+        assert_eq!(admitted(&mut client, user, 5).await, 3, "{user}");
+    }
 }

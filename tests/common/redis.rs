@@ -133,14 +133,25 @@ impl Drop for RedisServer {
     }
 }
 
-/// Three cluster-enabled servers, all masters, slots spread by `redis-cli --cluster create`.
+/// Three cluster-enabled masters, slots spread by `redis-cli --cluster create`, and for
+/// [`RedisCluster::start_with_replicas`] one replica each.
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
 }
 
 impl RedisCluster {
     pub fn start() -> RedisCluster {
-        let nodes: Vec<RedisServer> = (0..3)
+        RedisCluster::create(0, "5000")
+    }
+
+    /// Three masters and three replicas; a master that stops answering for a second is
+    /// replaced by its replica.
+    pub fn start_with_replicas() -> RedisCluster {
+        RedisCluster::create(1, "1000")
+    }
+
+    fn create(replicas: usize, node_timeout: &str) -> RedisCluster {
+        let nodes: Vec<RedisServer> = (0..3 * (1 + replicas))
             .map(|_| {
                 RedisServer::start_with(
                     free_cluster_port(),
@@ -150,7 +161,9 @@ impl RedisCluster {
                         "--cluster-config-file",
                         "nodes.conf",
                         "--cluster-node-timeout",
-                        "5000",
+                        node_timeout,
+                        "--repl-diskless-sync-delay",
+                        "0",
                     ],
                 )
             })
@@ -162,7 +175,7 @@ impl RedisCluster {
         let output = Command::new(redis_cli())
             .args(["--cluster", "create"])
             .args(&addresses)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .expect("redis-cli runs");
         assert!(
@@ -170,14 +183,28 @@ impl RedisCluster {
             "redis-cli --cluster create failed: {}",
             String::from_utf8_lossy(&output.stdout)
         );
+        let cluster = RedisCluster { nodes };
         let deadline = Instant::now() + START_DEADLINE;
-        for node in &nodes {
-            while !node.cli(&["cluster", "info"]).contains("cluster_state:ok") {
+        for node in &cluster.nodes {
+            while !node.cli(&["cluster", "info"]).contains("cluster_state:ok")
+                || (replicas > 0 && cluster.replicas_linked() < 3)
+            {
                 assert!(Instant::now() < deadline, "the cluster never became ok");
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        RedisCluster { nodes }
+        cluster
+    }
+
+    /// How many replicas have a live link to their master.
+    fn replicas_linked(&self) -> usize {
+        self.nodes
+            .iter()
+            .filter(|node| {
+                node.cli(&["info", "replication"])
+                    .contains("master_link_status:up")
+            })
+            .count()
     }
 
     /// The seed URLs, comma-separated, as `--redis-url` takes them.
