@@ -64,27 +64,45 @@ impl MasterSwitches {
     /// Listens on every sentinel until `stop` fires; a switch of our master makes `link` redial.
     pub fn spawn(self, link: Arc<RedisLink>, stop: CancellationToken) {
         for sentinel in self.sentinels {
-            let (master, link, stop) = (self.master.clone(), link.clone(), stop.clone());
-            let connect_timeout = self.connect_timeout;
-            tokio::spawn(async move {
-                let jitter = foldhash::fast::RandomState::default();
-                let mut failures = 0;
-                loop {
-                    tokio::select! {
-                        () = stop.cancelled() => return,
-                        ended = follow(&sentinel, &master, &link, connect_timeout) => {
-                            if let Err(error) = &ended {
-                                tracing::debug!(%error, "cannot listen to a sentinel for master switches");
-                            }
-                            failures = if ended.is_ok() { 1 } else { failures + 1 };
-                        }
-                    }
-                    tokio::select! {
-                        () = stop.cancelled() => return,
-                        () = tokio::time::sleep(backoff(failures, &jitter)) => {}
+            tokio::spawn(listen(
+                sentinel,
+                self.master.clone(),
+                link.clone(),
+                self.connect_timeout,
+                stop.clone(),
+            ));
+        }
+    }
+}
+
+/// Follows one sentinel, subscribing again with backoff whenever its connection ends.
+async fn listen(
+    sentinel: Client,
+    master: String,
+    link: Arc<RedisLink>,
+    connect_timeout: Duration,
+    stop: CancellationToken,
+) {
+    let jitter = foldhash::fast::RandomState::default();
+    let mut failures: u32 = 0;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            ended = follow(&sentinel, &master, &link, connect_timeout) => match ended {
+                Ok(()) => failures = 1,
+                Err(error) => {
+                    failures += 1;
+                    // Only failovers are slower to follow meanwhile: logged on the 1st, 2nd,
+                    // 4th... failure in a row.
+                    if failures.is_power_of_two() {
+                        tracing::warn!(%error, attempts = failures, "cannot listen to a sentinel for master switches");
                     }
                 }
-            });
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(backoff(failures, &jitter)) => {}
         }
     }
 }
