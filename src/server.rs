@@ -4,14 +4,18 @@
 //! Shutdown: health turns NOT_SERVING at once (gRPC health, `/health`, `/healthcheck`); after
 //! `--shutdown-delay` the gRPC and HTTP listeners stop accepting; in-flight calls get
 //! `--shutdown-timeout` to finish; then background tasks stop.
+//!
+//! gRPC calls are bounded in time and in number per connection, and connections whose peer
+//! stops answering HTTP/2 PINGs are dropped (`grpc_server`).
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
@@ -37,6 +41,23 @@ const HEALTH_SERVICE_NAMES: [&str; 3] = [
     "ratelimit",
     "envoy.service.ratelimit.v3.RateLimitService",
 ];
+
+/// Longest a gRPC call may take, reading its request included, so that a client that sends a
+/// call's headers but never its body cannot hold a handler forever (it gets CANCELLED). Checks
+/// wait on Redis for `--redis-timeout` (15 ms by default) per round trip and Envoy gives up after
+/// 20 ms by default, so 5 s only ever cuts off stalled clients; a shorter `grpc-timeout` sent by
+/// the client still wins.
+const GRPC_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Calls one gRPC connection may have in flight at once. Envoy multiplexes all of a worker's
+/// checks on a few connections, so this is generous; it bounds what one client can pile up.
+pub const GRPC_MAX_CONCURRENT_STREAMS: u32 = 1_024;
+
+/// How often an HTTP/2 PING checks that a gRPC client is still there ...
+const GRPC_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// ... and how long its answer may take before the connection is dropped as dead.
+const GRPC_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Sockets bound before the server starts, so that callers (and tests) can use port 0.
 pub struct Listeners {
@@ -143,7 +164,7 @@ pub async fn run(
     tracing::info!("serving HTTP on {http_address}");
 
     let incoming = TcpIncoming::from(listeners.grpc).with_nodelay(Some(true));
-    let grpc = tonic::transport::Server::builder()
+    let grpc = grpc_server()
         .add_service(health_service)
         .add_service(rls.into_server(settings.requests.max_message_bytes))
         .serve_with_incoming_shutdown(incoming, stop_accepting.clone().cancelled_owned());
@@ -188,6 +209,16 @@ pub async fn run(
     outcome
 }
 
+/// The gRPC server, bounded so that stalled or vanished clients cannot hold calls or
+/// connections forever.
+fn grpc_server() -> Server {
+    Server::builder()
+        .timeout(GRPC_CALL_TIMEOUT)
+        .max_concurrent_streams(GRPC_MAX_CONCURRENT_STREAMS)
+        .http2_keepalive_interval(Some(GRPC_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(GRPC_KEEPALIVE_TIMEOUT))
+}
+
 /// The counter store and the node directory: in memory and this node alone, or in Redis with
 /// this node registered there (the registry is returned to be left at shutdown).
 async fn start_store(
@@ -199,7 +230,10 @@ async fn start_store(
     background: &CancellationToken,
 ) -> Result<Stores, ServeError> {
     let Some(url) = &settings.redis_url else {
-        let store = Arc::new(MemoryStore::new(settings.memory_max_counters, clock));
+        let max_bytes = usize::try_from(settings.memory_max_mib << 20).unwrap_or(usize::MAX);
+        let store = Arc::new(
+            MemoryStore::new(settings.memory_max_counters, clock).with_max_bytes(max_bytes),
+        );
         tokio::spawn(MemoryStore::sweep_periodically(
             store.clone(),
             background.clone(),

@@ -83,6 +83,16 @@ pub struct ServeSettings {
     )]
     pub memory_max_counters: usize,
 
+    /// Most memory, in MiB, that the in-memory store's counters take (their keys, which requests
+    /// can make long, and their slots); reaching it evicts like reaching --memory-max-counters.
+    #[arg(
+        long,
+        env = "RATELIMITER_MEMORY_MAX_MIB",
+        default_value_t = 256,
+        value_parser = clap::value_parser!(u64).range(1..=1 << 20)
+    )]
+    pub memory_max_mib: u64,
+
     #[command(flatten)]
     pub requests: RequestBounds,
 

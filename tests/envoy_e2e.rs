@@ -1,5 +1,6 @@
-//! End to end through a real Envoy running the shipped configs in `envoy/`: HTTP through the
-//! front proxy, limits shared by two ratelimiter nodes on one Redis, Envoy's failure mode when
+//! End to end through a real Envoy running the shipped configs in `envoy/`: every front-proxy
+//! action meeting a rule of the shipped `config/`, limits shared by two ratelimiter nodes on one
+//! Redis, Envoy's failure mode when
 //! the service is gone, a limit changed while traffic flows, shadow mode, and TCP connections
 //! limited by the network filter.
 
@@ -192,6 +193,49 @@ async fn per_user_limits_through_envoy_are_shared_by_two_nodes() {
         "{on_first} and {on_second} checks"
     );
     assert_eq!(on_first + on_second, 5.0);
+}
+
+/// The shipped front proxy against the shipped `config/`: every rate-limit action of the route
+/// sends a descriptor that a rule of `config/edge.yaml` counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_shipped_front_proxy_action_meets_a_shipped_rule() {
+    let served = Node::start(&["--config", "config"]);
+    let (_envoy, base) = front_proxy(&[&served], false).await;
+    let client = reqwest::Client::new();
+    for (user, plan) in [("alice", "premium"), ("bob", "basic")] {
+        let response = client
+            .get(format!("{base}/api/orders/7"))
+            .header("x-user-id", user)
+            .header("x-plan", plan)
+            .send()
+            .await
+            .expect("Envoy answers");
+        assert_eq!(response.status(), 200);
+    }
+    let listed = Http::new(served.http_addr)
+        .get("/api/counters?limit=1000")
+        .await
+        .json();
+    let rules: std::collections::BTreeSet<String> = listed["counters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|counter| {
+            counter["decoded"]["rule"]["path"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let expected = [
+        "edge.destination_cluster_backend",
+        "edge.plan_default.user_id",
+        "edge.plan_premium.user_id",
+        "edge.remote_address",
+        "edge.user_id",
+        "edge.user_id.path_/api/orders*",
+    ];
+    assert_eq!(rules, expected.map(String::from).into(), "{listed}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -239,3 +239,39 @@ async fn a_blocked_key_is_answered_from_the_local_cache_without_redis() {
     let response = client.should_rate_limit(raised).await.unwrap().into_inner();
     assert_eq!(code(&response), Code::Ok);
 }
+
+/// A counter reset through the API is answered afresh at once on the node that reset it, and
+/// within the blocked cache's 2 s on a node that had it cached as blocked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reset_counter_is_no_longer_answered_as_blocked_on_any_node() {
+    let redis = RedisServer::start();
+    let token = ["--admin-token", "s3cret"];
+    let resetting = service(&redis.url(), &token).await;
+    let other = service(&redis.url(), &token).await;
+    let mut here = resetting.client().await;
+    let mut there = other.client().await;
+    counts_exactly(&mut here, "blocked").await;
+    assert_eq!(call(&mut there, "blocked").await, Ok(Code::OverLimit));
+    let cached_there = other.metrics.blocked_cache_hits.get();
+    assert_eq!(call(&mut there, "blocked").await, Ok(Code::OverLimit));
+    assert_eq!(
+        other.metrics.blocked_cache_hits.get(),
+        cached_there + 1,
+        "the other node answers it from its cache"
+    );
+
+    let http = resetting.http();
+    let blocks = http.get_with_token("/api/blocks", "s3cret").await.json();
+    let key = blocks["blocked"][0]["key"].as_str().unwrap().to_string();
+    let path = format!(
+        "/api/counters/{}",
+        percent_encoding::utf8_percent_encode(&key, percent_encoding::NON_ALPHANUMERIC)
+    );
+    assert_eq!(http.delete(&path, Some("s3cret")).await.status, 200);
+    assert_eq!(call(&mut here, "blocked").await, Ok(Code::Ok));
+    eventually(RECOVERY, "the other node asks Redis again", || {
+        let mut there = there.clone();
+        async move { call(&mut there, "blocked").await == Ok(Code::Ok) }
+    })
+    .await;
+}

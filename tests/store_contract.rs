@@ -53,6 +53,43 @@ async fn the_memory_store_stays_within_its_capacity_and_counts_live_evictions() 
     assert_eq!(store.live_evictions(), 1_000 - store.len() as u64);
 }
 
+/// Requests choose how long keys are: a store full of long keys stays within its bytes, and
+/// evicts to make room as it does when it holds too many counters.
+#[tokio::test]
+async fn the_memory_store_stays_within_its_bytes_however_long_the_keys() {
+    let max_bytes = 512 * 1024;
+    let (store, _clock) = memory_store(1_000_000);
+    let store = Arc::into_inner(store).unwrap().with_max_bytes(max_bytes);
+    let padding = "x".repeat(1_000);
+    for index in 0..2_000 {
+        store
+            .apply(&[op(&format!("{padding}-{index}"), 3600, 1)])
+            .await
+            .unwrap();
+    }
+    assert!(
+        store.footprint_bytes() <= max_bytes,
+        "{} bytes held",
+        store.footprint_bytes()
+    );
+    assert!(
+        store.len() >= 200,
+        "eviction is not wholesale: {}",
+        store.len()
+    );
+    assert_eq!(store.live_evictions(), 2_000 - store.len() as u64);
+
+    // Short keys fit many more into the same bytes.
+    for index in 0..2_000 {
+        store
+            .apply(&[op(&format!("k{index}"), 3600, 1)])
+            .await
+            .unwrap();
+    }
+    assert!(store.footprint_bytes() <= max_bytes);
+    assert!(store.len() > 2_000, "{} counters held", store.len());
+}
+
 #[tokio::test]
 async fn ended_windows_are_dropped_before_live_counters() {
     // 100 counters per shard; 3,200 of each kind fill about half the shards past capacity.

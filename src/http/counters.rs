@@ -105,13 +105,14 @@ pub async fn list(
     })
 }
 
+/// `?limit=`: text that is not a whole number is malformed (400), a number below 1 is out of
+/// range (422), and a large one is cut to [`MAX_PAGE`].
 fn page_size(text: &str) -> Result<usize, ApiError> {
-    match text.parse::<usize>() {
-        Ok(0) | Err(_) => Err(ApiError::out_of_range(
-            "limit",
-            format!("limit must be a whole number from 1 (at most {MAX_PAGE} are served)"),
-        )),
-        Ok(size) => Ok(size.min(MAX_PAGE)),
+    let rule = format!("limit must be a whole number from 1 (at most {MAX_PAGE} are served)");
+    match text.parse::<i128>() {
+        Err(_) => Err(ApiError::malformed("limit", rule)),
+        Ok(size) if size < 1 => Err(ApiError::out_of_range("limit", rule)),
+        Ok(size) => Ok(usize::try_from(size).map_or(MAX_PAGE, |size| size.min(MAX_PAGE))),
     }
 }
 
@@ -132,7 +133,7 @@ pub async fn reset(
         .decode_utf8()
         .map_err(|_| ApiError::malformed("key", "the key is not UTF-8 once percent-decoded"))?
         .into_owned();
-    if !api.limiter.store().reset(&key).await? {
+    if !api.limiter.reset(&key).await? {
         return Err(ApiError::NotFound {
             field: Some("key".into()),
             message: format!("no live counter has the key {key:?}"),

@@ -2,7 +2,7 @@
 //! `GET /healthcheck` (envoyproxy/ratelimit's `OK` or 500) and `GET /api/nodes`.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use warp::http::{HeaderMap, StatusCode};
@@ -54,9 +54,15 @@ impl ConfigView {
 }
 
 /// RFC 3339 in UTC, to the second.
+/// RFC 3339 in UTC. Times past the end of year 9999 (only a corrupt registry entry holds one)
+/// are shown as that end: RFC 3339 cannot write them, and humantime would panic.
 fn timestamp(at: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(at).to_string()
+    let latest = UNIX_EPOCH + Duration::from_secs(LATEST_RFC3339_SECS);
+    humantime::format_rfc3339_seconds(at.min(latest)).to_string()
 }
+
+/// 9999-12-31T23:59:59Z.
+const LATEST_RFC3339_SECS: u64 = 253_402_300_799;
 
 pub async fn health(api: Arc<Api>) -> Result<Response, ApiError> {
     let status = api.health.status();
@@ -119,4 +125,16 @@ pub async fn nodes(api: Arc<Api>, headers: HeaderMap) -> Result<Response, ApiErr
         })
         .collect();
     Ok(reply::json(StatusCode::OK, &Nodes { nodes }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_time_past_year_9999_is_shown_as_its_end_not_a_panic() {
+        let corrupt = UNIX_EPOCH + Duration::from_millis(u64::MAX);
+        assert_eq!(timestamp(corrupt), "9999-12-31T23:59:59Z");
+        assert_eq!(timestamp(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+    }
 }

@@ -1,6 +1,8 @@
-//! Accepting HTTP connections: at most [`MAX_CONNECTIONS`] at once (more wait in the kernel's
-//! backlog), request headers within [`HEADER_READ_TIMEOUT`], and on shutdown no new connections
-//! while the open ones finish what they are doing.
+//! Accepting HTTP connections: HTTP/1.1 only (an HTTP/2 preface is refused), at most
+//! [`MAX_CONNECTIONS`] at once (more wait in the kernel's backlog), each request's headers
+//! within [`HEADER_READ_TIMEOUT`] of the connection opening or of the previous response (so a
+//! connection that stays silent or idle is closed), and on shutdown no new connections while
+//! the open ones finish what they are doing.
 
 use std::future::Future;
 use std::pin::pin;
@@ -20,8 +22,9 @@ use super::{Api, routes};
 /// keeps a flood of connections from taking the file descriptors the gRPC listener needs.
 pub const MAX_CONNECTIONS: usize = 1_024;
 
-/// How long a client has to send its request headers, so that a client sending them slowly
-/// (slowloris) cannot hold a connection and its slot forever.
+/// How long a client has to send its request headers, counted from the moment the connection is
+/// accepted or its previous response was sent, so that a client sending nothing, or sending its
+/// headers slowly (slowloris), cannot hold a connection and its slot forever.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Pause after a failed accept (out of file descriptors, say) before trying again.
@@ -37,7 +40,8 @@ pub async fn serve(
     let service = warp::service(routes(api));
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let connections = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // HTTP/1 only: detecting the version would wait for the first bytes with no timer at all.
+    let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
     builder
         .http1()
         .timer(TokioTimer::new())

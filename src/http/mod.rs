@@ -29,7 +29,7 @@ use warp::{Filter, Rejection};
 
 use self::check::CheckDefaults;
 use self::counters::Listing;
-pub use self::listener::serve;
+pub use self::listener::{MAX_CONNECTIONS, serve};
 use self::reply::Route;
 use crate::error::ApiError;
 use crate::health::Health;
@@ -97,15 +97,13 @@ fn routes(api: Arc<Api>) -> BoxedFilter<(Response,)> {
         .then(|api, body: Body| respond("/check", check::handle(api, body)))
         .boxed();
     let json = warp::path!("json")
+        .and(warp::post())
         .and(state.clone())
         .and(reply::body(max_body))
         .then(|api, body: Body| respond("/json", json::handle(api, body)))
         .boxed();
     let health = get(&state, "/health", health::health);
-    let healthcheck = warp::path!("healthcheck")
-        .and(state.clone())
-        .then(|api| respond("/healthcheck", health::healthcheck(api)))
-        .boxed();
+    let healthcheck = get(&state, "/healthcheck", health::healthcheck);
     let rlconfig = get(&state, "/rlconfig", limits::rlconfig);
     let scrape = get(&state, "/metrics", scrape::metrics);
     let limits = get_guarded(&state, "/api/limits", limits::limits);

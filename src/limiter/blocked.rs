@@ -1,11 +1,18 @@
-//! Counters known to be over their limit, remembered on this node until their window ends, so
-//! that a client hammering a blocked key costs no store traffic (the Go service's
-//! `LOCAL_CACHE_SIZE_IN_BYTES`). An entry is keyed by the full counter identity (the counter key,
-//! which holds domain, rule path, window and values) and holds the limit it was over: after a
-//! reload that raises the limit, or for a request carrying another limit, it does not answer.
+//! Counters known to be over their limit, remembered on this node so that a client hammering a
+//! blocked key costs almost no store traffic (the Go service's `LOCAL_CACHE_SIZE_IN_BYTES`). An
+//! entry is keyed by the full counter identity (the counter key, which holds domain, rule path,
+//! window and values) and holds the limit it was over: after a reload that raises the limit, or
+//! for a request carrying another limit, it does not answer.
 //!
-//! A blocked hit answered here is not added to the store's count: the counter is already over,
-//! and its window ends when the entry does.
+//! An entry lives until its counter's window ends, but at most [`MAX_AGE`]: the store is asked
+//! again after that, so a counter reset through the API (on any node) or brought under its limit
+//! by refunds on another node is honoured within [`MAX_AGE`] everywhere, at the cost of one store
+//! call per blocked key and node every [`MAX_AGE`]. A reset on this node forgets at once.
+//!
+//! Keys longer than [`MAX_KEY_BYTES`] are not remembered (they are asked of the store each
+//! time), so that the cache's memory stays bounded whatever keys requests make.
+//!
+//! A blocked hit answered here is not added to the store's count: the counter is already over.
 
 use std::time::{Duration, Instant};
 
@@ -18,18 +25,27 @@ pub struct BlockedCounters {
     entries: Cache<String, Blocked>,
 }
 
+/// The longest an entry answers without asking the store again.
+pub const MAX_AGE: Duration = Duration::from_secs(2);
+
+/// The longest key remembered: a full cache then takes at most about 60 MB at the default
+/// 100,000 entries.
+const MAX_KEY_BYTES: usize = 512;
+
 #[derive(Clone, Copy, Debug)]
 struct Blocked {
     limit: u32,
     count: u64,
     /// When the counter's window ends, by this node's monotonic clock.
+    window_ends: Instant,
+    /// When this entry stops answering: the window's end, or [`MAX_AGE`] after it was learnt.
     until: Instant,
 }
 
-/// Each entry lives until its counter's window ends.
-struct UntilWindowEnds;
+/// Each entry lives until its `until`.
+struct UntilStale;
 
-impl Expiry<String, Blocked> for UntilWindowEnds {
+impl Expiry<String, Blocked> for UntilStale {
     fn expire_after_create(
         &self,
         _key: &String,
@@ -56,7 +72,7 @@ impl BlockedCounters {
         BlockedCounters {
             entries: Cache::builder()
                 .max_capacity(capacity)
-                .expire_after(UntilWindowEnds)
+                .expire_after(UntilStale)
                 .build(),
         }
     }
@@ -64,7 +80,9 @@ impl BlockedCounters {
     /// The counter's count and time to reset, when it is known to be over `limit`.
     pub fn get(&self, key: &str, limit: u32) -> Option<Count> {
         let blocked = self.entries.get(key)?;
-        let resets_in = blocked.until.checked_duration_since(Instant::now())?;
+        let now = Instant::now();
+        blocked.until.checked_duration_since(now)?;
+        let resets_in = blocked.window_ends.checked_duration_since(now)?;
         (blocked.limit == limit).then_some(Count {
             value: blocked.count,
             resets_in,
@@ -74,14 +92,23 @@ impl BlockedCounters {
     /// Remembers what the store answered for a counter: blocked when over `limit`, forgotten
     /// otherwise (a refund can bring a counter back under its limit).
     pub fn learn(&self, key: &str, limit: u32, count: Count) {
-        if count.value > u64::from(limit) {
+        if count.value > u64::from(limit) && key.len() <= MAX_KEY_BYTES {
+            let now = Instant::now();
             let blocked = Blocked {
                 limit,
                 count: count.value,
-                until: Instant::now() + count.resets_in,
+                window_ends: now + count.resets_in,
+                until: now + count.resets_in.min(MAX_AGE),
             };
             self.entries.insert(key.to_string(), blocked);
-        } else if self.entries.contains_key(key) {
+        } else {
+            self.forget(key);
+        }
+    }
+
+    /// Drops what is known of a counter (it was reset).
+    pub fn forget(&self, key: &str) {
+        if self.entries.contains_key(key) {
             self.entries.invalidate(key);
         }
     }
@@ -117,6 +144,32 @@ mod tests {
         assert!(blocked.get("other", 5).is_none());
         blocked.learn("k", 5, count(2, 60_000));
         assert!(blocked.get("k", 5).is_none(), "a refund unblocks");
+    }
+
+    #[test]
+    fn entries_are_stale_after_max_age_even_in_a_long_window() {
+        let blocked = BlockedCounters::new(100);
+        blocked.learn("k", 1, count(3, 3_600_000));
+        let answered = blocked.get("k", 1).expect("over its limit");
+        assert!(answered.resets_in > MAX_AGE, "the window's own reset time");
+        std::thread::sleep(MAX_AGE + Duration::from_millis(50));
+        assert!(blocked.get("k", 1).is_none());
+    }
+
+    #[test]
+    fn long_keys_are_not_remembered() {
+        let blocked = BlockedCounters::new(100);
+        let long = "k".repeat(MAX_KEY_BYTES + 1);
+        blocked.learn(&long, 1, count(3, 60_000));
+        assert!(blocked.get(&long, 1).is_none());
+    }
+
+    #[test]
+    fn a_forgotten_counter_is_asked_again() {
+        let blocked = BlockedCounters::new(100);
+        blocked.learn("k", 1, count(3, 60_000));
+        blocked.forget("k");
+        assert!(blocked.get("k", 1).is_none());
     }
 
     #[test]

@@ -123,7 +123,8 @@ impl Limiter {
     }
 
     /// Answers counters known to be over their limit from a local cache of at most `capacity`
-    /// of them until their window ends, without asking the store.
+    /// of them, without asking the store, until their window ends or for at most
+    /// [`blocked::MAX_AGE`].
     pub fn with_blocked_cache(mut self, capacity: u64) -> Limiter {
         self.blocked = (capacity > 0).then(|| BlockedCounters::new(capacity));
         self
@@ -131,6 +132,16 @@ impl Limiter {
 
     pub fn store(&self) -> &Arc<dyn CounterStore> {
         &self.store
+    }
+
+    /// Resets one counter in the store and forgets it here if it was known to be blocked.
+    /// Whether the store had it.
+    pub async fn reset(&self, key: &str) -> Result<bool, StoreError> {
+        let found = self.store.reset(key).await?;
+        if let Some(blocked) = &self.blocked {
+            blocked.forget(key);
+        }
+        Ok(found)
     }
 
     pub fn config(&self) -> &Arc<ArcSwap<Config>> {

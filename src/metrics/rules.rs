@@ -9,8 +9,12 @@ use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
 use super::register;
 
-/// Label value standing for every stats key beyond the series cap.
+/// Label value standing for every stats key beyond the series cap, or too long to be a label.
 pub const OVERFLOW_KEY: &str = "_overflow_";
+
+/// The longest stats key built from request values that gets series of its own; longer ones
+/// count under [`OVERFLOW_KEY`], so that the capped series also take bounded memory.
+const MAX_DYNAMIC_KEY_BYTES: usize = 512;
 
 /// The five families, and the series built from request values so far.
 pub(super) struct RuleSeries {
@@ -90,7 +94,7 @@ impl RuleSeries {
         if let Some(counters) = series.get(&lookup) {
             return counters.clone();
         }
-        if series.len() >= self.max_dynamic {
+        if series.len() >= self.max_dynamic || key1.len() + key2.len() > MAX_DYNAMIC_KEY_BYTES {
             return self.families.resolve(domain, OVERFLOW_KEY, "");
         }
         let counters = self.families.resolve(domain, &key1, &key2);
@@ -156,6 +160,7 @@ fn labels(segments: &[String]) -> (String, String) {
 
 #[cfg(test)]
 mod tests {
+    use super::MAX_DYNAMIC_KEY_BYTES;
     use crate::metrics::Metrics;
 
     /// (limit, hits, count after) -> (over, near, within), from envoyproxy/ratelimit's
@@ -210,5 +215,24 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_stats_key_too_long_for_a_label_counts_as_overflow() {
+        let metrics = Metrics::new(100);
+        let long = format!("path_{}", "x".repeat(MAX_DYNAMIC_KEY_BYTES));
+        metrics
+            .dynamic_rule_counters("d", &["user_a".to_string(), long])
+            .record(1, 1, 5, 4, false);
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&metrics.registry().gather())
+            .unwrap();
+        assert!(
+            text.contains(
+                r#"ratelimit_service_rate_limit_total_hits{domain="d",key1="_overflow_",key2=""} 1"#
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("xxxx"), "{text}");
     }
 }

@@ -63,9 +63,9 @@ pub struct RedisSettings {
     )]
     pub redis_key_prefix: String,
 
-    /// Counters known to be over their limit that this node remembers until their window ends,
-    /// answering them without asking Redis (so a client hammering a blocked key costs no Redis
-    /// traffic); 0 turns the cache off. Each entry takes about 100 bytes.
+    /// Counters known to be over their limit that this node remembers until their window ends
+    /// (asking Redis again every 2 s at most), answering them without asking Redis, so a client
+    /// hammering a blocked key costs almost no Redis traffic; 0 turns the cache off.
     #[arg(
         long,
         env = "RATELIMITER_LOCAL_CACHE_MAX_KEYS",

@@ -167,6 +167,8 @@ pub async fn unknown_paths_and_methods_are_json_errors(backend: &Backend) {
         (reqwest::Method::DELETE, "/health"),
         (reqwest::Method::POST, "/api/limits"),
         (reqwest::Method::PUT, "/check"),
+        (reqwest::Method::GET, "/json"),
+        (reqwest::Method::POST, "/healthcheck"),
     ] {
         let reply = http.send(method.clone(), path, None, None).await;
         assert_eq!(

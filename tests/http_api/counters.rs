@@ -176,7 +176,8 @@ pub async fn bad_listing_parameters_are_refused_naming_them(backend: &Backend) {
     for (query, status, field) in [
         ("limit=0", 422, "limit"),
         ("limit=-1", 422, "limit"),
-        ("limit=ten", 422, "limit"),
+        ("limit=ten", 400, "limit"),
+        ("limit=1.5", 400, "limit"),
         ("cursor=not-a-cursor", 400, "cursor"),
         ("page=2", 400, "page"),
     ] {

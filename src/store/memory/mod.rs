@@ -1,9 +1,11 @@
 //! The embedded store: counters in this process's memory, sharded so that requests on different
 //! keys do not wait for each other, bounded in size, and swept of windows that have ended.
 //!
-//! When full, a shard first drops counters whose window has ended, then evicts the least
-//! recently used of a few sampled counters (Redis's approximate LRU); evicting a live counter
-//! under-counts it, so such evictions are counted for the operator to see.
+//! The bound is in counters and in bytes (each counter's key, slot and buckets), both split
+//! evenly over the shards. When a shard is full, it first drops counters whose window has ended,
+//! then evicts the least recently used of a few sampled counters (Redis's approximate LRU);
+//! evicting a live counter under-counts it, so such evictions are counted for the operator to
+//! see.
 
 mod listing;
 mod shard;
@@ -14,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use listing::Position;
-use shard::{Counter, Shard, lock};
+use shard::{Capacity, Counter, Shard, lock};
 
 use super::sliding::{Buckets, Slide};
 use super::{BoxFuture, Count, CounterOp, CounterPage, CounterStore, StoreError};
@@ -34,13 +36,13 @@ pub struct MemoryStore {
     shards: Box<[Mutex<Shard>]>,
     hasher: foldhash::fast::RandomState,
     clock: Arc<dyn Clock>,
-    shard_capacity: usize,
+    shard_capacity: Capacity,
     live_evictions: AtomicU64,
 }
 
 impl MemoryStore {
     /// A store holding at most about `max_counters` counters (rounded up to a multiple of the
-    /// shard count).
+    /// shard count), in as many bytes as they take (see [`MemoryStore::with_max_bytes`]).
     pub fn new(max_counters: usize, clock: Arc<dyn Clock>) -> MemoryStore {
         let hasher = foldhash::fast::RandomState::default();
         let shards = (0..SHARDS)
@@ -50,9 +52,23 @@ impl MemoryStore {
             shards,
             hasher,
             clock,
-            shard_capacity: max_counters.div_ceil(SHARDS).max(1),
+            shard_capacity: Capacity {
+                counters: max_counters.div_ceil(SHARDS).max(1),
+                bytes: usize::MAX,
+            },
             live_evictions: AtomicU64::new(0),
         }
+    }
+
+    /// Bounds the counters' keys, slots and buckets to about `max_bytes` in all.
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> MemoryStore {
+        self.shard_capacity.bytes = (max_bytes / SHARDS).max(1);
+        self
+    }
+
+    /// The bytes the held counters take, as the bound counts them.
+    pub fn footprint_bytes(&self) -> usize {
+        self.shards.iter().map(|shard| lock(shard).bytes()).sum()
     }
 
     /// Counters held now, ended windows included until they are swept.

@@ -1,5 +1,6 @@
 //! One shard of the memory store: its counters by key, in insertion order so that eviction can
-//! sample them, with the bookkeeping that bounds its size.
+//! sample them, with the bookkeeping that bounds its size in counters and in bytes (keys are as
+//! long as requests make them, so a count alone would not bound memory).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -20,10 +21,24 @@ const EVICTION_SAMPLES: usize = 8;
 /// counters does not rescan itself on every insert.
 const PURGE_BACKOFF_MS: u64 = 100;
 
+/// Fixed bytes of one counter besides its key's text: the slot, the key's box and the map's
+/// hash and index.
+const SLOT_OVERHEAD: usize = std::mem::size_of::<Slot>() + std::mem::size_of::<Box<str>>() + 16;
+
+/// What one shard may hold.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Capacity {
+    pub(super) counters: usize,
+    /// Counted by [`footprint`].
+    pub(super) bytes: usize,
+}
+
 pub(super) struct Shard {
     /// Only ever asked with the store's hash of the key (the raw entry API), so the map's own
     /// hasher is never used.
     pub(super) slots: IndexMap<Box<str>, Slot, foldhash::fast::RandomState>,
+    /// The [`footprint`] of every slot held.
+    bytes: usize,
     /// Bumped on every use; a slot's `last_used` orders it for LRU eviction.
     pub(super) uses: u64,
     next_purge_ms: u64,
@@ -74,6 +89,7 @@ impl Shard {
     pub(super) fn new(seed: u64) -> Shard {
         Shard {
             slots: IndexMap::default(),
+            bytes: 0,
             uses: 0,
             next_purge_ms: 0,
             // xorshift needs a state that is not zero.
@@ -98,7 +114,11 @@ impl Shard {
             .raw_entry_mut_v1()
             .from_key_hashed_nocheck(hash, key)
         {
-            RawEntryMut::Occupied(slot) => Some(slot.swap_remove()),
+            RawEntryMut::Occupied(slot) => {
+                let (key, slot) = slot.swap_remove_entry();
+                self.bytes -= footprint(&key, &slot.counter);
+                Some(slot)
+            }
             RawEntryMut::Vacant(_) => None,
         }
     }
@@ -109,7 +129,7 @@ impl Shard {
         op: &CounterOp,
         window: Window,
         now: u64,
-        capacity: usize,
+        capacity: Capacity,
         live_evictions: &AtomicU64,
     ) -> u64 {
         self.uses += 1;
@@ -152,10 +172,13 @@ impl Shard {
         key: &str,
         counter: Counter,
         now: u64,
-        capacity: usize,
+        capacity: Capacity,
         live_evictions: &AtomicU64,
     ) {
-        if self.slots.len() >= capacity {
+        let needed = footprint(key, &counter);
+        while !self.slots.is_empty()
+            && (self.slots.len() >= capacity.counters || self.bytes + needed > capacity.bytes)
+        {
             self.make_room(now, live_evictions);
         }
         let slot = Slot {
@@ -169,9 +192,11 @@ impl Shard {
         {
             RawEntryMut::Vacant(vacant) => {
                 vacant.insert_hashed_nocheck(hash, key.into(), slot);
+                self.bytes += needed;
             }
             RawEntryMut::Occupied(mut held) => {
-                held.insert(slot);
+                let replaced = held.insert(slot);
+                self.bytes = self.bytes - footprint(key, &replaced.counter) + needed;
             }
         }
     }
@@ -191,17 +216,31 @@ impl Shard {
         let victim = samples
             .into_iter()
             .min_by_key(|&index| self.slots[index].last_used);
-        if let Some((_, slot)) = victim.and_then(|index| self.slots.swap_remove_index(index))
-            && slot.counter.expires_ms() > now
-        {
-            live_evictions.fetch_add(1, Ordering::Relaxed);
+        if let Some((key, slot)) = victim.and_then(|index| self.slots.swap_remove_index(index)) {
+            self.bytes -= footprint(&key, &slot.counter);
+            if slot.counter.expires_ms() > now {
+                live_evictions.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
     pub(super) fn purge(&mut self, now: u64) -> usize {
         let before = self.slots.len();
-        self.slots.retain(|_, slot| slot.counter.expires_ms() > now);
+        let mut freed = 0;
+        self.slots.retain(|key, slot| {
+            let live = slot.counter.expires_ms() > now;
+            if !live {
+                freed += footprint(key, &slot.counter);
+            }
+            live
+        });
+        self.bytes -= freed;
         before - self.slots.len()
+    }
+
+    /// The [`footprint`] of every counter held.
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes
     }
 
     fn next_random(&mut self) -> u64 {
@@ -212,6 +251,15 @@ impl Shard {
         self.random = x;
         x
     }
+}
+
+/// The bytes a counter takes: its key, its slot, and a sliding window's buckets.
+fn footprint(key: &str, counter: &Counter) -> usize {
+    let buckets = match counter {
+        Counter::Fixed { .. } => 0,
+        Counter::Sliding(_) => std::mem::size_of::<Buckets>(),
+    };
+    key.len() + SLOT_OVERHEAD + buckets
 }
 
 fn add_delta(count: u64, delta: i64) -> u64 {

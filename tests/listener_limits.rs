@@ -1,0 +1,245 @@
+//! Clients that open a connection and then stall cannot hold the service: the HTTP listener
+//! speaks HTTP/1.1 only and closes a connection whose request headers do not arrive in time
+//! (silent, half-sent, trickled, or idle after a response), so its connection slots come back;
+//! a gRPC call whose body never comes is ended by the server, and gRPC connections announce a
+//! limit on concurrent calls. Everything runs in real time against the real listeners.
+
+mod common;
+
+use std::convert::Infallible;
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use common::Service;
+use futures_util::future::join_all;
+use ratelimiter::http::MAX_CONNECTIONS;
+use ratelimiter::server::GRPC_MAX_CONCURRENT_STREAMS;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tonic::codegen::Service as _;
+use tonic::codegen::http::{Request, header};
+use tonic::transport::Endpoint;
+use warp::hyper::body::{Body, Bytes, Frame};
+
+/// How long the server may take to close a stalled connection or end a stalled call: several
+/// times its timeouts (10 s for HTTP headers, 5 s for a gRPC call), for a loaded machine.
+const WITHIN: Duration = Duration::from_secs(45);
+
+/// What an HTTP/2 client sends first when it assumes the server speaks HTTP/2 (prior knowledge).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// An empty HTTP/2 SETTINGS frame: length 0, type 4, no flags, stream 0.
+const EMPTY_SETTINGS: [u8; 9] = [0, 0, 0, 4, 0, 0, 0, 0, 0];
+
+/// The HTTP/2 SETTINGS parameter that limits concurrent streams.
+const SETTINGS_MAX_CONCURRENT_STREAMS: u16 = 3;
+
+fn service() -> impl Future<Output = Service> {
+    Service::start(&[("x.yaml", "domain: x\n")], &[])
+}
+
+/// A connection to `addr` that has sent `bytes`.
+async fn open(addr: SocketAddr, bytes: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    stream
+}
+
+/// Reads until the server closes the connection (end of stream, or a reset), which it must do
+/// within [`WITHIN`]; returns what it sent before.
+async fn until_closed(mut stream: impl AsyncRead + Unpin, what: &str) -> String {
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(WITHIN, async {
+        while let Ok(1..) = stream.read_buf(&mut answer).await {}
+    })
+    .await;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(
+        closed.is_ok(),
+        "the server kept {what} open for {WITHIN:?}; it sent {answer:?}"
+    );
+    answer
+}
+
+/// Sends `head` and then one more header byte every half second, as long as the server takes
+/// them; returns what the server sent before it closed the connection.
+async fn trickle(addr: SocketAddr, head: &[u8]) -> String {
+    let (reader, mut writer) = open(addr, head).await.into_split();
+    let dripping = tokio::spawn(async move {
+        while writer.write_all(b"a").await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    let answer = until_closed(reader, "a connection trickling its headers").await;
+    dripping.abort();
+    answer
+}
+
+#[tokio::test]
+async fn connections_that_stall_before_their_headers_end_are_closed_while_health_answers() {
+    let service = service().await;
+    let addr = service.http_addr;
+    let stalled = [
+        ("a silent connection", &b""[..]),
+        ("a connection that sent one byte", b"G"),
+        ("a half-sent request line", b"GET /he"),
+        (
+            "a request line without headers",
+            b"GET /health HTTP/1.1\r\n",
+        ),
+        (
+            "unfinished headers",
+            b"GET /health HTTP/1.1\r\nHost: ratelimiter\r\n",
+        ),
+    ];
+    let mut streams = Vec::new();
+    for (what, bytes) in stalled {
+        streams.push((what, open(addr, bytes).await));
+    }
+    let idle = open(addr, b"GET /health HTTP/1.1\r\nHost: ratelimiter\r\n\r\n").await;
+
+    let health = service.http().get("/health").await;
+    assert_eq!(health.status, 200, "{}", health.body);
+
+    let (cut, trickled, after_response) = tokio::join!(
+        join_all(
+            streams
+                .into_iter()
+                .map(|(what, stream)| async move { (what, until_closed(stream, what).await) })
+        ),
+        trickle(addr, b"GET /health HTTP/1.1\r\nX-Slow: "),
+        until_closed(idle, "an idle keep-alive connection"),
+    );
+    for (what, answer) in cut {
+        assert!(!answer.contains(" 200 "), "{what} was answered: {answer}");
+    }
+    assert!(!trickled.contains(" 200 "), "{trickled}");
+    // The one complete request is answered and the connection kept alive, until it idles.
+    assert!(
+        after_response.starts_with("HTTP/1.1 200 "),
+        "{after_response}"
+    );
+    assert!(
+        !after_response
+            .to_ascii_lowercase()
+            .contains("connection: close"),
+        "{after_response}"
+    );
+}
+
+#[tokio::test]
+async fn silent_connections_in_every_slot_are_closed_and_health_answers_again() {
+    let service = service().await;
+    assert_eq!(service.http().get("/health").await.status, 200);
+    // One at a time, so that the server accepts each before the next comes: the kernel's queue
+    // of connections not yet accepted is short (128), and one that overflows it may never be
+    // accepted, nor told so.
+    let mut silent = Vec::new();
+    for _ in 0..MAX_CONNECTIONS {
+        silent.push(open(service.http_addr, b"").await);
+    }
+
+    // Queued behind every slot, this request is served once the server frees them.
+    let health = tokio::time::timeout(WITHIN, service.http().get("/health"))
+        .await
+        .expect("/health answers once the silent connections are closed");
+    assert_eq!(health.status, 200, "{}", health.body);
+
+    let answers = join_all(
+        silent
+            .into_iter()
+            .map(|stream| until_closed(stream, "a silent connection")),
+    )
+    .await;
+    assert!(answers.iter().all(String::is_empty), "{answers:?}");
+}
+
+#[tokio::test]
+async fn an_http2_prior_knowledge_client_gets_no_http2_session() {
+    let service = service().await;
+    let stream = open(service.http_addr, &[H2_PREFACE, &EMPTY_SETTINGS].concat()).await;
+    let answer = until_closed(stream, "an HTTP/2 connection").await;
+    // An HTTP/2 server would start with its SETTINGS frame; HTTP/1 closes, or answers an error.
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+        "{answer:?}"
+    );
+}
+
+/// A request body that never sends anything and never ends.
+struct Silent;
+
+impl Body for Silent {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Pending
+    }
+}
+
+#[tokio::test]
+async fn a_grpc_call_whose_body_never_comes_is_ended_by_the_server() {
+    let service = service().await;
+    let mut channel = Endpoint::from_shared(format!("http://{}", service.grpc_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let call = Request::post("/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit")
+        .header(header::CONTENT_TYPE, "application/grpc")
+        .header(header::TE, "trailers")
+        .body(tonic::body::Body::new(Silent))
+        .unwrap();
+    poll_fn(|cx| channel.poll_ready(cx)).await.unwrap();
+    let response = tokio::time::timeout(WITHIN, channel.call(call))
+        .await
+        .expect("the server ends a call whose body never comes")
+        .expect("the server answers the call");
+    // No message can follow, so the status comes at once, in the headers (trailers-only).
+    let status = response
+        .headers()
+        .get("grpc-status")
+        .map(|code| tonic::Code::from_bytes(code.as_bytes()));
+    assert!(
+        matches!(
+            status,
+            Some(tonic::Code::Cancelled | tonic::Code::DeadlineExceeded)
+        ),
+        "{status:?} in {:?}",
+        response.headers()
+    );
+}
+
+#[tokio::test]
+async fn grpc_connections_announce_a_limit_on_concurrent_calls() {
+    let service = service().await;
+    let mut stream = open(service.grpc_addr, &[H2_PREFACE, &EMPTY_SETTINGS].concat()).await;
+    let settings = tokio::time::timeout(WITHIN, async {
+        loop {
+            let mut head = [0; 9];
+            stream.read_exact(&mut head).await.unwrap();
+            let length = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+            let mut payload = vec![0; length];
+            stream.read_exact(&mut payload).await.unwrap();
+            let (kind, ack) = (head[3], head[4] & 1 == 1);
+            if kind == 4 && !ack {
+                return payload;
+            }
+        }
+    })
+    .await
+    .expect("the server sends its HTTP/2 SETTINGS");
+    let limit = settings.chunks_exact(6).find_map(|setting| {
+        let id = u16::from_be_bytes([setting[0], setting[1]]);
+        (id == SETTINGS_MAX_CONCURRENT_STREAMS)
+            .then(|| u32::from_be_bytes([setting[2], setting[3], setting[4], setting[5]]))
+    });
+    assert_eq!(limit, Some(GRPC_MAX_CONCURRENT_STREAMS));
+}
