@@ -6,7 +6,10 @@
 //! `--shutdown-timeout` to finish; then background tasks stop.
 //!
 //! gRPC calls are bounded in time and in number per connection, and connections whose peer
-//! stops answering HTTP/2 PINGs are dropped (`grpc_server`).
+//! stops answering HTTP/2 PINGs are dropped (`grpc_server`); connections are bounded in number
+//! and must speak within a deadline (`incoming`).
+
+mod incoming;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,7 +19,6 @@ use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -163,7 +165,7 @@ pub async fn run(
     ));
     tracing::info!("serving HTTP on {http_address}");
 
-    let incoming = TcpIncoming::from(listeners.grpc).with_nodelay(Some(true));
+    let incoming = incoming::connections(listeners.grpc);
     let grpc = grpc_server()
         .add_service(health_service)
         .add_service(rls.into_server(settings.requests.max_message_bytes))

@@ -1,8 +1,8 @@
 //! Clients that open a connection and then stall cannot hold the service: the HTTP listener
 //! speaks HTTP/1.1 only and closes a connection whose request headers do not arrive in time
 //! (silent, half-sent, trickled, or idle after a response), so its connection slots come back;
-//! a gRPC call whose body never comes is ended by the server, and gRPC connections announce a
-//! limit on concurrent calls. Everything runs in real time against the real listeners.
+//! a gRPC call whose body never comes is ended by the server, a gRPC connection that never
+//! sends anything is closed, and gRPC connections announce a limit on concurrent calls. Everything runs in real time against the real listeners.
 
 mod common;
 
@@ -242,4 +242,14 @@ async fn grpc_connections_announce_a_limit_on_concurrent_calls() {
             .then(|| u32::from_be_bytes([setting[2], setting[3], setting[4], setting[5]]))
     });
     assert_eq!(limit, Some(GRPC_MAX_CONCURRENT_STREAMS));
+}
+
+#[tokio::test]
+async fn a_grpc_connection_that_never_speaks_is_closed_while_calls_are_answered() {
+    let service = service().await;
+    let silent = open(service.grpc_addr, b"").await;
+    let mut client = service.client().await;
+    let answer = common::ask(&mut client, common::request("x", &[&[("k", "v")]])).await;
+    assert_eq!(common::code(&answer), common::Code::Ok);
+    until_closed(silent, "a gRPC connection that sent nothing").await;
 }
