@@ -26,6 +26,7 @@
 //! - [`metrics`]: every Prometheus metric.
 //! - [`registry`]: which nodes are up (`/api/nodes`); with Redis, registration and heartbeat.
 
+mod accept;
 pub mod clock;
 pub mod config;
 pub mod error;

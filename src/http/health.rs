@@ -53,9 +53,8 @@ impl ConfigView {
     }
 }
 
-/// RFC 3339 in UTC, to the second.
-/// RFC 3339 in UTC. Times past the end of year 9999 (only a corrupt registry entry holds one)
-/// are shown as that end: RFC 3339 cannot write them, and humantime would panic.
+/// RFC 3339 in UTC, to the second. Times past the end of year 9999 (only a corrupt registry
+/// entry holds one) are shown as that end: RFC 3339 cannot write them, and humantime would panic.
 fn timestamp(at: SystemTime) -> String {
     let latest = UNIX_EPOCH + Duration::from_secs(LATEST_RFC3339_SECS);
     humantime::format_rfc3339_seconds(at.min(latest)).to_string()

@@ -14,9 +14,9 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use super::{Api, routes};
+use crate::accept::Slots;
 
 /// Connections served at once. Operators, scrapers and `/check` callers need far fewer; the cap
 /// keeps a flood of connections from taking the file descriptors the gRPC listener needs.
@@ -27,9 +27,6 @@ pub const MAX_CONNECTIONS: usize = 1_024;
 /// headers slowly (slowloris), cannot hold a connection and its slot forever.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Pause after a failed accept (out of file descriptors, say) before trying again.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-
 /// Serves the routes on `listener` until `shutdown` completes, then closes the listener and
 /// waits for the open connections to finish (the caller bounds how long).
 pub async fn serve(
@@ -38,7 +35,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let service = warp::service(routes(api));
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Slots::new(MAX_CONNECTIONS, "HTTP");
     let connections = GracefulShutdown::new();
     // HTTP/1 only: detecting the version would wait for the first bytes with no timer at all.
     let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
@@ -48,21 +45,11 @@ pub async fn serve(
         .header_read_timeout(HEADER_READ_TIMEOUT);
     let mut shutdown = pin!(shutdown);
     loop {
-        let slot = tokio::select! {
+        let (stream, slot) = tokio::select! {
             () = &mut shutdown => break,
-            slot = slots.clone().acquire_owned() => slot,
-        };
-        // The semaphore is never closed, so acquiring can only succeed.
-        let Ok(slot) = slot else { break };
-        let stream = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot accept an HTTP connection");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    continue;
-                }
+            accepted = slots.accept(&listener) => match accepted {
+                Some(accepted) => accepted,
+                None => break,
             },
         };
         let connection = builder

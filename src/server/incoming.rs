@@ -9,7 +9,6 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -17,48 +16,30 @@ use futures_util::Stream;
 use futures_util::stream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Sleep;
 use tonic::transport::server::{Connected, TcpConnectInfo};
+
+use crate::accept::Slots;
 
 /// gRPC connections served at once. Envoy opens a few per worker; the cap keeps a flood of
 /// connections from taking every file descriptor (the HTTP listener, Redis and config reloads
 /// need some too).
-pub const MAX_CONNECTIONS: usize = 4_096;
+const MAX_CONNECTIONS: usize = 4_096;
 
 /// How long a new connection has to send its first bytes (the HTTP/2 preface).
-pub const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Pause after a failed accept (out of file descriptors, say) before trying again.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The connections `listener` accepts, within the bound, for tonic to serve.
 pub fn connections(listener: TcpListener) -> impl Stream<Item = io::Result<Connection>> {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Slots::new(MAX_CONNECTIONS, "gRPC");
     stream::unfold((listener, slots), |(listener, slots)| async move {
-        // The semaphore is never closed, so acquiring can only succeed.
-        let slot = slots.clone().acquire_owned().await.ok()?;
-        let stream = accept(&listener).await;
+        let (stream, slot) = slots.accept(&listener).await?;
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY on a gRPC connection");
+        }
         Some((Ok(Connection::new(stream, slot)), (listener, slots)))
     })
-}
-
-/// The next connection, retrying failed accepts after a pause.
-async fn accept(listener: &TcpListener) -> TcpStream {
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                if let Err(error) = stream.set_nodelay(true) {
-                    tracing::debug!(%error, "cannot set TCP_NODELAY on a gRPC connection");
-                }
-                return stream;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot accept a gRPC connection");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-            }
-        }
-    }
 }
 
 /// One accepted connection: holds its slot until it is dropped, and fails its reads once the

@@ -6,8 +6,9 @@
 //! recovering Redis sees one attempt at a time from each node, spaced by jittered exponential
 //! backoff. It pings every [`PING_INTERVAL`], and at once when a request failed; a failed ping
 //! (or an error that says the connection is dead or points at a replica, or a sentinel's
-//! announcement that the master moved) makes it dial a new connection. A single server's failed connection is dropped at once, so requests fail fast
-//! until the new one works; a Cluster's is kept meanwhile, for the masters that still answer.
+//! announcement that the master moved) makes it dial a new connection. A single server's failed
+//! connection is dropped at once, so requests fail fast until the new one works; a Cluster's is
+//! kept meanwhile, for the masters that still answer.
 //! The keeper also owns the store's half of `/health`: unreachable on a failure, reachable again
 //! after a good ping or dial.
 
