@@ -11,7 +11,6 @@ use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use criterion::{Criterion, criterion_group, criterion_main};
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
@@ -19,7 +18,7 @@ use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitRequest;
 use ratelimiter::clock::SystemClock;
 use ratelimiter::config::Config;
 use ratelimiter::key::{self, Level, Scope};
-use ratelimiter::limiter::{Limiter, Modes};
+use ratelimiter::limiter::{Limiter, LimiterOptions, Modes};
 use ratelimiter::metrics::Metrics;
 use ratelimiter::rls::request::validate;
 use ratelimiter::rls::response::build;
@@ -174,13 +173,13 @@ fn whole_check(c: &mut Criterion) {
     let clock = Arc::new(SystemClock);
     let store = Arc::new(MemoryStore::new(1_000_000, clock));
     let metrics = Arc::new(Metrics::new(100));
-    let limiter = Limiter::new(
-        Arc::new(ArcSwap::from_pointee(config)),
-        store,
-        Modes::default(),
-        metrics,
-        0.8,
-    );
+    let options = LimiterOptions {
+        modes: Modes::default(),
+        near_limit_ratio: 0.8,
+        blocked_cache_keys: 0,
+    };
+    let limiter = Limiter::new(store, metrics, options);
+    limiter.install(config);
     let bounds = RequestLimits {
         max_descriptors: 64,
         max_entries: 32,

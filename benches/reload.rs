@@ -8,14 +8,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
 use ratelimiter::clock::SystemClock;
-use ratelimiter::config::{Config, Reload, Reloader};
-use ratelimiter::health::Health;
-use ratelimiter::limiter::{Check, DescriptorCheck, Limiter, Modes, Outcome};
+use ratelimiter::config::{Reload, Reloader};
+use ratelimiter::limiter::{Check, DescriptorCheck, Limiter, LimiterOptions, Modes, Outcome};
 use ratelimiter::metrics::Metrics;
 use ratelimiter::store::MemoryStore;
 
@@ -55,6 +53,7 @@ struct Reloads<'s> {
     scale: &'s Scale,
     dir: tempfile::TempDir,
     reloader: Reloader,
+    limiter: &'s Limiter,
     version: u32,
 }
 
@@ -82,16 +81,17 @@ impl Reloads<'_> {
         }
     }
 
-    /// Edits the config and times the reload.
+    /// Edits the config and times the reload, the swap included.
     fn reload(&mut self) -> Duration {
         self.version += 1;
         self.write_config();
         let started = Instant::now();
-        let outcome = self.reloader.reload();
-        let took = started.elapsed();
-        let domains = self.scale.domains;
-        assert_eq!(outcome, Reload::Applied { domains }, "a real reload");
-        took
+        let Reload::Loaded(config) = self.reloader.reload() else {
+            panic!("not a real reload");
+        };
+        assert_eq!(config.domains().len(), self.scale.domains);
+        self.limiter.install(config);
+        started.elapsed()
     }
 }
 
@@ -168,28 +168,30 @@ fn main() {
     } else {
         &SMOKE
     };
-    let config = Arc::new(ArcSwap::from_pointee(Config::default()));
     let metrics = Arc::new(Metrics::new(10_000));
+    let store = Arc::new(MemoryStore::new(1_000_000, Arc::new(SystemClock)));
+    let options = LimiterOptions {
+        modes: Modes::default(),
+        near_limit_ratio: 0.8,
+        blocked_cache_keys: 0,
+    };
+    let limiter = Limiter::new(store, metrics, options);
     let dir = tempfile::tempdir().expect("a temp dir");
-    let reloader = Reloader::new(
-        dir.path(),
-        config.clone(),
-        Arc::new(Health::new(SystemTime::now())),
-        metrics.clone(),
-    );
+    let reloader = Reloader::new(dir.path());
     let mut reloads = Reloads {
         scale,
         dir,
         reloader,
+        limiter: &limiter,
         version: 0,
     };
     reloads.reload();
-    let rules: usize = config.load().domains().iter().map(|d| d.rules.len()).sum();
+    let rules = limiter.limits().config().rule_count();
 
     let mut times: Vec<Duration> = (0..scale.timed_reloads).map(|_| reloads.reload()).collect();
     times.sort();
     let started = Instant::now();
-    assert_eq!(reloads.reloader.reload(), Reload::Unchanged);
+    assert!(matches!(reloads.reloader.reload(), Reload::Unchanged));
     let unchanged = started.elapsed();
     println!(
         "(a) reload of {rules} rules in {} files (read + validate + swap), {} runs:",
@@ -201,8 +203,6 @@ fn main() {
         percentile(&times, 1.0),
     );
 
-    let store = Arc::new(MemoryStore::new(1_000_000, Arc::new(SystemClock)));
-    let limiter = Limiter::new(config, store, Modes::default(), metrics, 0.8);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

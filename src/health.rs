@@ -5,8 +5,6 @@ use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
-use crate::config::ConfigError;
-
 /// The service's state as a load balancer should see it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
@@ -112,8 +110,9 @@ impl Health {
         };
     }
 
-    /// Records a failed load; the failure's `since` stays at the first failure in a row.
-    pub fn config_failed(&self, errors: &[ConfigError], at: SystemTime) {
+    /// Records a failed load, each problem as one line; the failure's `since` stays at the
+    /// first failure in a row.
+    pub fn config_failed(&self, errors: Vec<String>, at: SystemTime) {
         let mut config = self
             .config
             .write()
@@ -122,9 +121,6 @@ impl Health {
             .last_error
             .as_ref()
             .map_or(at, |failure| failure.since);
-        config.last_error = Some(ConfigFailure {
-            errors: errors.iter().map(ToString::to_string).collect(),
-            since,
-        });
+        config.last_error = Some(ConfigFailure { errors, since });
     }
 }

@@ -7,29 +7,35 @@
 //!
 //! # Layout
 //!
-//! - [`settings`]: command line and `RATELIMITER_*` environment.
-//! - [`server`]: the composition root;
-//!   `server::run(settings, listeners, telemetry, clock, shutdown)`.
-//! - [`config`]: YAML files to an immutable snapshot of compiled per-domain rule trees, and the
-//!   watcher that reloads it when the files change (never swapping in a config that fails).
-//! - [`rls`]: the gRPC service: request validation, the tonic impl, response building.
-//! - [`limiter`]: the decision: match, count in one store batch, statuses; with Redis, a local
-//!   cache of counters known to be over their limit.
-//! - [`key`]: injective counter keys.
-//! - [`clock`]: units, the clock, epoch-aligned windows.
-//! - [`store`]: the `CounterStore` trait, the in-memory store and the Redis store
-//!   (`store::redis`: connection keeping, Lua scripts, listing).
-//! - [`error`]: client-facing errors and their gRPC and HTTP statuses.
-//! - [`health`]: the service's health, shared by whoever changes and whoever reports it.
-//! - [`http`]: the HTTP listener: `/check`, `/json`, `/api/*`, `/health`, `/rlconfig`,
-//!   `/metrics`.
-//! - [`metrics`]: every Prometheus metric.
+//! Arrows point down only: a module uses the ones below it, never one above, and no two files
+//! import each other (`tests/layering.rs` keeps it so).
+//!
+//! - [`settings`]: command line and `RATELIMITER_*` environment (clap). Read by `main.rs` and
+//!   the server only.
+//! - [`server`]: the composition root, `server::run(settings, listeners, telemetry, clock,
+//!   shutdown)`; `server::options` is the one place settings become the plain option structs
+//!   the layers below take.
+//! - Faces: [`rls`] (the gRPC service: request validation, the tonic impl, responses, the gRPC
+//!   status of every error) and [`http`] (the management API, `/json`, `/health`, `/metrics`,
+//!   and the HTTP status of every error). Both reach counters only through the limiter.
+//! - [`limiter`]: the decision (match, count in one store batch, statuses), the limits in force,
+//!   the `/check` sliding windows, listings and resets; it records the decision metrics. With
+//!   Redis, a local cache of counters known to be over their limit.
 //! - [`registry`]: which nodes are up (`/api/nodes`); with Redis, registration and heartbeat.
+//! - [`config`]: YAML files to an immutable [`config::Config`] of compiled per-domain rule trees,
+//!   and the watcher that reloads it when the files change; what to do with each reload is the
+//!   caller's.
+//! - [`store`]: the `CounterStore` trait, the in-memory store and the Redis store
+//!   (`store::redis`: options, connection keeping, Lua scripts, listing).
+//! - Leaves: [`key`] (injective counter keys), [`clock`] (units, the clock, epoch-aligned
+//!   windows), [`metrics`] (every Prometheus metric), [`health`] (the service's health, shared
+//!   by whoever changes and whoever reports it), [`secret`] (values never printed).
+
+#![forbid(unsafe_code)]
 
 mod accept;
 pub mod clock;
 pub mod config;
-pub mod error;
 pub mod health;
 pub mod http;
 pub mod key;
@@ -37,6 +43,7 @@ pub mod limiter;
 pub mod metrics;
 pub mod registry;
 pub mod rls;
+pub mod secret;
 pub mod server;
 pub mod settings;
 pub mod store;

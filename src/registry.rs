@@ -2,12 +2,43 @@
 //! with Redis every node registers there ([`NodeRegistry`]) and lists the others.
 
 use std::net::SocketAddr;
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
+use crate::health::Health;
 use crate::store::{BoxFuture, StoreError};
 
 mod redis;
 pub use redis::{KEY_PREFIX, NodeRegistry, read_nodes};
+
+/// How this node keeps its registry entry alive.
+#[derive(Clone, Copy, Debug)]
+pub struct RegistryOptions {
+    /// How long an entry outlives its last heartbeat.
+    pub ttl: Duration,
+    /// How often the entry is written again; shorter than `ttl`.
+    pub heartbeat: Duration,
+}
+
+/// Options under which the registry cannot work; the service refuses to start with one.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("--node-heartbeat ({heartbeat:?}) must be shorter than --node-ttl ({ttl:?})")]
+    HeartbeatNotBelowTtl { heartbeat: Duration, ttl: Duration },
+}
+
+impl RegistryOptions {
+    /// Refuses options under which entries would expire between heartbeats.
+    pub fn check(&self) -> Result<(), RegistryError> {
+        if self.heartbeat >= self.ttl {
+            return Err(RegistryError::HeartbeatNotBelowTtl {
+                heartbeat: self.heartbeat,
+                ttl: self.ttl,
+            });
+        }
+        Ok(())
+    }
+}
 
 /// One node as `/api/nodes` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,11 +78,11 @@ pub trait NodeDirectory: Send + Sync + 'static {
 /// The directory of a node without Redis: itself alone.
 pub struct LocalNode {
     info: NodeInfo,
-    health: std::sync::Arc<crate::health::Health>,
+    health: Arc<Health>,
 }
 
 impl LocalNode {
-    pub fn new(info: NodeInfo, health: std::sync::Arc<crate::health::Health>) -> LocalNode {
+    pub fn new(info: NodeInfo, health: Arc<Health>) -> LocalNode {
         LocalNode { info, health }
     }
 }
@@ -74,15 +105,20 @@ impl NodeDirectory for LocalNode {
 /// The address to publish for a listener bound to `bound`: `advertise_host` (or, for a listener
 /// on every interface, which is no use to anyone else, the host name) with the bound port.
 pub fn advertised_address(bound: SocketAddr, advertise_host: Option<&str>) -> String {
-    let host = advertise_host.map(str::to_string).or_else(|| {
-        bound
-            .ip()
-            .is_unspecified()
-            .then(crate::settings::host_name)
-            .flatten()
-    });
+    let host = advertise_host
+        .map(str::to_string)
+        .or_else(|| bound.ip().is_unspecified().then(host_name).flatten());
     match host {
         Some(host) => format!("{host}:{}", bound.port()),
         None => bound.to_string(),
     }
+}
+
+/// This machine's host name, when it can be found.
+pub fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
 }

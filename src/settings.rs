@@ -1,16 +1,17 @@
 //! Command line and environment: every flag can also be set by a `RATELIMITER_*` variable, which
 //! is how containers are usually configured. Secrets are redacted whenever settings are printed.
+//!
+//! Only `main.rs` and the server's composition root read these types: the layers below take
+//! plain option structs, which `server::options` builds from them.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::http::check::{MAX_LIMIT, MAX_WINDOW_MS, MIN_WINDOW_MS};
-use crate::rls::{HeaderNames, RequestLimits, ResponseOptions};
+pub use crate::secret::Secret;
 
 mod redis;
 pub use redis::{RedisSettings, RedisType, RegistrySettings};
@@ -226,85 +227,11 @@ pub enum LogFormat {
     Json,
 }
 
-impl ServeSettings {
-    /// `--node-id`, or the host name, or `ratelimiter` when neither is known.
-    pub fn node_id(&self) -> String {
-        self.node_id
-            .clone()
-            .map(|name| name.trim().to_string())
-            .filter(|name| !name.is_empty())
-            .or_else(host_name)
-            .unwrap_or_else(|| "ratelimiter".into())
-    }
-}
-
-/// This machine's host name, when it can be found.
-pub fn host_name() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|name| name.trim().to_string())
-        .filter(|name| !name.is_empty())
-}
-
-impl RequestBounds {
-    pub fn limits(&self) -> RequestLimits {
-        RequestLimits {
-            max_descriptors: self.max_descriptors,
-            max_entries: self.max_entries,
-            max_key_bytes: self.max_key_bytes,
-            max_value_bytes: self.max_value_bytes,
-        }
-    }
-}
-
-impl ResponseSettings {
-    pub fn options(&self) -> ResponseOptions {
-        ResponseOptions {
-            headers: self.response_headers.then(|| HeaderNames {
-                limit: self.header_limit.clone(),
-                remaining: self.header_remaining.clone(),
-                reset: self.header_reset.clone(),
-            }),
-            dynamic_metadata: self.response_dynamic_metadata,
-        }
-    }
-}
-
-/// A value that must not be printed: `Debug` and `Display` show `<redacted>`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for Secret {
-    type Err = std::convert::Infallible;
-    fn from_str(text: &str) -> Result<Secret, Self::Err> {
-        Ok(Secret(text.to_string()))
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
 fn parse_token(text: &str) -> Result<Secret, String> {
     if text.is_empty() {
         return Err("the admin token must not be empty".into());
     }
-    Ok(Secret(text.to_string()))
+    Ok(Secret::new(text))
 }
 
 fn parse_ratio(text: &str) -> Result<f64, String> {
@@ -324,10 +251,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn secrets_never_print() {
-        let secret: Secret = "redis://user:hunter2@host".parse().unwrap();
-        assert_eq!(format!("{secret:?} {secret}"), "<redacted> <redacted>");
-        assert_eq!(secret.expose(), "redis://user:hunter2@host");
+    fn redis_types_are_read_in_any_case() {
+        for (text, expected) in [
+            ("SENTINEL", RedisType::Sentinel),
+            ("Cluster", RedisType::Cluster),
+            ("single", RedisType::Single),
+        ] {
+            let cli = Cli::parse_from(["ratelimiter", "serve", "--redis-type", text]);
+            let Command::Serve(settings) = cli.command else {
+                unreachable!("parsed a serve command")
+            };
+            assert_eq!(settings.redis.redis_type, expected, "{text}");
+        }
     }
 
     #[test]

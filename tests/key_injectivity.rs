@@ -3,13 +3,14 @@
 
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
 use proptest::prelude::*;
 use ratelimiter::clock::{ManualClock, Unit};
 use ratelimiter::config::Config;
 use ratelimiter::key::{self, CheckKey, DecodedKey, DecodedLevel, Level, Scope};
-use ratelimiter::limiter::{Check, DescriptorCheck, LimitOverride, Limiter, Modes, Outcome};
+use ratelimiter::limiter::{
+    Check, DescriptorCheck, LimitOverride, Limiter, LimiterOptions, Modes, Outcome,
+};
 use ratelimiter::metrics::Metrics;
 use ratelimiter::store::MemoryStore;
 
@@ -195,7 +196,9 @@ proptest! {
         let config = Config::from_sources([("d.yaml", CONFIG)]).unwrap();
         let store = Arc::new(MemoryStore::new(10_000, Arc::new(ManualClock::new(1_000_000_000_000))));
         let metrics = Arc::new(Metrics::new(100));
-        let limiter = Limiter::new(Arc::new(ArcSwap::from_pointee(config)), store, Modes::default(), metrics, 0.8);
+        let options = LimiterOptions { modes: Modes::default(), near_limit_ratio: 0.8, blocked_cache_keys: 0 };
+        let limiter = Limiter::new(store, metrics, options);
+        limiter.install(config);
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let (first_entries, second_entries) = (entries(&first), entries(&second));
         let hit = runtime.block_on(limiter.check(&check(&first_entries, first_override, 1))).unwrap();

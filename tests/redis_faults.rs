@@ -155,8 +155,7 @@ async fn passwords_stay_out_of_error_texts() {
         std::time::SystemTime::now(),
     ));
     let setup = ratelimiter::store::redis::RedisLink::start(
-        bad.redis_url.as_ref().unwrap(),
-        &bad.redis,
+        &ratelimiter::server::options::redis(&bad).expect("--redis-url given"),
         health,
         tokio_util::sync::CancellationToken::new(),
     )

@@ -6,7 +6,7 @@ use ratelimiter::config::Config;
 
 fn stats_key(yaml: &str, entries: &[(&str, &str)]) -> String {
     let config = Config::from_sources([("test.yaml", yaml)]).unwrap();
-    let domain = config.domains()[0];
+    let domain = &config.domains()[0];
     let rule = domain
         .find(entries.iter().map(|(k, v)| (*k, *v)))
         .unwrap_or_else(|| panic!("{entries:?} matches a rule"));

@@ -2,6 +2,7 @@
 //! loaded and validated as a whole into one immutable [`Config`] snapshot, and loaded again by
 //! the [`ConfigWatcher`] whenever the files change.
 
+mod error;
 mod reload;
 mod sources;
 mod tree;
@@ -10,63 +11,30 @@ mod watch;
 mod yaml;
 
 use std::collections::HashMap;
-use std::fmt;
 
+pub use error::ConfigError;
 pub use reload::{Reload, Reloader};
 pub use sources::{Sources, config_files, load};
 pub use tree::{DomainTree, LevelSpec, Limit, Pattern, Rule, Selector};
-pub use watch::ConfigWatcher;
-
-/// One problem with the configuration, reported as `<file>: <message>` plus the position.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigError {
-    pub file: String,
-    pub message: String,
-    /// Line and column (1-based), where known.
-    pub position: Option<(usize, usize)>,
-}
-
-impl ConfigError {
-    pub fn new(
-        file: &str,
-        message: impl Into<String>,
-        position: Option<(usize, usize)>,
-    ) -> ConfigError {
-        ConfigError {
-            file: file.to_string(),
-            message: message.into(),
-            position,
-        }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.file, self.message)?;
-        if let Some((line, column)) = self.position {
-            write!(f, " at line {line}, column {column}")?;
-        }
-        Ok(())
-    }
-}
+pub use watch::{Apply, ConfigWatcher};
 
 /// Every domain's limits, as loaded at one moment. Never changed once built; a reload builds a
 /// new one.
 #[derive(Debug, Default)]
 pub struct Config {
-    domains: HashMap<String, DomainTree>,
+    /// Sorted by name; each domain's `index` is its place here.
+    domains: Vec<DomainTree>,
+    by_name: HashMap<String, usize>,
 }
 
 impl Config {
     pub fn domain(&self, name: &str) -> Option<&DomainTree> {
-        self.domains.get(name)
+        self.by_name.get(name).map(|&index| &self.domains[index])
     }
 
     /// Domains sorted by name.
-    pub fn domains(&self) -> Vec<&DomainTree> {
-        let mut domains: Vec<&DomainTree> = self.domains.values().collect();
-        domains.sort_by(|a, b| a.name.cmp(&b.name));
-        domains
+    pub fn domains(&self) -> &[DomainTree] {
+        &self.domains
     }
 
     /// Builds a config from named file contents (name, text), in the given order; a domain
@@ -74,12 +42,12 @@ impl Config {
     pub fn from_sources<'a>(
         sources: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Config, Vec<ConfigError>> {
-        let mut config = Config::default();
+        let mut domains: HashMap<String, DomainTree> = HashMap::new();
         let mut errors = Vec::new();
         for (name, text) in sources {
             match parse_file(name, text) {
                 Err(mut file_errors) => errors.append(&mut file_errors),
-                Ok(domain) if config.domains.contains_key(&domain.name) => {
+                Ok(domain) if domains.contains_key(&domain.name) => {
                     errors.push(ConfigError::new(
                         name,
                         format!("duplicate domain '{}' in config file", domain.name),
@@ -87,15 +55,31 @@ impl Config {
                     ));
                 }
                 Ok(domain) => {
-                    config.domains.insert(domain.name.clone(), domain);
+                    domains.insert(domain.name.clone(), domain);
                 }
             }
         }
         if errors.is_empty() {
-            Ok(config)
+            Ok(Config::new(domains.into_values().collect()))
         } else {
             Err(errors)
         }
+    }
+
+    /// Sorts the domains by name and numbers them.
+    fn new(mut domains: Vec<DomainTree>) -> Config {
+        domains.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut by_name = HashMap::with_capacity(domains.len());
+        for (index, domain) in domains.iter_mut().enumerate() {
+            domain.index = index;
+            by_name.insert(domain.name.clone(), index);
+        }
+        Config { domains, by_name }
+    }
+
+    /// How many rules all domains hold.
+    pub fn rule_count(&self) -> usize {
+        self.domains.iter().map(|domain| domain.rules.len()).sum()
     }
 }
 

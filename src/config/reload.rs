@@ -1,57 +1,35 @@
-//! One reload: read every config file and, when anything changed, validate the whole set and
-//! swap it in at once. A set that fails keeps the previous config in force; either way the
-//! outcome goes to the metrics and to [`Health`].
+//! One reload: read every config file and, when anything changed since the previous read,
+//! validate the whole set into a new [`Config`]. What to do with the outcome (swap it in, report
+//! it) is the caller's: this module only reads and compiles.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::SystemTime;
-
-use arc_swap::ArcSwap;
 
 use super::{Config, ConfigError, Sources};
-use crate::health::Health;
-use crate::metrics::Metrics;
 
-/// Loads the config at `path` into the snapshot the limiter reads.
+/// Loads the config at `path`, remembering what it read last.
 pub struct Reloader {
     path: PathBuf,
-    config: Arc<ArcSwap<Config>>,
-    health: Arc<Health>,
-    metrics: Arc<Metrics>,
     /// What the previous reload read: the same input gives the same outcome, so it is not
     /// compiled, counted or logged again.
     last_read: Option<Result<Sources, ConfigError>>,
-    /// The snapshot the latest swap replaced, dropped at the next swap: requests that loaded it
-    /// are done by then, so freeing it (milliseconds for a large config) happens here and never
-    /// on a request's path.
-    retired: Option<Arc<Config>>,
 }
 
-/// What a reload did.
-#[derive(Debug, PartialEq, Eq)]
+/// What a reload found.
+#[derive(Debug)]
 pub enum Reload {
     /// The files are as the previous reload read them; nothing was done.
     Unchanged,
-    /// The new config is in force.
-    Applied { domains: usize },
-    /// The files were rejected; the previous config stays in force.
+    /// The files changed and make up this config.
+    Loaded(Config),
+    /// The files changed and were rejected: the config in force should stay.
     Rejected(Vec<ConfigError>),
 }
 
 impl Reloader {
-    pub fn new(
-        path: &Path,
-        config: Arc<ArcSwap<Config>>,
-        health: Arc<Health>,
-        metrics: Arc<Metrics>,
-    ) -> Reloader {
+    pub fn new(path: &Path) -> Reloader {
         Reloader {
             path: path.to_path_buf(),
-            config,
-            health,
-            metrics,
             last_read: None,
-            retired: None,
         }
     }
 
@@ -60,8 +38,7 @@ impl Reloader {
         &self.path
     }
 
-    /// Reads the files and, if they changed since the previous reload, validates them and
-    /// swaps the new config in. Requests see either the old snapshot or the new one, whole.
+    /// Reads the files and, if they changed since the previous reload, compiles them.
     pub fn reload(&mut self) -> Reload {
         let read = Sources::read(&self.path);
         if self.last_read.as_ref() == Some(&read) {
@@ -72,20 +49,9 @@ impl Reloader {
             Err(error) => Err(vec![error.clone()]),
         };
         self.last_read = Some(read);
-        let now = SystemTime::now();
         match compiled {
-            Ok(config) => {
-                let domains = config.domains().len();
-                self.retired = Some(self.config.swap(Arc::new(config)));
-                self.metrics.config_load_success.inc();
-                self.health.config_loaded(now);
-                Reload::Applied { domains }
-            }
-            Err(errors) => {
-                self.metrics.config_load_error.inc();
-                self.health.config_failed(&errors, now);
-                Reload::Rejected(errors)
-            }
+            Ok(config) => Reload::Loaded(config),
+            Err(errors) => Reload::Rejected(errors),
         }
     }
 }
@@ -96,8 +62,9 @@ impl Reload {
         let path = path.display();
         match self {
             Reload::Unchanged => tracing::debug!(%path, "config files unchanged"),
-            Reload::Applied { domains } => {
-                tracing::info!(%path, domains, "loaded rate limit config");
+            Reload::Loaded(config) => {
+                let domains = config.domains().len();
+                tracing::info!(%path, domains, rules = config.rule_count(), "loaded rate limit config");
             }
             Reload::Rejected(errors) => {
                 for error in errors {
@@ -120,24 +87,13 @@ mod tests {
     struct Fixture {
         dir: tempfile::TempDir,
         reloader: Reloader,
-        config: Arc<ArcSwap<Config>>,
-        metrics: Arc<Metrics>,
     }
 
     impl Fixture {
         fn new(path_in_dir: &str) -> Fixture {
             let dir = tempfile::tempdir().unwrap();
-            let config = Arc::new(ArcSwap::from_pointee(Config::default()));
-            let metrics = Arc::new(Metrics::new(10));
-            let health = Arc::new(Health::new(SystemTime::now()));
-            let path = dir.path().join(path_in_dir);
-            let reloader = Reloader::new(&path, config.clone(), health, metrics.clone());
-            Fixture {
-                dir,
-                reloader,
-                config,
-                metrics,
-            }
+            let reloader = Reloader::new(&dir.path().join(path_in_dir));
+            Fixture { dir, reloader }
         }
 
         /// Writes the file and reloads.
@@ -147,40 +103,28 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_same_files_are_not_loaded_or_counted_twice() {
-        let mut fixture = Fixture::new("");
-        assert_eq!(fixture.edit(GOOD), Reload::Applied { domains: 1 });
-        let loaded = fixture.config.load_full();
-        assert_eq!(fixture.reloader.reload(), Reload::Unchanged);
-        assert!(Arc::ptr_eq(&loaded, &fixture.config.load_full()), "no swap");
-        assert_eq!(fixture.metrics.config_load_success.get(), 1);
-
-        assert!(matches!(fixture.edit(BAD), Reload::Rejected(_)));
-        assert_eq!(fixture.reloader.reload(), Reload::Unchanged);
-        assert_eq!(fixture.metrics.config_load_error.get(), 1);
-        assert!(Arc::ptr_eq(&loaded, &fixture.config.load_full()), "kept");
+    fn domains(reload: &Reload) -> Option<usize> {
+        match reload {
+            Reload::Loaded(config) => Some(config.domains().len()),
+            _ => None,
+        }
     }
 
     #[test]
-    fn going_back_to_the_config_in_force_after_a_failure_is_a_good_load() {
+    fn the_same_files_are_not_compiled_twice() {
+        let mut fixture = Fixture::new("");
+        assert_eq!(domains(&fixture.edit(GOOD)), Some(1));
+        assert!(matches!(fixture.reloader.reload(), Reload::Unchanged));
+        assert!(matches!(fixture.edit(BAD), Reload::Rejected(_)));
+        assert!(matches!(fixture.reloader.reload(), Reload::Unchanged));
+    }
+
+    #[test]
+    fn going_back_to_the_files_of_before_a_failure_loads_them_again() {
         let mut fixture = Fixture::new("");
         fixture.edit(GOOD);
         fixture.edit(BAD);
-        assert_eq!(fixture.edit(GOOD), Reload::Applied { domains: 1 });
-        assert_eq!(fixture.reloader.health.config().last_error, None);
-        assert_eq!(fixture.metrics.config_load_success.get(), 2);
-    }
-
-    #[test]
-    fn a_replaced_config_is_freed_by_the_next_reload_not_by_a_request() {
-        let mut fixture = Fixture::new("");
-        fixture.edit(GOOD);
-        let first = Arc::downgrade(&fixture.config.load_full());
-        fixture.edit(&GOOD.replace("1}", "2}"));
-        assert!(first.upgrade().is_some(), "kept after the first swap");
-        fixture.edit(&GOOD.replace("1}", "3}"));
-        assert!(first.upgrade().is_none(), "freed by the next one");
+        assert_eq!(domains(&fixture.edit(GOOD)), Some(1));
     }
 
     #[test]
@@ -191,7 +135,6 @@ mod tests {
         };
         let message = errors[0].to_string();
         assert!(message.contains("missing: cannot read config"), "{message}");
-        assert_eq!(fixture.reloader.reload(), Reload::Unchanged);
-        assert_eq!(fixture.metrics.config_load_error.get(), 1);
+        assert!(matches!(fixture.reloader.reload(), Reload::Unchanged));
     }
 }

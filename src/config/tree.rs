@@ -5,13 +5,12 @@
 //! as many entries as the matched rule is deep, and a level that matched is never revisited.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use envoy_types::pb::google::protobuf::Struct;
 
 use crate::clock::Unit;
 use crate::key;
-use crate::metrics::RuleCounters;
 
 /// Hash maps on the request path: fast, and seeded per process.
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
@@ -20,6 +19,9 @@ type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 #[derive(Debug)]
 pub struct DomainTree {
     pub name: String,
+    /// This domain's place in its [`Config`](super::Config) (domains sorted by name), so that
+    /// whoever keeps something per domain can keep it in a vector.
+    pub index: usize,
     pub(super) root: Level,
     /// Every rule in config order; tree nodes refer to them by index.
     pub rules: Vec<Rule>,
@@ -48,6 +50,8 @@ pub(super) struct Node {
 /// One `rate_limit` of the config, with the path that leads to it.
 #[derive(Debug)]
 pub struct Rule {
+    /// This rule's place in its domain's [`DomainTree::rules`].
+    pub index: usize,
     pub path: Vec<LevelSpec>,
     pub limit: Limit,
     pub name: Option<String>,
@@ -58,9 +62,6 @@ pub struct Rule {
     pub metadata: Option<Arc<Struct>>,
     /// The Go service's stats key for the rule's path (`domain.key1_value1.subkey1`).
     pub path_key: String,
-    /// This rule's metric handles, resolved on first use and kept for the life of the config
-    /// snapshot (resolving labels per request costs twenty times an increment).
-    pub counters: OnceLock<RuleCounters>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,13 +4,15 @@
 //! descriptor composite key '...'`, ...) so that operators and scripts recognise them; every
 //! error found in a file is reported, each with its position.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use envoy_types::pb::google::protobuf::{ListValue, Struct, Value, value::Kind};
 
-use super::ConfigError;
+use super::error::ConfigError;
 use super::tree::{Choices, DomainTree, LevelSpec, Limit, Node, Pattern, Rule, Selector};
-use super::yaml::{At, DescriptorDoc, FileDoc, Item, MetaValue, RateLimitDoc, Scalar, StrayKey};
+use super::yaml::{
+    At, DescriptorDoc, FileDoc, Item, MetaValue, RateLimitDoc, ReplaceDoc, Scalar, StrayKey,
+};
 use crate::clock::Unit;
 
 /// Checks a parsed file and builds its domain; every problem found is returned.
@@ -31,6 +33,7 @@ pub fn compile(file: &str, doc: FileDoc) -> Result<DomainTree, Vec<ConfigError>>
     if checker.errors.is_empty() {
         Ok(DomainTree {
             name: domain.to_string(),
+            index: 0,
             root,
             rules: checker.rules,
         })
@@ -194,26 +197,7 @@ impl Checker<'_> {
         let rate_limit = &at.value;
         let errors_before = self.errors.len();
         self.stray_keys(&rate_limit.stray_keys);
-        let unit_text = rate_limit
-            .unit
-            .as_ref()
-            .map(|u| u.value.as_str())
-            .unwrap_or("");
-        let unit_at = rate_limit
-            .unit
-            .as_ref()
-            .map(position)
-            .or(Some(position(at)));
-        let unit = Unit::parse(unit_text);
-        match (rate_limit.unlimited, unit) {
-            (true, Some(_)) => {
-                self.error("should not specify rate limit unit when unlimited", unit_at)
-            }
-            (_, None) if !(rate_limit.unlimited && unit_text.is_empty()) => {
-                self.error(format!("invalid rate limit unit '{unit_text}'"), unit_at)
-            }
-            _ => {}
-        }
+        let unit = self.unit(at);
         let requests_per_unit = rate_limit
             .requests_per_unit
             .as_ref()
@@ -223,8 +207,63 @@ impl Checker<'_> {
             .as_ref()
             .map(|n| n.value.clone())
             .filter(|n| !n.is_empty());
+        let replaces = self.replaces(&rate_limit.replaces, name.as_deref());
+        let metadata = doc.metadata.as_ref().and_then(|m| self.metadata(m));
+        if self.errors.len() > errors_before {
+            return None;
+        }
+        let limit = match (rate_limit.unlimited, unit, requests_per_unit) {
+            (true, _, _) => Limit::Unlimited,
+            (false, Some(unit), Some(requests_per_unit)) => Limit::Limited {
+                unit,
+                requests_per_unit,
+            },
+            _ => return None,
+        };
+        Some(Rule {
+            index: self.rules.len(),
+            path: path.to_vec(),
+            limit,
+            name,
+            replaces,
+            shadow_mode: doc.shadow_mode,
+            quota_mode: doc.quota_mode,
+            detailed_metric: doc.detailed_metric,
+            metadata,
+            path_key: full_key.to_string(),
+        })
+    }
+
+    /// The rate limit's unit; an unlimited rule must have none, any other a known one.
+    fn unit(&mut self, at: &At<RateLimitDoc>) -> Option<Unit> {
+        let rate_limit = &at.value;
+        let text = rate_limit
+            .unit
+            .as_ref()
+            .map(|u| u.value.as_str())
+            .unwrap_or("");
+        let unit_at = rate_limit
+            .unit
+            .as_ref()
+            .map(position)
+            .or(Some(position(at)));
+        let unit = Unit::parse(text);
+        match (rate_limit.unlimited, unit) {
+            (true, Some(_)) => {
+                self.error("should not specify rate limit unit when unlimited", unit_at)
+            }
+            (_, None) if !(rate_limit.unlimited && text.is_empty()) => {
+                self.error(format!("invalid rate limit unit '{text}'"), unit_at)
+            }
+            _ => {}
+        }
+        unit
+    }
+
+    /// The names of the rules this one `replaces`; never empty, never its own `name`.
+    fn replaces(&mut self, items: &[At<Item<ReplaceDoc>>], name: Option<&str>) -> Vec<String> {
         let mut replaces = Vec::new();
-        for item in &rate_limit.replaces {
+        for item in items {
             let replaced = match &item.value {
                 Item::NotAMap(text) => {
                     let message = format!(
@@ -247,7 +286,7 @@ impl Checker<'_> {
                     "should not have an empty replaces entry",
                     Some(position(item)),
                 );
-            } else if name.as_deref() == Some(replaced) {
+            } else if name == Some(replaced) {
                 self.error(
                     "replaces should not contain name of same descriptor",
                     Some(position(item)),
@@ -256,30 +295,7 @@ impl Checker<'_> {
                 replaces.push(replaced.to_string());
             }
         }
-        let metadata = doc.metadata.as_ref().and_then(|m| self.metadata(m));
-        if self.errors.len() > errors_before {
-            return None;
-        }
-        let limit = match (rate_limit.unlimited, unit, requests_per_unit) {
-            (true, _, _) => Limit::Unlimited,
-            (false, Some(unit), Some(requests_per_unit)) => Limit::Limited {
-                unit,
-                requests_per_unit,
-            },
-            _ => return None,
-        };
-        Some(Rule {
-            path: path.to_vec(),
-            limit,
-            name,
-            replaces,
-            shadow_mode: doc.shadow_mode,
-            quota_mode: doc.quota_mode,
-            detailed_metric: doc.detailed_metric,
-            metadata,
-            path_key: full_key.to_string(),
-            counters: OnceLock::new(),
-        })
+        replaces
     }
 
     fn requests_per_unit(&mut self, at: &At<Scalar>) -> Option<u32> {

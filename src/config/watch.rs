@@ -1,6 +1,6 @@
-//! Hot reload: watch the config directory (the parent directory when `--config` names a file)
-//! and reload after each burst of changes, in one task, so reloads never overlap and the last
-//! edit always wins.
+//! Hot reload: watch the config directory (the parent directory when the config path names a
+//! file) and reload after each burst of changes, in one task, so reloads never overlap and the
+//! last edit always wins. Each outcome goes to the `apply` callback the watcher was given.
 //!
 //! The directory is watched rather than the files: a ConfigMap update swaps the `..data` symlink
 //! and an editor's save renames a new file over the old one, and a watch on the old file sees
@@ -19,6 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Reload, Reloader};
 
+/// What the watcher does with each reload's outcome; it runs on the reload's blocking thread.
+pub type Apply = Box<dyn FnMut(Reload) + Send>;
+
 /// Quiet time that ends a burst: a save or a ConfigMap swap is several events within a few
 /// milliseconds, and an edit should still apply well within a second.
 const DEBOUNCE: Duration = Duration::from_millis(100);
@@ -32,9 +35,10 @@ const MAX_DEFER: Duration = Duration::from_secs(1);
 /// watch that could not be set up. Rereading a config costs milliseconds.
 const RESCAN_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Owns the reload loop: file events in, [`Reloader::reload`] out.
+/// Owns the reload loop: file events in, [`Reloader::reload`] outcomes out to `apply`.
 pub struct ConfigWatcher {
     reloader: Reloader,
+    apply: Apply,
     /// Set by the watch callback; one stored permit stands for any number of events.
     changed: Arc<Notify>,
     watch: Option<DirectoryWatch>,
@@ -52,9 +56,10 @@ type DirectoryIdentity = (u64, u64);
 
 impl ConfigWatcher {
     /// Starts watching the reloader's path at once, so that edits made from now on are seen.
-    pub fn start(reloader: Reloader) -> ConfigWatcher {
+    pub fn start(reloader: Reloader, apply: Apply) -> ConfigWatcher {
         let mut watcher = ConfigWatcher {
             reloader,
+            apply,
             changed: Arc::new(Notify::new()),
             watch: None,
         };
@@ -79,17 +84,27 @@ impl ConfigWatcher {
                     () = settle(&self.changed) => {}
                 }
             }
-            let (reloader, outcome) = match reload_off_runtime(self.reloader).await {
-                Ok(reloaded) => reloaded,
+            self = match self.reload_off_runtime().await {
+                Ok(watcher) => watcher,
                 Err(error) => {
                     tracing::error!(%error, "the config reload task failed; limits will no longer be reloaded");
                     return;
                 }
             };
-            self.reloader = reloader;
-            outcome.log(self.reloader.path());
             self.keep_watching();
         }
+    }
+
+    /// Reloads and applies on a blocking thread: reading and compiling a large config takes
+    /// long enough (a few hundred milliseconds for 10,000 rules) to hold up the requests sharing
+    /// a runtime thread, and so does freeing the config it replaces.
+    async fn reload_off_runtime(mut self) -> Result<ConfigWatcher, tokio::task::JoinError> {
+        tokio::task::spawn_blocking(move || {
+            let outcome = self.reloader.reload();
+            (self.apply)(outcome);
+            self
+        })
+        .await
     }
 
     /// (Re)starts the watch when there is none or the directory is no longer the one watched.
@@ -117,18 +132,6 @@ impl ConfigWatcher {
             }
         };
     }
-}
-
-/// Reloads on a blocking thread: reading and compiling a large config takes long enough (a
-/// few hundred milliseconds for 10,000 rules) to hold up the requests sharing a runtime thread.
-async fn reload_off_runtime(
-    mut reloader: Reloader,
-) -> Result<(Reloader, Reload), tokio::task::JoinError> {
-    tokio::task::spawn_blocking(move || {
-        let outcome = reloader.reload();
-        (reloader, outcome)
-    })
-    .await
 }
 
 /// Waits until no event has come for [`DEBOUNCE`], or [`MAX_DEFER`] has passed.

@@ -7,8 +7,8 @@ use subtle::ConstantTimeEq;
 use warp::http::HeaderMap;
 use warp::http::header::AUTHORIZATION;
 
-use crate::error::ApiError;
-use crate::settings::Secret;
+use super::error::ApiError;
+use crate::secret::Secret;
 
 /// What a refused reset says, so that the operator knows how to allow them.
 const RESETS_DISABLED: &str = "resetting counters is disabled: start the service with \

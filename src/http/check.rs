@@ -1,10 +1,10 @@
 //! `POST /check {"key", "limit"?, "window_ms"?}`: one hit against a sliding window, for callers
 //! that are not behind Envoy. The store decides atomically (see [`crate::store::sliding`]): no
 //! span of `window_ms` ever admits more than `limit`, and a denied caller may be told to wait up
-//! to one bucket (`window_ms / 20`) longer than an exact sliding log would say.
+//! to one bucket (`window_ms / 20`) longer than an exact sliding log would say. The limiter
+//! counts and times the check like any other.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -12,10 +12,10 @@ use warp::http::StatusCode;
 use warp::http::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use warp::reply::Response;
 
-use super::Api;
+use super::api::{Api, CheckDefaults};
+use super::error::ApiError;
 use super::reply;
 use crate::clock::whole_seconds_up;
-use crate::error::ApiError;
 use crate::key::CheckKey;
 
 /// Largest `limit`: a billion hits per window is beyond any real limit, and the bound keeps
@@ -31,14 +31,6 @@ pub const MAX_WINDOW_MS: u64 = 31_536_000_000;
 
 const FIELDS: [&str; 3] = ["key", "limit", "window_ms"];
 
-/// What `/check` assumes when a request leaves a field out, and how long a key may be.
-#[derive(Clone, Copy, Debug)]
-pub struct CheckDefaults {
-    pub limit: u64,
-    pub window_ms: u64,
-    pub max_key_bytes: usize,
-}
-
 #[derive(Serialize)]
 struct CheckAnswer {
     allowed: bool,
@@ -48,19 +40,8 @@ struct CheckAnswer {
 }
 
 pub async fn handle(api: Arc<Api>, body: Result<Vec<u8>, ApiError>) -> Result<Response, ApiError> {
-    let check = parse(&body?, &api.check_defaults)?;
-    let metrics = api.limiter.metrics();
-    let started = Instant::now();
-    let window = Duration::from_millis(check.window_ms);
-    let slide = api
-        .limiter
-        .store()
-        .slide(&check.encode(), window, check.limit, 1)
-        .await;
-    let elapsed = started.elapsed().as_secs_f64();
-    metrics.store_duration.observe(elapsed);
-    metrics.check_duration.observe(elapsed);
-    let slide = slide.inspect_err(|_| metrics.store_errors.inc())?;
+    let check = parse(&body?, &api.options.check_defaults)?;
+    let slide = api.limiter.slide(&check).await?;
     let answer = CheckAnswer {
         allowed: slide.allowed,
         current_count: slide.count,
@@ -68,10 +49,8 @@ pub async fn handle(api: Arc<Api>, body: Result<Vec<u8>, ApiError>) -> Result<Re
         retry_after_seconds: whole_seconds_up(slide.retry_after),
     };
     let status = if slide.allowed {
-        metrics.checks_allowed.inc();
         StatusCode::OK
     } else {
-        metrics.checks_blocked.inc();
         StatusCode::TOO_MANY_REQUESTS
     };
     let mut response = reply::json(status, &answer);

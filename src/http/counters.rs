@@ -13,9 +13,10 @@ use serde::Serialize;
 use warp::http::{HeaderMap, StatusCode};
 use warp::reply::Response;
 
+use super::api::Api;
 use super::counter_view::CounterView;
-use super::{Api, auth, reply};
-use crate::error::ApiError;
+use super::error::ApiError;
+use super::{auth, reply};
 
 /// Counters per page when `?limit=` is not given.
 const DEFAULT_PAGE: usize = 100;
@@ -59,7 +60,7 @@ pub async fn list(
     query: String,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    auth::require_to_read(api.admin_token.as_ref(), &headers)?;
+    auth::require_to_read(api.options.admin_token.as_ref(), &headers)?;
     let mut limit = DEFAULT_PAGE;
     let mut cursor = None;
     let mut prefix = String::new();
@@ -70,16 +71,12 @@ pub async fn list(
             _ => prefix = value,
         }
     }
-    let page = api
-        .limiter
-        .store()
-        .list(&prefix, cursor.as_deref(), limit)
-        .await?;
-    let config = api.limiter.config().load();
+    let page = api.limiter.list(&prefix, cursor.as_deref(), limit).await?;
+    let limits = api.limiter.limits();
     let counters = page
         .counters
         .into_iter()
-        .map(|entry| CounterView::new(entry, &config));
+        .map(|entry| CounterView::new(entry, limits.config()));
     let next_cursor = page.next_cursor;
     Ok(match listing {
         Listing::All => reply::json(
@@ -128,7 +125,7 @@ pub async fn reset(
     encoded: String,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    auth::require_to_change(api.admin_token.as_ref(), &headers)?;
+    auth::require_to_change(api.options.admin_token.as_ref(), &headers)?;
     let key = percent_encoding::percent_decode_str(&encoded)
         .decode_utf8()
         .map_err(|_| ApiError::malformed("key", "the key is not UTF-8 once percent-decoded"))?

@@ -8,8 +8,9 @@ use serde::Serialize;
 use warp::http::{HeaderMap, StatusCode};
 use warp::reply::Response;
 
-use super::{Api, auth, reply};
-use crate::error::ApiError;
+use super::api::Api;
+use super::error::ApiError;
+use super::{auth, reply};
 use crate::health::{ConfigStatus, Status};
 use crate::registry::NodeInfo;
 
@@ -67,9 +68,9 @@ pub async fn health(api: Arc<Api>) -> Result<Response, ApiError> {
     let status = api.health.status();
     let view = HealthView {
         status: status.name(),
-        node_id: &api.node_id,
+        node_id: &api.options.node_id,
         store: StoreView {
-            kind: api.limiter.store().kind(),
+            kind: api.limiter.store_kind(),
             reachable: api.health.is_store_reachable(),
         },
         config: ConfigView::new(&api.health.config()),
@@ -108,7 +109,7 @@ struct NodeView {
 }
 
 pub async fn nodes(api: Arc<Api>, headers: HeaderMap) -> Result<Response, ApiError> {
-    auth::require_to_read(api.admin_token.as_ref(), &headers)?;
+    auth::require_to_read(api.options.admin_token.as_ref(), &headers)?;
     let nodes = api
         .nodes
         .list()

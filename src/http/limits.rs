@@ -7,10 +7,11 @@ use serde::Serialize;
 use warp::http::{HeaderMap, StatusCode};
 use warp::reply::Response;
 
+use super::api::Api;
+use super::error::ApiError;
 use super::health::ConfigView;
-use super::{Api, auth, reply};
+use super::{auth, reply};
 use crate::config::{Limit, Rule};
-use crate::error::ApiError;
 
 #[derive(Serialize)]
 struct Limits<'c> {
@@ -39,19 +40,20 @@ struct RuleView<'c> {
 }
 
 pub async fn limits(api: Arc<Api>, headers: HeaderMap) -> Result<Response, ApiError> {
-    auth::require_to_read(api.admin_token.as_ref(), &headers)?;
-    let config = api.limiter.config().load();
-    let domains = config
+    auth::require_to_read(api.options.admin_token.as_ref(), &headers)?;
+    let limits = api.limiter.limits();
+    let domains = limits
+        .config()
         .domains()
-        .into_iter()
+        .iter()
         .map(|domain| DomainView {
             domain: &domain.name,
             rules: domain.rules.iter().map(rule_view).collect(),
         })
         .collect();
     let limits = Limits {
-        default_limit: api.check_defaults.limit,
-        default_window_ms: api.check_defaults.window_ms,
+        default_limit: api.options.check_defaults.limit,
+        default_window_ms: api.options.check_defaults.window_ms,
         config: ConfigView::new(&api.health.config()),
         domains,
     };
@@ -85,10 +87,11 @@ fn rule_view(rule: &Rule) -> RuleView<'_> {
 /// `<path>: unit=<UNIT> requests_per_unit=<n>, shadow_mode: <bool>, quota_mode: <bool>`, one
 /// line per rule, sorted; unlimited rules show `unit=UNKNOWN requests_per_unit=0`.
 pub async fn rlconfig(api: Arc<Api>) -> Result<Response, ApiError> {
-    let config = api.limiter.config().load();
-    let mut lines: Vec<String> = config
+    let limits = api.limiter.limits();
+    let mut lines: Vec<String> = limits
+        .config()
         .domains()
-        .into_iter()
+        .iter()
         .flat_map(|domain| &domain.rules)
         .map(|rule| {
             let (unit, requests_per_unit) = rate(rule.limit).unwrap_or(("UNKNOWN", 0));

@@ -15,7 +15,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
-use super::{Api, routes};
+use super::api::Api;
+use super::routes::routes;
 use crate::accept::Slots;
 
 /// Connections served at once. Operators, scrapers and `/check` callers need far fewer; the cap

@@ -11,7 +11,7 @@ use warp::http::header::{CONTENT_TYPE, HeaderValue};
 use warp::reply::Response;
 use warp::{Buf, Filter, Rejection, Reply, Stream};
 
-use crate::error::ApiError;
+use super::error::ApiError;
 
 /// The route pattern a response is counted under in `ratelimiter_http_requests_total`, carried
 /// in the response's extensions from the route to the instrumentation around all of them.

@@ -7,20 +7,15 @@ use prometheus::{Encoder, TextEncoder};
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::{Api, reply};
-use crate::error::ApiError;
+use super::api::Api;
+use super::error::ApiError;
+use super::reply;
 
 pub async fn metrics(api: Arc<Api>) -> Result<Response, ApiError> {
-    let store = api.limiter.store();
-    let metrics = api.limiter.metrics();
-    match store.approximate_len().await {
-        Ok(counters) => metrics.observe_store(counters, store.live_evictions()),
-        // The scrape still answers; the gauge keeps its last value.
-        Err(error) => tracing::warn!(%error, "cannot size the counter store for /metrics"),
-    }
+    api.limiter.measure_store().await;
     let encoder = TextEncoder::new();
     let mut text = Vec::new();
-    if let Err(error) = encoder.encode(&metrics.registry().gather(), &mut text) {
+    if let Err(error) = encoder.encode(&api.metrics.registry().gather(), &mut text) {
         // Only malformed metric families fail to encode, and every one is defined in metrics.rs.
         tracing::error!(%error, "cannot encode the metrics");
         return Ok(reply::text(

@@ -14,7 +14,7 @@ pub struct CheckKey {
 }
 
 impl CheckKey {
-    /// Encodes the counter key. Injective, and never equal to a key from [`encode`].
+    /// Encodes the counter key. Injective, and never equal to a key from [`super::encode`].
     pub fn encode(&self) -> String {
         let mut encoded = String::with_capacity(self.key.len() + 32);
         encoded.push_str(CHECK_TAG);

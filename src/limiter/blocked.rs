@@ -13,6 +13,8 @@
 //! time), so that the cache's memory stays bounded whatever keys requests make.
 //!
 //! A blocked hit answered here is not added to the store's count: the counter is already over.
+//!
+//! Time is passed in by the caller (one reading per request), so that tests can move it.
 
 use std::time::{Duration, Instant};
 
@@ -77,23 +79,20 @@ impl BlockedCounters {
         }
     }
 
-    /// The counter's count and time to reset, when it is known to be over `limit`.
-    pub fn get(&self, key: &str, limit: u32) -> Option<Count> {
+    /// The counter's count and time to reset at `now`, when it is known to be over `limit`.
+    pub fn get(&self, key: &str, limit: u32, now: Instant) -> Option<Count> {
         let blocked = self.entries.get(key)?;
-        let now = Instant::now();
-        blocked.until.checked_duration_since(now)?;
-        let resets_in = blocked.window_ends.checked_duration_since(now)?;
-        (blocked.limit == limit).then_some(Count {
+        let answers = blocked.limit == limit && now < blocked.until && now < blocked.window_ends;
+        answers.then(|| Count {
             value: blocked.count,
-            resets_in,
+            resets_in: blocked.window_ends - now,
         })
     }
 
-    /// Remembers what the store answered for a counter: blocked when over `limit`, forgotten
-    /// otherwise (a refund can bring a counter back under its limit).
-    pub fn learn(&self, key: &str, limit: u32, count: Count) {
+    /// Remembers what the store answered for a counter at `now`: blocked when over `limit`,
+    /// forgotten otherwise (a refund can bring a counter back under its limit).
+    pub fn learn(&self, key: &str, limit: u32, count: Count, now: Instant) {
         if count.value > u64::from(limit) && key.len() <= MAX_KEY_BYTES {
-            let now = Instant::now();
             let blocked = Blocked {
                 limit,
                 count: count.value,
@@ -125,59 +124,68 @@ mod tests {
         }
     }
 
+    fn ms(ms: u64) -> Duration {
+        Duration::from_millis(ms)
+    }
+
     #[test]
     fn a_counter_over_its_limit_is_answered_until_its_window_ends() {
         let blocked = BlockedCounters::new(100);
-        blocked.learn("k", 5, count(5, 60_000));
-        assert!(blocked.get("k", 5).is_none(), "at the limit is not over it");
-        blocked.learn("k", 5, count(6, 60_000));
-        let answered = blocked.get("k", 5).expect("over its limit");
-        assert_eq!(answered.value, 6);
+        let now = Instant::now();
+        blocked.learn("k", 5, count(5, 60_000), now);
         assert!(
-            answered.resets_in <= Duration::from_secs(60)
-                && answered.resets_in > Duration::from_secs(59)
+            blocked.get("k", 5, now).is_none(),
+            "at the limit is not over it"
         );
+        blocked.learn("k", 5, count(6, 60_000), now);
+        let answered = blocked.get("k", 5, now + ms(500)).expect("over its limit");
+        assert_eq!(answered.value, 6);
+        assert_eq!(answered.resets_in, ms(59_500));
         assert!(
-            blocked.get("k", 10).is_none(),
+            blocked.get("k", 10, now).is_none(),
             "another limit is another question"
         );
-        assert!(blocked.get("other", 5).is_none());
-        blocked.learn("k", 5, count(2, 60_000));
-        assert!(blocked.get("k", 5).is_none(), "a refund unblocks");
+        assert!(blocked.get("other", 5, now).is_none());
+        blocked.learn("k", 5, count(2, 60_000), now);
+        assert!(blocked.get("k", 5, now).is_none(), "a refund unblocks");
     }
 
     #[test]
     fn entries_are_stale_after_max_age_even_in_a_long_window() {
         let blocked = BlockedCounters::new(100);
-        blocked.learn("k", 1, count(3, 3_600_000));
-        let answered = blocked.get("k", 1).expect("over its limit");
+        let now = Instant::now();
+        blocked.learn("k", 1, count(3, 3_600_000), now);
+        let answered = blocked
+            .get("k", 1, now + MAX_AGE - ms(1))
+            .expect("over its limit");
         assert!(answered.resets_in > MAX_AGE, "the window's own reset time");
-        std::thread::sleep(MAX_AGE + Duration::from_millis(50));
-        assert!(blocked.get("k", 1).is_none());
+        assert!(blocked.get("k", 1, now + MAX_AGE).is_none());
     }
 
     #[test]
     fn long_keys_are_not_remembered() {
         let blocked = BlockedCounters::new(100);
+        let now = Instant::now();
         let long = "k".repeat(MAX_KEY_BYTES + 1);
-        blocked.learn(&long, 1, count(3, 60_000));
-        assert!(blocked.get(&long, 1).is_none());
+        blocked.learn(&long, 1, count(3, 60_000), now);
+        assert!(blocked.get(&long, 1, now).is_none());
     }
 
     #[test]
     fn a_forgotten_counter_is_asked_again() {
         let blocked = BlockedCounters::new(100);
-        blocked.learn("k", 1, count(3, 60_000));
+        let now = Instant::now();
+        blocked.learn("k", 1, count(3, 60_000), now);
         blocked.forget("k");
-        assert!(blocked.get("k", 1).is_none());
+        assert!(blocked.get("k", 1, now).is_none());
     }
 
     #[test]
     fn entries_end_with_their_window() {
         let blocked = BlockedCounters::new(100);
-        blocked.learn("k", 1, count(3, 30));
-        assert!(blocked.get("k", 1).is_some());
-        std::thread::sleep(Duration::from_millis(40));
-        assert!(blocked.get("k", 1).is_none());
+        let now = Instant::now();
+        blocked.learn("k", 1, count(3, 30), now);
+        assert!(blocked.get("k", 1, now + ms(29)).is_some());
+        assert!(blocked.get("k", 1, now + ms(30)).is_none());
     }
 }

@@ -6,10 +6,12 @@
 //! quota-mode descriptors block only when all of them are over.
 
 mod blocked;
+mod decide;
+mod limits;
 mod plan;
 mod stats;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -17,11 +19,12 @@ use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descri
 use envoy_types::pb::google::protobuf::Struct;
 
 use crate::clock::Unit;
-use crate::config::{Config, Rule};
+use crate::config::Config;
+use crate::key::CheckKey;
 use crate::metrics::Metrics;
-use crate::store::{Count, CounterOp, CounterStore, StoreError};
+use crate::store::{CounterPage, CounterStore, Slide, StoreError};
 pub use blocked::BlockedCounters;
-use plan::{Plan, drop_replaced, plan};
+pub use limits::Limits;
 
 /// A validated request: what to check, for which domain.
 #[derive(Debug)]
@@ -85,53 +88,118 @@ pub struct Counted {
     pub metadata: Option<Arc<Struct>>,
 }
 
+/// How the limiter decides, beyond the config.
+#[derive(Clone, Copy, Debug)]
+pub struct LimiterOptions {
+    pub modes: Modes,
+    /// Share of a limit above which hits count as "near" it (the Go service's NEAR_LIMIT_RATIO).
+    pub near_limit_ratio: f64,
+    /// Most counters known to be over their limit that are answered without the store (see
+    /// [`BlockedCounters`]); 0 turns that cache off. Only a remote store gains from it.
+    pub blocked_cache_keys: u64,
+}
+
+/// The decision core, and the only way the faces reach the counters: every check, listing and
+/// reset goes through here, so that each is measured in one place.
 pub struct Limiter {
-    config: Arc<ArcSwap<Config>>,
+    limits: ArcSwap<Limits>,
+    /// The snapshot the latest [`Limiter::install`] replaced, dropped by the next one: requests
+    /// that loaded it are done by then, so freeing it (milliseconds for a large config) happens
+    /// on the reloading thread and never on a request's path.
+    retired: Mutex<Option<Arc<Limits>>>,
     store: Arc<dyn CounterStore>,
     modes: Modes,
     metrics: Arc<Metrics>,
-    /// Share of a limit above which hits count as "near" it (the Go service's NEAR_LIMIT_RATIO).
     near_limit_ratio: f64,
-    /// Counters known to be over their limit, answered without the store; for remote stores.
+    /// Counters known to be over their limit, answered without the store.
     blocked: Option<BlockedCounters>,
 }
 
-/// Where a counted descriptor's count comes from.
-enum Source {
-    /// The store's answer to `ops[index]`.
-    Store(usize),
-    /// The local cache of counters known to be over their limit.
-    Blocked(Count),
-}
-
 impl Limiter {
+    /// A limiter with no limits until [`Limiter::install`] gives it a config.
     pub fn new(
-        config: Arc<ArcSwap<Config>>,
         store: Arc<dyn CounterStore>,
-        modes: Modes,
         metrics: Arc<Metrics>,
-        near_limit_ratio: f64,
+        options: LimiterOptions,
     ) -> Limiter {
         Limiter {
-            config,
+            limits: ArcSwap::from_pointee(Limits::default()),
+            retired: Mutex::new(None),
             store,
-            modes,
+            modes: options.modes,
             metrics,
-            near_limit_ratio,
-            blocked: None,
+            near_limit_ratio: options.near_limit_ratio,
+            blocked: (options.blocked_cache_keys > 0)
+                .then(|| BlockedCounters::new(options.blocked_cache_keys)),
         }
     }
 
-    /// Answers counters known to be over their limit from a local cache of at most `capacity`
-    /// of them, without asking the store, until their window ends or for at most
-    /// [`blocked::MAX_AGE`].
-    pub fn with_blocked_cache(mut self, capacity: u64) -> Limiter {
-        self.blocked = (capacity > 0).then(|| BlockedCounters::new(capacity));
-        self
+    /// Puts `config` in force: requests from now on see it whole, requests under way finish on
+    /// the one they started with.
+    pub fn install(&self, config: Config) {
+        let replaced = self.limits.swap(Arc::new(Limits::new(config)));
+        let previous = self
+            .retired
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .replace(replaced);
+        drop(previous);
     }
 
-    pub fn store(&self) -> &Arc<dyn CounterStore> {
-        &self.store
+    /// The limits in force.
+    pub fn limits(&self) -> Arc<Limits> {
+        self.limits.load_full()
+    }
+
+    /// Decides a request. Fails only when the store cannot be reached, so that the caller can
+    /// tell Envoy "unavailable" and Envoy's `failure_mode_deny` decides.
+    pub async fn check(&self, check: &Check<'_>) -> Result<Decision, StoreError> {
+        let started = Instant::now();
+        let decision = self.decide(check).await;
+        self.metrics
+            .check_duration
+            .observe(started.elapsed().as_secs_f64());
+        match &decision {
+            Ok(decision) => self.count_check(decision.over_limit),
+            Err(_) => self.metrics.store_request_errors.inc(),
+        }
+        decision
+    }
+
+    /// One hit of a `POST /check` key against its sliding window (see [`crate::store::sliding`]).
+    pub async fn slide(&self, check: &CheckKey) -> Result<Slide, StoreError> {
+        let started = Instant::now();
+        let window = Duration::from_millis(check.window_ms);
+        let slide = self
+            .store
+            .slide(&check.encode(), window, check.limit, 1)
+            .await;
+        let elapsed = started.elapsed().as_secs_f64();
+        self.metrics.store_duration.observe(elapsed);
+        self.metrics.check_duration.observe(elapsed);
+        match &slide {
+            Ok(slide) => self.count_check(!slide.allowed),
+            Err(_) => self.metrics.store_errors.inc(),
+        }
+        slide
+    }
+
+    fn count_check(&self, blocked: bool) {
+        if blocked {
+            self.metrics.checks_blocked.inc();
+        } else {
+            self.metrics.checks_allowed.inc();
+        }
+    }
+
+    /// A page of live counters whose key starts with `prefix` (see [`CounterStore::list`]).
+    pub async fn list(
+        &self,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<CounterPage, StoreError> {
+        self.store.list(prefix, cursor, limit).await
     }
 
     /// Resets one counter in the store and forgets it here if it was known to be blocked.
@@ -144,182 +212,50 @@ impl Limiter {
         Ok(found)
     }
 
-    pub fn config(&self) -> &Arc<ArcSwap<Config>> {
-        &self.config
+    /// The store's name for logs and `/health` (`memory`, `redis`).
+    pub fn store_kind(&self) -> &'static str {
+        self.store.kind()
     }
 
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
-    }
-
-    /// Decides a request. Fails only when the store cannot be reached, so that the caller can
-    /// tell Envoy "unavailable" and Envoy's `failure_mode_deny` decides.
-    pub async fn check(&self, check: &Check<'_>) -> Result<Decision, StoreError> {
-        let started = Instant::now();
-        let decision = self.decide(check).await;
-        self.metrics
-            .check_duration
-            .observe(started.elapsed().as_secs_f64());
-        match &decision {
-            Ok(decision) if decision.over_limit => self.metrics.checks_blocked.inc(),
-            Ok(_) => self.metrics.checks_allowed.inc(),
-            Err(_) => self.metrics.store_request_errors.inc(),
+    /// Brings the store's figures in the metrics up to date (its size, its live evictions); the
+    /// gauges keep their last values when the store cannot say.
+    pub async fn measure_store(&self) {
+        match self.store.approximate_len().await {
+            Ok(counters) => self
+                .metrics
+                .observe_store(counters, self.store.live_evictions()),
+            Err(error) => tracing::warn!(%error, "cannot size the counter store for /metrics"),
         }
-        decision
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::store::MemoryStore;
+
+    fn config(requests: u32) -> Config {
+        let text = format!(
+            "domain: d\ndescriptors:\n  - key: k\n    rate_limit: {{unit: second, requests_per_unit: {requests}}}\n"
+        );
+        Config::from_sources([("d.yaml", text.as_str())]).unwrap()
     }
 
-    async fn decide(&self, check: &Check<'_>) -> Result<Decision, StoreError> {
-        let config = self.config.load_full();
-        let domain = config.domain(check.domain);
-        let mut plans: Vec<Plan> = check
-            .descriptors
-            .iter()
-            .map(|descriptor| plan(domain, descriptor))
-            .collect();
-        drop_replaced(&mut plans);
-
-        // The counters the store is asked about (keys moved, not copied), and where each
-        // counted descriptor's count will come from.
-        let mut ops = Vec::new();
-        let plans: Vec<Plan<Source>> = plans
-            .into_iter()
-            .zip(&check.descriptors)
-            .map(|(plan, descriptor)| match plan {
-                Plan::NoLimit => Plan::NoLimit,
-                Plan::Unlimited => Plan::Unlimited,
-                Plan::Counted {
-                    rule,
-                    unit,
-                    requests_per_unit,
-                    counter: key,
-                } => {
-                    let known = (descriptor.hits >= 0)
-                        .then(|| self.blocked.as_ref()?.get(&key, requests_per_unit))
-                        .flatten();
-                    let source = match known {
-                        Some(count) => Source::Blocked(count),
-                        None => {
-                            ops.push(CounterOp {
-                                key,
-                                window_secs: unit.seconds(),
-                                delta: descriptor.hits,
-                            });
-                            Source::Store(ops.len() - 1)
-                        }
-                    };
-                    Plan::Counted {
-                        rule,
-                        unit,
-                        requests_per_unit,
-                        counter: source,
-                    }
-                }
-            })
-            .collect();
-        let counts = if ops.is_empty() {
-            Vec::new()
-        } else {
-            self.apply(&ops).await?
+    #[test]
+    fn a_replaced_config_is_freed_by_the_next_install_not_by_a_request() {
+        let store = Arc::new(MemoryStore::new(10, Arc::new(ManualClock::new(0))));
+        let options = LimiterOptions {
+            modes: Modes::default(),
+            near_limit_ratio: 0.8,
+            blocked_cache_keys: 0,
         };
-        if counts.len() != ops.len() {
-            return Err(StoreError::Protocol(format!(
-                "{} counts for {} operations",
-                counts.len(),
-                ops.len()
-            )));
-        }
-
-        let outcomes: Vec<Outcome> = plans
-            .into_iter()
-            .zip(&check.descriptors)
-            .map(|(plan, descriptor)| match plan {
-                Plan::NoLimit => Outcome::NoLimit {
-                    quota: self.modes.global_quota,
-                },
-                Plan::Unlimited => Outcome::Unlimited,
-                Plan::Counted {
-                    rule,
-                    unit,
-                    requests_per_unit,
-                    counter: source,
-                } => {
-                    let count = match source {
-                        Source::Store(index) => {
-                            // Within bounds: `counts` has one count per op, checked above.
-                            let count = counts[index];
-                            if let Some(blocked) = &self.blocked {
-                                blocked.learn(&ops[index].key, requests_per_unit, count);
-                            }
-                            count
-                        }
-                        Source::Blocked(count) => {
-                            self.metrics.blocked_cache_hits.inc();
-                            count
-                        }
-                    };
-                    let counted = self.counted(rule, unit, requests_per_unit, count);
-                    self.record(check.domain, rule, descriptor, &counted);
-                    Outcome::Counted(counted)
-                }
-            })
-            .collect();
-        Ok(Decision {
-            over_limit: self.overall_over_limit(&outcomes),
-            outcomes,
-        })
-    }
-
-    /// One store call, timed and counted.
-    async fn apply(&self, ops: &[CounterOp]) -> Result<Vec<Count>, StoreError> {
-        let started = Instant::now();
-        let counts = self.store.apply(ops).await;
-        self.metrics
-            .store_duration
-            .observe(started.elapsed().as_secs_f64());
-        if let Err(error) = &counts {
-            self.metrics.store_errors.inc();
-            tracing::warn!(%error, "counter store call failed");
-        }
-        counts
-    }
-
-    fn counted(
-        &self,
-        rule: Option<&Rule>,
-        unit: Unit,
-        requests_per_unit: u32,
-        count: Count,
-    ) -> Counted {
-        let over = count.value > u64::from(requests_per_unit);
-        let shadow = rule.is_some_and(|rule| rule.shadow_mode);
-        Counted {
-            over_limit: over && !shadow,
-            unit,
-            requests_per_unit,
-            name: rule.and_then(|rule| rule.name.clone()),
-            count: count.value,
-            remaining: u64::from(requests_per_unit).saturating_sub(count.value) as u32,
-            resets_in: count.resets_in,
-            quota: self.modes.global_quota || rule.is_some_and(|rule| rule.quota_mode),
-            metadata: rule.and_then(|rule| rule.metadata.clone()),
-        }
-    }
-
-    /// OVER_LIMIT when any regular descriptor is over, or when there are quota descriptors and
-    /// every one of them is over; never under global shadow mode.
-    fn overall_over_limit(&self, outcomes: &[Outcome]) -> bool {
-        let regular_over = outcomes.iter().any(|outcome| match outcome {
-            Outcome::Counted(counted) => counted.over_limit && !counted.quota,
-            _ => false,
-        });
-        let mut quotas = outcomes.iter().filter_map(|outcome| match outcome {
-            Outcome::Counted(counted) if counted.quota => Some(counted.over_limit),
-            Outcome::NoLimit { quota: true } => Some(false),
-            _ => None,
-        });
-        let all_quotas_over = quotas
-            .next()
-            .is_some_and(|first| first && quotas.all(|over| over));
-        (regular_over || all_quotas_over) && !self.modes.global_shadow
+        let limiter = Limiter::new(store, Arc::new(Metrics::new(10)), options);
+        limiter.install(config(1));
+        let first = Arc::downgrade(&limiter.limits());
+        limiter.install(config(2));
+        assert!(first.upgrade().is_some(), "kept after the first swap");
+        limiter.install(config(3));
+        assert!(first.upgrade().is_none(), "freed by the next one");
     }
 }

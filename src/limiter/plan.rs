@@ -7,17 +7,21 @@ use crate::key::{self, Scope};
 
 use super::{DescriptorCheck, LimitOverride};
 
-/// What one descriptor will need, found before the store is asked. `C` says where its counter
-/// is: first its key, then (once the store has been asked) where its count comes from.
-pub(super) enum Plan<'c, C = String> {
+/// What one descriptor needs, found before the store is asked.
+pub(super) enum Plan<'c> {
     NoLimit,
     Unlimited,
-    Counted {
-        rule: Option<&'c Rule>,
-        unit: Unit,
-        requests_per_unit: u32,
-        counter: C,
-    },
+    Counted { limit: Applied<'c>, key: String },
+}
+
+/// The limit a counted descriptor is counted against.
+#[derive(Clone, Copy)]
+pub(super) struct Applied<'c> {
+    pub domain: &'c DomainTree,
+    /// The config's rule; `None` for a request's own limit.
+    pub rule: Option<&'c Rule>,
+    pub unit: Unit,
+    pub requests_per_unit: u32,
 }
 
 pub(super) fn plan<'c>(
@@ -27,7 +31,6 @@ pub(super) fn plan<'c>(
     let Some(domain) = domain else {
         return Plan::NoLimit;
     };
-    let values = descriptor.entries.iter().map(|entry| entry.value.as_str());
     if let Some(LimitOverride {
         unit,
         requests_per_unit,
@@ -42,36 +45,42 @@ pub(super) fn plan<'c>(
             value: &entry.value,
         });
         return Plan::Counted {
-            rule: None,
-            unit,
-            requests_per_unit,
-            counter: key::encode(&domain.name, scope, levels),
+            limit: Applied {
+                domain,
+                rule: None,
+                unit,
+                requests_per_unit,
+            },
+            key: key::encode(&domain.name, scope, levels),
         };
     }
     let pairs = descriptor
         .entries
         .iter()
         .map(|entry| (entry.key.as_str(), entry.value.as_str()));
-    match domain.find(pairs) {
-        None => Plan::NoLimit,
-        Some(rule) => match rule.limit {
-            Limit::Unlimited => Plan::Unlimited,
-            Limit::Limited {
-                unit,
-                requests_per_unit,
-            } => Plan::Counted {
-                rule: Some(rule),
-                unit,
-                requests_per_unit,
-                counter: key::encode(
-                    &domain.name,
-                    Scope::Rule {
-                        window_secs: unit.seconds(),
-                    },
-                    rule.key_levels(values),
-                ),
-            },
-        },
+    let Some(rule) = domain.find(pairs) else {
+        return Plan::NoLimit;
+    };
+    match rule.limit {
+        Limit::Unlimited => Plan::Unlimited,
+        Limit::Limited {
+            unit,
+            requests_per_unit,
+        } => {
+            let values = descriptor.entries.iter().map(|entry| entry.value.as_str());
+            let scope = Scope::Rule {
+                window_secs: unit.seconds(),
+            };
+            Plan::Counted {
+                limit: Applied {
+                    domain,
+                    rule: Some(rule),
+                    unit,
+                    requests_per_unit,
+                },
+                key: key::encode(&domain.name, scope, rule.key_levels(values)),
+            }
+        }
     }
 }
 
@@ -81,7 +90,10 @@ pub(super) fn drop_replaced(plans: &mut [Plan<'_>]) {
         .iter()
         .filter_map(|plan| match plan {
             Plan::Counted {
-                rule: Some(rule), ..
+                limit: Applied {
+                    rule: Some(rule), ..
+                },
+                ..
             } => Some(rule.replaces.iter().map(String::as_str)),
             _ => None,
         })
@@ -91,7 +103,7 @@ pub(super) fn drop_replaced(plans: &mut [Plan<'_>]) {
         return;
     }
     for plan in plans.iter_mut() {
-        let is_replaced = matches!(plan, Plan::Counted { rule: Some(rule), .. }
+        let is_replaced = matches!(plan, Plan::Counted { limit: Applied { rule: Some(rule), .. }, .. }
             if rule.name.as_deref().is_some_and(|name| replaced.contains(&name)));
         if is_replaced {
             *plan = Plan::NoLimit;

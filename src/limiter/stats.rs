@@ -1,7 +1,8 @@
 //! A counted descriptor's hits in its rule's metrics, apportioned as the Go service does.
 
+use super::limits::Limits;
+use super::plan::Applied;
 use super::{Counted, DescriptorCheck, Limiter};
-use crate::config::Rule;
 use crate::metrics::RuleCounters;
 
 impl Limiter {
@@ -9,19 +10,20 @@ impl Limiter {
     /// request's own limit is labelled by its entry keys only, never its values.
     pub(super) fn record(
         &self,
-        domain: &str,
-        rule: Option<&Rule>,
+        limits: &Limits,
+        limit: Applied<'_>,
         descriptor: &DescriptorCheck<'_>,
         counted: &Counted,
     ) {
         let Ok(hits) = u64::try_from(descriptor.hits) else {
             return;
         };
-        let limit = u64::from(counted.requests_per_unit);
-        let near_threshold = (limit as f64 * self.near_limit_ratio).floor() as u64;
+        let requests = u64::from(counted.requests_per_unit);
+        let near_threshold = (requests as f64 * self.near_limit_ratio).floor() as u64;
         let record = |counters: &RuleCounters, shadow: bool| {
-            counters.record(hits, counted.count, limit, near_threshold, shadow)
+            counters.record(hits, counted.count, requests, near_threshold, shadow)
         };
+        let domain = &limit.domain.name;
         let values = || {
             descriptor
                 .entries
@@ -29,17 +31,14 @@ impl Limiter {
                 .map(|entry| entry.value.as_str())
                 .collect::<Vec<_>>()
         };
-        match rule {
+        match limit.rule {
             Some(rule) if rule.has_dynamic_stats() => {
-                record(
-                    &self
-                        .metrics
-                        .dynamic_rule_counters(domain, &rule.stats_segments(&values())),
-                    rule.shadow_mode,
-                );
+                let segments = rule.stats_segments(&values());
+                let counters = self.metrics.dynamic_rule_counters(domain, &segments);
+                record(&counters, rule.shadow_mode);
             }
             Some(rule) => {
-                let counters = rule.counters.get_or_init(|| {
+                let counters = limits.rule_counters(limit.domain, rule, || {
                     self.metrics
                         .rule_counters(domain, &rule.stats_segments(&values()))
                 });

@@ -7,22 +7,17 @@
 //! come from the config, never from requests, unless a rule asks for `detailed_metric` or
 //! `value_to_metric`; even then the number of series is capped.
 
+mod define;
 mod rules;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use define::{counter, counter_vec, gauge, histogram, histogram_vec};
 use rules::RuleSeries;
 pub use rules::{OVERFLOW_KEY, RuleCounters};
 
-use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-};
-
-/// Latency buckets in seconds, fine below a millisecond where a healthy check lives.
-const LATENCY_BUCKETS: &[f64] = &[
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
-];
+use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, Registry};
 
 /// The RLS method's name in `grpc_method` labels, as the Go service has it.
 const SHOULD_RATE_LIMIT: &str = "ShouldRateLimit";
@@ -80,149 +75,103 @@ impl Metrics {
     /// A fresh registry with every metric; at most `max_dynamic_series` stats keys that come
     /// from request values get their own series.
     pub fn new(max_dynamic_series: usize) -> Metrics {
-        let registry = Registry::new();
-        let checked = register(
-            &registry,
-            IntCounterVec::new(
-                Opts::new(
-                    "ratelimiter_requests_checked_total",
-                    "Rate limit checks, by whether the request was allowed",
-                ),
-                &["result"],
-            ),
+        let r = Registry::new();
+        let checked = counter_vec(
+            &r,
+            "ratelimiter_requests_checked_total",
+            "Rate limit checks, by whether the request was allowed",
+            &["result"],
         );
-        let errors = register(
-            &registry,
-            IntCounterVec::new(
-                Opts::new(
-                    "ratelimit_service_should_rate_limit_error",
-                    "ShouldRateLimit calls that failed: service_error (bad request) or redis_error (counter store)",
-                ),
-                &["err_type"],
-            ),
+        let errors = counter_vec(
+            &r,
+            "ratelimit_service_should_rate_limit_error",
+            "ShouldRateLimit calls that failed: service_error (bad request) or redis_error (counter store)",
+            &["err_type"],
         );
-        let grpc_calls = register(
-            &registry,
-            IntCounterVec::new(
-                Opts::new("ratelimit_service_total_requests", "gRPC calls, by method"),
-                &["grpc_method"],
-            ),
+        let grpc_calls = counter_vec(
+            &r,
+            "ratelimit_service_total_requests",
+            "gRPC calls, by method",
+            &["grpc_method"],
         );
-        let grpc_time = register(
-            &registry,
-            HistogramVec::new(
-                HistogramOpts::new(
-                    "ratelimit_service_response_time_seconds",
-                    "gRPC call latency, by method",
-                )
-                .buckets(LATENCY_BUCKETS.to_vec()),
-                &["grpc_method"],
-            ),
+        let grpc_time = histogram_vec(
+            &r,
+            "ratelimit_service_response_time_seconds",
+            "gRPC call latency, by method",
+            &["grpc_method"],
         );
         Metrics {
             checks_allowed: checked.with_label_values(&["allowed"]),
             checks_blocked: checked.with_label_values(&["blocked"]),
-            check_duration: register(
-                &registry,
-                Histogram::with_opts(
-                    HistogramOpts::new(
-                        "ratelimiter_check_duration_seconds",
-                        "Time to decide a rate limit check",
-                    )
-                    .buckets(LATENCY_BUCKETS.to_vec()),
-                ),
+            check_duration: histogram(
+                &r,
+                "ratelimiter_check_duration_seconds",
+                "Time to decide a rate limit check",
             ),
-            node_up: register(
-                &registry,
-                IntGauge::new(
-                    "ratelimiter_node_up",
-                    "1 while this node serves, 0 while it drains",
-                ),
+            node_up: gauge(
+                &r,
+                "ratelimiter_node_up",
+                "1 while this node serves, 0 while it drains",
             ),
-            active_counters: register(
-                &registry,
-                IntGauge::new("ratelimiter_active_counters", "Counters held by the store"),
+            active_counters: gauge(
+                &r,
+                "ratelimiter_active_counters",
+                "Counters held by the store",
             ),
-            memory_live_evictions: register(
-                &registry,
-                IntCounter::new(
-                    "ratelimiter_memory_live_evictions_total",
-                    "Counters the full memory store dropped before their window ended (those limits under-count)",
-                ),
+            memory_live_evictions: counter(
+                &r,
+                "ratelimiter_memory_live_evictions_total",
+                "Counters the full memory store dropped before their window ended (those limits under-count)",
             ),
-            store_errors: register(
-                &registry,
-                IntCounter::new(
-                    "ratelimiter_store_errors_total",
-                    "Counter store calls that failed",
-                ),
+            store_errors: counter(
+                &r,
+                "ratelimiter_store_errors_total",
+                "Counter store calls that failed",
             ),
-            store_duration: register(
-                &registry,
-                Histogram::with_opts(
-                    HistogramOpts::new(
-                        "ratelimiter_store_duration_seconds",
-                        "Time of one counter store call (one batch)",
-                    )
-                    .buckets(LATENCY_BUCKETS.to_vec()),
-                ),
+            store_duration: histogram(
+                &r,
+                "ratelimiter_store_duration_seconds",
+                "Time of one counter store call (one batch)",
             ),
-            config_load_success: register(
-                &registry,
-                IntCounter::new(
-                    "ratelimit_service_config_load_success",
-                    "Config loads that succeeded",
-                ),
+            config_load_success: counter(
+                &r,
+                "ratelimit_service_config_load_success",
+                "Config loads that succeeded",
             ),
-            config_load_error: register(
-                &registry,
-                IntCounter::new(
-                    "ratelimit_service_config_load_error",
-                    "Config loads that failed (the previous config stays)",
-                ),
+            config_load_error: counter(
+                &r,
+                "ratelimit_service_config_load_error",
+                "Config loads that failed (the previous config stays)",
             ),
             service_errors: errors.with_label_values(&["service_error"]),
             store_request_errors: errors.with_label_values(&["redis_error"]),
             should_rate_limit_calls: grpc_calls.with_label_values(&[SHOULD_RATE_LIMIT]),
             should_rate_limit_time: grpc_time.with_label_values(&[SHOULD_RATE_LIMIT]),
-            registry_heartbeat_failures: register(
-                &registry,
-                IntCounter::new(
-                    "ratelimiter_registry_heartbeat_failures_total",
-                    "Node registry heartbeats that could not be written",
-                ),
+            registry_heartbeat_failures: counter(
+                &r,
+                "ratelimiter_registry_heartbeat_failures_total",
+                "Node registry heartbeats that could not be written",
             ),
-            blocked_cache_hits: register(
-                &registry,
-                IntCounter::new(
-                    "ratelimiter_blocked_cache_hits_total",
-                    "Descriptors answered over-limit from this node's cache of blocked counters, without the store",
-                ),
+            blocked_cache_hits: counter(
+                &r,
+                "ratelimiter_blocked_cache_hits_total",
+                "Descriptors answered over-limit from this node's cache of blocked counters, without the store",
             ),
-            http_requests: register(
-                &registry,
-                IntCounterVec::new(
-                    Opts::new(
-                        "ratelimiter_http_requests_total",
-                        "HTTP API requests, by route pattern and status",
-                    ),
-                    &["route", "status"],
-                ),
+            http_requests: counter_vec(
+                &r,
+                "ratelimiter_http_requests_total",
+                "HTTP API requests, by route pattern and status",
+                &["route", "status"],
             ),
-            http_duration: register(
-                &registry,
-                HistogramVec::new(
-                    HistogramOpts::new(
-                        "ratelimiter_http_request_duration_seconds",
-                        "HTTP API request latency, by route pattern and status",
-                    )
-                    .buckets(LATENCY_BUCKETS.to_vec()),
-                    &["route", "status"],
-                ),
+            http_duration: histogram_vec(
+                &r,
+                "ratelimiter_http_request_duration_seconds",
+                "HTTP API request latency, by route pattern and status",
+                &["route", "status"],
             ),
             live_evictions_seen: AtomicU64::new(0),
-            rules: RuleSeries::new(&registry, max_dynamic_series),
-            registry,
+            rules: RuleSeries::new(&r, max_dynamic_series),
+            registry: r,
         }
     }
 
@@ -263,18 +212,6 @@ impl Metrics {
     pub fn dynamic_rule_counters(&self, domain: &str, segments: &[String]) -> RuleCounters {
         self.rules.dynamic(domain, segments)
     }
-}
-
-/// Registers a metric; the names above are distinct, so registration cannot collide.
-pub(crate) fn register<M: prometheus::core::Collector + Clone + 'static>(
-    registry: &Registry,
-    metric: Result<M, prometheus::Error>,
-) -> M {
-    let metric = metric.expect("metric definitions above are valid");
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("metric names above are unique");
-    metric
 }
 
 #[cfg(test)]

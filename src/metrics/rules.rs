@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, Registry};
 
-use super::register;
+use super::define::counter_vec;
 
 /// Label value standing for every stats key beyond the series cap, or too long to be a label.
 pub const OVERFLOW_KEY: &str = "_overflow_";
@@ -43,12 +43,8 @@ pub struct RuleCounters {
 
 impl RuleSeries {
     pub(super) fn new(registry: &Registry, max_dynamic: usize) -> RuleSeries {
-        let family = |name: &str, help: &str| {
-            register(
-                registry,
-                IntCounterVec::new(Opts::new(name, help), &["domain", "key1", "key2"]),
-            )
-        };
+        let family =
+            |name: &str, help: &str| counter_vec(registry, name, help, &["domain", "key1", "key2"]);
         RuleSeries {
             families: RuleFamilies {
                 total_hits: family(

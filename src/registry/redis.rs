@@ -6,23 +6,36 @@
 //! Redis that restarted or was flushed gets the entry back at the next beat, or at once after
 //! the store reconnects.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use futures_util::future::try_join_all;
+use redis::Script;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{NodeDirectory, NodeInfo, NodeState};
+use super::{NodeDirectory, NodeInfo, NodeState, RegistryOptions};
 use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::settings::RegistrySettings;
-use crate::store::redis::{RedisLink, RedisSetupError, scan_all, scripts};
+use crate::store::redis::{RedisLink, scan_all};
 use crate::store::{BoxFuture, StoreError};
 
 /// Where entries live, whatever `--redis-key-prefix` says: every node of a fleet must find every
 /// other. Counter keys (`ratelimit:` by default) never start with it.
 pub const KEY_PREFIX: &str = "ratelimiter:nodes:";
+
+/// Writes a node's entry afresh and sets its TTL, in one step, so that no entry is ever left
+/// without one. `KEYS[1]`: the entry; `ARGV[1]`: TTL in ms; then field, value pairs.
+static REGISTER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+",
+    )
+});
 
 pub struct NodeRegistry {
     link: Arc<RedisLink>,
@@ -43,23 +56,12 @@ struct Entry {
 }
 
 impl NodeRegistry {
-    /// Refuses settings under which entries would expire between heartbeats.
-    pub fn check(settings: &RegistrySettings) -> Result<(), RedisSetupError> {
-        if settings.node_heartbeat >= settings.node_ttl {
-            return Err(RedisSetupError::HeartbeatNotBelowTtl {
-                heartbeat: settings.node_heartbeat,
-                ttl: settings.node_ttl,
-            });
-        }
-        Ok(())
-    }
-
     /// Registers `me` and keeps the entry alive until [`NodeRegistry::unregister`] or until
     /// `stop` fires (then the entry is left to expire).
     pub fn start(
         link: Arc<RedisLink>,
         me: &NodeInfo,
-        settings: &RegistrySettings,
+        options: RegistryOptions,
         health: Arc<Health>,
         metrics: Arc<Metrics>,
         stop: &CancellationToken,
@@ -71,7 +73,7 @@ impl NodeRegistry {
             .as_millis();
         let entry = Entry {
             key: format!("{KEY_PREFIX}{}", me.id),
-            ttl: settings.node_ttl,
+            ttl: options.ttl,
             fields: vec![
                 ("address", me.address.clone()),
                 ("grpc_address", me.grpc_address.clone()),
@@ -84,7 +86,7 @@ impl NodeRegistry {
         let task = tokio::spawn(heartbeat(
             link.clone(),
             entry.clone(),
-            settings.node_heartbeat,
+            options.heartbeat,
             metrics,
             stop.clone(),
         ));
@@ -191,7 +193,7 @@ async fn heartbeat(
 
 async fn register(link: &RedisLink, entry: &Entry) -> Result<(), StoreError> {
     link.run_slow(|mut connection| async move {
-        let mut call = scripts::REGISTER.key(&entry.key);
+        let mut call = REGISTER.key(&entry.key);
         call.arg(entry.ttl.as_millis() as u64);
         for (field, value) in &entry.fields {
             call.arg(*field).arg(value);

@@ -3,8 +3,8 @@
 
 use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitRequest;
 
+use super::error::RequestError;
 use crate::clock::Unit;
-use crate::error::RequestError;
 use crate::limiter::{Check, DescriptorCheck, LimitOverride};
 
 /// Bounds on what one request may ask for.

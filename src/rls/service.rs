@@ -14,10 +14,14 @@ use tonic::{Request, Response, Status};
 use super::request::{self, RequestLimits};
 use super::response::{self, ResponseOptions};
 use crate::limiter::Limiter;
+use crate::metrics::Metrics;
 use crate::store::BoxFuture;
 
 pub struct RateLimitGrpc {
     limiter: Arc<Limiter>,
+    /// The gRPC method's own figures (calls, latency, refused requests); the limiter records
+    /// the decisions.
+    metrics: Arc<Metrics>,
     limits: RequestLimits,
     response: ResponseOptions,
 }
@@ -25,11 +29,13 @@ pub struct RateLimitGrpc {
 impl RateLimitGrpc {
     pub fn new(
         limiter: Arc<Limiter>,
+        metrics: Arc<Metrics>,
         limits: RequestLimits,
         response: ResponseOptions,
     ) -> RateLimitGrpc {
         RateLimitGrpc {
             limiter,
+            metrics,
             limits,
             response,
         }
@@ -50,7 +56,7 @@ impl RateLimitGrpc {
 impl RateLimitGrpc {
     async fn answer(&self, request: RateLimitRequest) -> Result<RateLimitResponse, Status> {
         let check = request::validate(&request, &self.limits)
-            .inspect_err(|_| self.limiter.metrics().service_errors.inc())?;
+            .inspect_err(|_| self.metrics.service_errors.inc())?;
         let decision = self.limiter.check(&check).await?;
         Ok(response::build(&request, &decision, &self.response))
     }
@@ -64,9 +70,8 @@ impl RateLimitService for RateLimitGrpc {
     ) -> Result<Response<RateLimitResponse>, Status> {
         let started = Instant::now();
         let answer = self.answer(request.into_inner()).await;
-        let metrics = self.limiter.metrics();
-        metrics.should_rate_limit_calls.inc();
-        metrics
+        self.metrics.should_rate_limit_calls.inc();
+        self.metrics
             .should_rate_limit_time
             .observe(started.elapsed().as_secs_f64());
         answer.map(Response::new)

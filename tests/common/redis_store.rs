@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use clap::Parser;
 use ratelimiter::health::Health;
+use ratelimiter::server::options;
 use ratelimiter::settings::{Cli, Command};
 use ratelimiter::store::RedisStore;
 use ratelimiter::store::redis::RedisLink;
@@ -40,14 +41,10 @@ pub async fn connect(url: &str, flags: &[&str], prefix: &str) -> Connected {
     };
     let health = Arc::new(Health::new(SystemTime::now()));
     let stop = CancellationToken::new();
-    let link = RedisLink::start(
-        settings.redis_url.as_ref().unwrap(),
-        &settings.redis,
-        health.clone(),
-        stop.clone(),
-    )
-    .await
-    .unwrap();
+    let redis = options::redis(&settings).expect("--redis-url given");
+    let link = RedisLink::start(&redis, health.clone(), stop.clone())
+        .await
+        .unwrap();
     let store = Arc::new(RedisStore::new(link.clone(), prefix));
     Connected {
         link,

@@ -11,22 +11,23 @@ use std::sync::Arc;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::{Api, reply};
-use crate::error::ApiError;
+use super::api::Api;
+use super::error::ApiError;
+use super::reply;
 use crate::rls;
 
 /// What the error for an empty or non-object body shows as an example.
 const EXAMPLE: &str = r#"{"domain": "edge", "descriptors": [{"entries": [{"key": "remote_address", "value": "10.0.0.1"}]}]}"#;
 
 pub async fn handle(api: Arc<Api>, body: Result<Vec<u8>, ApiError>) -> Result<Response, ApiError> {
-    let metrics = api.limiter.metrics();
+    let metrics = &api.metrics;
     let request = reply::json_object(&body?, EXAMPLE)
         .and_then(|fields| request::parse(&fields))
         .inspect_err(|_| metrics.service_errors.inc())?;
-    let check = rls::request::validate(&request, &api.request_limits)
+    let check = rls::request::validate(&request, &api.options.request_limits)
         .inspect_err(|_| metrics.service_errors.inc())?;
     let decision = api.limiter.check(&check).await?;
-    let answer = rls::response::build(&request, &decision, &api.responses);
+    let answer = rls::response::build(&request, &decision, &api.options.responses);
     let status = if decision.over_limit {
         StatusCode::TOO_MANY_REQUESTS
     } else {

@@ -11,7 +11,7 @@ use envoy_types::pb::google::protobuf::UInt64Value;
 use serde_json::{Map, Value};
 
 use crate::clock::Unit;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 pub fn parse(fields: &Map<String, Value>) -> Result<RateLimitRequest, ApiError> {
     let [domain, descriptors, hits_addend] =

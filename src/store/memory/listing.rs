@@ -4,14 +4,31 @@
 use std::time::Duration;
 
 use super::{MemoryStore, SHARDS, lock};
-use crate::store::{CounterEntry, CounterPage};
+use crate::store::{CounterEntry, CounterPage, StoreError};
 
 /// Counters examined per listed counter requested, at most: a page on a store where few keys
 /// match the prefix ends early (with a cursor to go on) instead of scanning everything.
 const SCAN_FACTOR: usize = 16;
 
 impl MemoryStore {
-    pub(super) fn list_page(&self, prefix: &str, cursor: Position, limit: usize) -> CounterPage {
+    /// A page of live counters whose key starts with `prefix`, from `cursor` (a position an
+    /// earlier page handed out; `None` to start).
+    pub(super) fn list_page(
+        &self,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<CounterPage, StoreError> {
+        let cursor = match cursor {
+            None => Position::default(),
+            Some(text) => {
+                Position::parse(text).ok_or_else(|| StoreError::BadCursor(text.to_string()))?
+            }
+        };
+        Ok(self.walk(prefix, cursor, limit))
+    }
+
+    fn walk(&self, prefix: &str, cursor: Position, limit: usize) -> CounterPage {
         let now = self.clock.now_ms();
         let mut counters = Vec::new();
         let mut budget = limit.saturating_mul(SCAN_FACTOR).max(limit);
@@ -45,13 +62,13 @@ impl MemoryStore {
 /// Where a listing stopped: shard and index in it. Counters that move while a listing is under
 /// way (evicted, swept) may be missed or repeated, as with Redis SCAN.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(super) struct Position {
+struct Position {
     shard: usize,
     index: usize,
 }
 
 impl Position {
-    pub(super) fn parse(cursor: &str) -> Option<Position> {
+    fn parse(cursor: &str) -> Option<Position> {
         let (shard, index) = cursor.split_once('.')?;
         let position = Position {
             shard: shard.parse().ok()?,

@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use listing::Position;
 use shard::{Capacity, Counter, Shard, lock};
 
 use super::sliding::{Buckets, Slide};
@@ -188,13 +187,7 @@ impl CounterStore for MemoryStore {
         cursor: Option<&'a str>,
         limit: usize,
     ) -> BoxFuture<'a, Result<CounterPage, StoreError>> {
-        let page = match cursor {
-            None => Ok(self.list_page(prefix, Position::default(), limit)),
-            Some(text) => Position::parse(text)
-                .map(|position| self.list_page(prefix, position, limit))
-                .ok_or_else(|| StoreError::BadCursor(text.to_string())),
-        };
-        Box::pin(std::future::ready(page))
+        Box::pin(std::future::ready(self.list_page(prefix, cursor, limit)))
     }
 
     fn reset<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {

@@ -55,20 +55,43 @@ pub async fn run(
             replies[index] = reply;
         }
     }
-    let mut out = vec![[0, 0]; keys.len()];
+    pairs(keys.len(), &groups, replies)
+}
+
+/// Puts each call's reply back in key order: `replies[i]` answers `groups[i]` with two numbers
+/// per key. A missing reply, or one with the wrong count, is an error and never a count of 0:
+/// a zero would admit the request.
+fn pairs(
+    keys: usize,
+    groups: &[(u16, Vec<usize>)],
+    replies: Vec<Reply>,
+) -> RedisResult<Vec<[i64; 2]>> {
+    if replies.len() != groups.len() {
+        return Err(wrong_count("a counter batch", replies.len(), groups.len()));
+    }
+    let mut out = vec![[0, 0]; keys];
     for ((_, group), reply) in groups.iter().zip(replies) {
         let numbers = Vec::<i64>::from_redis_value(reply?.extract_error()?)?;
         if numbers.len() != 2 * group.len() {
-            return Err(RedisError::from((
-                ErrorKind::UnexpectedReturnType,
-                "a counter script answered the wrong number of values",
-            )));
+            return Err(wrong_count(
+                "a counter script",
+                numbers.len(),
+                2 * group.len(),
+            ));
         }
         for (&index, pair) in group.iter().zip(numbers.chunks_exact(2)) {
             out[index] = [pair[0], pair[1]];
         }
     }
     Ok(out)
+}
+
+fn wrong_count(what: &str, got: usize, wanted: usize) -> RedisError {
+    RedisError::from((
+        ErrorKind::UnexpectedReturnType,
+        "wrong number of replies",
+        format!("{what} answered {got} values where {wanted} were expected"),
+    ))
 }
 
 /// One call's reply: a failed pipeline fails the whole request, a refused call only itself.
@@ -120,11 +143,13 @@ async fn by_master(
         async move {
             let commands: Vec<Cmd> = indexes.iter().map(|&index| calls[index].clone()).collect();
             let replies: Vec<Reply> = match master {
-                Some(master) => cluster::pipeline(&mut cluster, master, &commands)
-                    .await?
-                    .into_iter()
-                    .map(Ok)
-                    .collect(),
+                Some(master) => {
+                    let replies = cluster::pipeline(&mut cluster, master, &commands).await?;
+                    if replies.len() != commands.len() {
+                        return Err(wrong_count("a pipeline", replies.len(), commands.len()));
+                    }
+                    replies.into_iter().map(Ok).collect()
+                }
                 None => vec![cluster.req_packed_command(&commands[0]).await],
             };
             Ok::<_, RedisError>(indexes.iter().copied().zip(replies).collect::<Vec<_>>())
@@ -161,4 +186,37 @@ fn slot_groups(keys: &[String], cluster: bool) -> Vec<(u16, Vec<usize>)> {
         }
     }
     groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(numbers: &[i64]) -> Reply {
+        Ok(Value::Array(
+            numbers.iter().map(|&n| Value::Int(n)).collect(),
+        ))
+    }
+
+    #[test]
+    fn replies_go_back_in_key_order() {
+        let groups = vec![(1, vec![0, 2]), (2, vec![1])];
+        let out = pairs(3, &groups, vec![reply(&[5, 10, 7, 20]), reply(&[6, 30])]).unwrap();
+        assert_eq!(out, [[5, 10], [6, 30], [7, 20]]);
+    }
+
+    #[test]
+    fn a_short_batch_reply_is_an_error_not_a_count_of_zero() {
+        let groups = vec![(1, vec![0]), (2, vec![1])];
+        let error = pairs(2, &groups, vec![reply(&[5, 10])]).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::UnexpectedReturnType);
+        assert!(error.to_string().contains("1 values where 2"), "{error}");
+    }
+
+    #[test]
+    fn a_short_script_reply_is_an_error_not_a_count_of_zero() {
+        let groups = vec![(1, vec![0, 1])];
+        assert!(pairs(2, &groups, vec![reply(&[5, 10])]).is_err());
+        assert!(pairs(2, &groups, vec![reply(&[5, 10, 1, 2, 3, 4])]).is_err());
+    }
 }

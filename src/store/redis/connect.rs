@@ -1,5 +1,5 @@
-//! From flags to connections: parse `--redis-url` for the chosen `--redis-type`, load TLS files,
-//! and dial one [`Connection`] (a single node, the master the sentinels name, or a cluster).
+//! From options to connections: parse the URLs for the kind of deployment, load TLS files, and
+//! dial one [`Connection`] (a single node, the master the sentinels name, or a cluster).
 //!
 //! Error texts never carry the URL: it may hold a password.
 
@@ -15,8 +15,8 @@ use redis::{
     IntoConnectionInfo, Pipeline, RedisFuture, RedisResult, TlsCertificates, TlsMode, Value,
 };
 
+use super::options::{RedisKind, RedisOptions, TlsFiles};
 use super::switch::MasterSwitches;
-use crate::settings::{RedisSettings, RedisType, Secret};
 
 /// Cluster connections never retry: a script retried after a lost reply, or a pipeline retried
 /// whole after one MOVED reply, would count twice. A failed call answers UNAVAILABLE instead, and
@@ -36,8 +36,6 @@ pub enum RedisSetupError {
     TlsFile { path: String, error: std::io::Error },
     #[error("cannot set up the Redis client: {0}")]
     Client(String),
-    #[error("--node-heartbeat ({heartbeat:?}) must be shorter than --node-ttl ({ttl:?})")]
-    HeartbeatNotBelowTtl { heartbeat: Duration, ttl: Duration },
 }
 
 /// One live connection; cloning it is cheap (both kinds are handles to a background task).
@@ -85,20 +83,20 @@ pub enum Target {
 }
 
 impl Target {
-    /// Builds the client for the flags; connects to nothing yet.
-    pub fn new(url: &Secret, settings: &RedisSettings) -> Result<Target, RedisSetupError> {
-        let infos = parse_urls(url.expose())?;
+    /// Builds the client for `options`; connects to nothing yet.
+    pub fn new(options: &RedisOptions) -> Result<Target, RedisSetupError> {
+        let urls = options.urls.expose();
+        let infos = parse_urls(urls)?;
         if infos.iter().any(|info| is_tls(info.addr())) {
             // redis-rs's rustls needs a process-wide crypto provider; a second install (another
             // store in the same process) fails harmlessly.
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
-        let certificates = certificates(settings)?;
-        let client_error = |error: redis::RedisError| {
-            RedisSetupError::Client(redact(&error.to_string(), url.expose()))
-        };
-        match settings.redis_type {
-            RedisType::Single => {
+        let certificates = certificates(&options.tls)?;
+        let client_error =
+            |error: redis::RedisError| RedisSetupError::Client(redact(&error.to_string(), urls));
+        match options.kind {
+            RedisKind::Single => {
                 let [info] = <[ConnectionInfo; 1]>::try_from(infos)
                     .map_err(|infos| RedisSetupError::TooManyUrls(infos.len()))?;
                 let client = match certificates {
@@ -107,34 +105,32 @@ impl Target {
                 };
                 client.map(Target::Single).map_err(client_error)
             }
-            RedisType::Cluster => {
+            RedisKind::Cluster => {
                 let mut builder = ClusterClientBuilder::new(infos)
-                    .connection_timeout(settings.redis_connect_timeout)
-                    .response_timeout(response_timeout(settings))
+                    .connection_timeout(options.connect_timeout)
+                    .response_timeout(response_timeout(options))
                     .retries(CLUSTER_RETRIES);
                 if let Some(certificates) = certificates {
                     builder = builder.certs(certificates);
                 }
                 builder.build().map(Target::Cluster).map_err(client_error)
             }
-            RedisType::Sentinel => {
-                let master = settings
-                    .redis_sentinel_master
+            RedisKind::Sentinel => {
+                let master = options
+                    .sentinel_master
                     .as_deref()
                     .ok_or(RedisSetupError::NoSentinelMaster)?;
+                let sentinel_password = options.sentinel_password.as_ref().map(|p| p.expose());
                 let switches = MasterSwitches::new(
                     &infos,
                     master,
-                    settings
-                        .redis_sentinel_password
-                        .as_ref()
-                        .map(Secret::expose),
+                    sentinel_password,
                     certificates.as_ref(),
-                    settings.redis_connect_timeout,
+                    options.connect_timeout,
                 )
                 .map_err(client_error)?;
-                let client =
-                    sentinel(infos, master, settings, certificates).map_err(client_error)?;
+                let client = sentinel(infos, master, sentinel_password, certificates)
+                    .map_err(client_error)?;
                 Ok(Target::Sentinel(client, switches))
             }
         }
@@ -154,10 +150,10 @@ impl Target {
 
     /// One connection attempt (for a sentinel setup: ask the sentinels, then connect to the
     /// master they name).
-    pub async fn dial(&mut self, settings: &RedisSettings) -> RedisResult<Connection> {
+    pub async fn dial(&mut self, options: &RedisOptions) -> RedisResult<Connection> {
         let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(settings.redis_connect_timeout))
-            .set_response_timeout(Some(response_timeout(settings)));
+            .set_connection_timeout(Some(options.connect_timeout))
+            .set_response_timeout(Some(response_timeout(options)));
         match self {
             Target::Single(client) => client
                 .get_multiplexed_async_connection_with_config(&config)
@@ -172,13 +168,13 @@ impl Target {
     }
 }
 
-/// redis-rs's own bound on a reply: a backstop only. Requests are bounded by `--redis-timeout`
+/// redis-rs's own bound on a reply: a backstop only. Requests are bounded by their timeout
 /// around the call, which always fires first, so that a slow reply fails one request and does
 /// not count as a broken connection.
-fn response_timeout(settings: &RedisSettings) -> Duration {
-    settings
-        .redis_connect_timeout
-        .max(settings.redis_timeout)
+fn response_timeout(options: &RedisOptions) -> Duration {
+    options
+        .connect_timeout
+        .max(options.timeout)
         .saturating_mul(2)
 }
 
@@ -236,7 +232,7 @@ pub fn redact(text: &str, urls: &str) -> String {
 fn sentinel(
     infos: Vec<ConnectionInfo>,
     master: &str,
-    settings: &RedisSettings,
+    sentinel_password: Option<&str>,
     certificates: Option<TlsCertificates>,
 ) -> RedisResult<SentinelClient> {
     // The first URL's user and password authenticate to the master; sentinels have their own.
@@ -250,8 +246,8 @@ fn sentinel(
     if let Some(password) = credentials.password() {
         builder = builder.set_client_to_redis_password(password);
     }
-    if let Some(password) = &settings.redis_sentinel_password {
-        builder = builder.set_client_to_sentinel_password(password.expose());
+    if let Some(password) = sentinel_password {
+        builder = builder.set_client_to_sentinel_password(password);
     }
     if tls {
         builder = builder
@@ -267,14 +263,14 @@ fn sentinel(
 }
 
 /// The CA and client certificate files, when any is given.
-fn certificates(settings: &RedisSettings) -> Result<Option<TlsCertificates>, RedisSetupError> {
-    let root_cert = settings.redis_tls_ca.as_deref().map(read).transpose()?;
-    let client_tls = match (&settings.redis_tls_cert, &settings.redis_tls_key) {
-        (Some(cert), Some(key)) => Some(ClientTlsConfig {
+fn certificates(files: &TlsFiles) -> Result<Option<TlsCertificates>, RedisSetupError> {
+    let root_cert = files.ca.as_deref().map(read).transpose()?;
+    let client_tls = match &files.client {
+        Some((cert, key)) => Some(ClientTlsConfig {
             client_cert: read(cert)?,
             client_key: read(key)?,
         }),
-        _ => None,
+        None => None,
     };
     Ok(
         (root_cert.is_some() || client_tls.is_some()).then_some(TlsCertificates {
@@ -293,40 +289,37 @@ fn read(path: &Path) -> Result<Vec<u8>, RedisSetupError> {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
     use super::*;
-    use crate::settings::{Cli, Command};
+    use crate::secret::Secret;
 
-    fn target(flags: &[&str]) -> Result<Target, RedisSetupError> {
-        let args = ["ratelimiter", "serve"].iter().chain(flags);
-        let Command::Serve(settings) = Cli::parse_from(args).command else {
-            unreachable!("parsed a serve command")
-        };
-        Target::new(settings.redis_url.as_ref().unwrap(), &settings.redis)
+    fn options(urls: &str, kind: RedisKind) -> RedisOptions {
+        RedisOptions {
+            urls: Secret::new(urls),
+            kind,
+            sentinel_master: None,
+            sentinel_password: None,
+            timeout: Duration::from_millis(15),
+            connect_timeout: Duration::from_millis(500),
+            tls: TlsFiles::default(),
+        }
     }
 
     #[test]
-    fn the_url_list_must_fit_the_redis_type() {
+    fn the_url_list_must_fit_the_redis_kind() {
         let two = "redis://a:1,redis://b:2";
         assert!(matches!(
-            target(&["--redis-url", two]),
+            Target::new(&options(two, RedisKind::Single)),
             Err(RedisSetupError::TooManyUrls(2))
         ));
         assert!(matches!(
-            target(&["--redis-url", two, "--redis-type", "SENTINEL"]),
+            Target::new(&options(two, RedisKind::Sentinel)),
             Err(RedisSetupError::NoSentinelMaster)
         ));
-        assert!(
-            target(&["--redis-url", two, "--redis-type", "Cluster"]).is_ok_and(|t| t.is_cluster())
-        );
+        assert!(Target::new(&options(two, RedisKind::Cluster)).is_ok_and(|t| t.is_cluster()));
+        let mut missing_ca = options("redis://a:1", RedisKind::Single);
+        missing_ca.tls.ca = Some("/no/such/ca.pem".into());
         assert!(matches!(
-            target(&[
-                "--redis-url",
-                "redis://a:1",
-                "--redis-tls-ca",
-                "/no/such/ca.pem"
-            ]),
+            Target::new(&missing_ca),
             Err(RedisSetupError::TlsFile { .. })
         ));
     }

@@ -13,7 +13,6 @@
 //! after a good ping or dial.
 
 use std::future::Future;
-use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -23,22 +22,16 @@ use redis::{ErrorKind, RedisError, ServerErrorKind};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::backoff::Backoff;
 use super::cluster::SlotMap;
 use super::connect::{Connection, RedisSetupError, Target, redact};
+use super::options::RedisOptions;
 use crate::health::Health;
-use crate::settings::{RedisSettings, Secret};
 use crate::store::StoreError;
 
 /// How often a healthy connection is checked; also bounds how long `/health` can miss a dead
 /// Redis that no request has touched.
 const PING_INTERVAL: Duration = Duration::from_secs(1);
-
-/// The first pause between failed dials; small, so that a Redis restart costs little.
-const BACKOFF_MIN: Duration = Duration::from_millis(50);
-
-/// The longest pause between failed dials: with the connect timeout it keeps recovery within
-/// about 2 s of Redis coming back, while a fleet of nodes dials a dead Redis about once a second.
-const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 pub struct RedisLink {
     current: ArcSwapOption<Connection>,
@@ -51,8 +44,7 @@ pub struct RedisLink {
     /// Counts successful dials, so that others (the registry) can act on a reconnect.
     dials: watch::Sender<u64>,
     health: Arc<Health>,
-    settings: RedisSettings,
-    url: Secret,
+    options: RedisOptions,
     cluster: bool,
 }
 
@@ -60,12 +52,11 @@ impl RedisLink {
     /// Builds the client and tries one connection, bounded by the connect timeout. Failing to
     /// connect is not an error: the keeper goes on trying until `stop` fires.
     pub async fn start(
-        url: &Secret,
-        settings: &RedisSettings,
+        options: &RedisOptions,
         health: Arc<Health>,
         stop: CancellationToken,
     ) -> Result<Arc<RedisLink>, RedisSetupError> {
-        let mut target = Target::new(url, settings)?;
+        let mut target = Target::new(options)?;
         let link = Arc::new(RedisLink {
             current: ArcSwapOption::empty(),
             slots: ArcSwapOption::empty(),
@@ -73,8 +64,7 @@ impl RedisLink {
             redial: AtomicBool::new(false),
             dials: watch::Sender::new(0),
             health,
-            settings: settings.clone(),
-            url: url.clone(),
+            options: options.clone(),
             cluster: target.is_cluster(),
         });
         link.health.set_store_reachable(false);
@@ -83,7 +73,13 @@ impl RedisLink {
             link.trouble(true);
         }
         if let Some(switches) = target.master_switches() {
-            switches.spawn(link.clone(), stop.clone());
+            let listener = Arc::downgrade(&link);
+            let on_switch = Arc::new(move || {
+                if let Some(link) = listener.upgrade() {
+                    link.master_moved();
+                }
+            });
+            switches.spawn(on_switch, stop.clone());
         }
         tokio::spawn(keep(link.clone(), target, stop));
         Ok(link)
@@ -100,13 +96,13 @@ impl RedisLink {
         self.dials.subscribe()
     }
 
-    /// Runs one request on the current connection within `--redis-timeout`.
+    /// Runs one request on the current connection within the request timeout.
     pub async fn run<T, F, Fut>(&self, work: F) -> Result<T, StoreError>
     where
         F: FnOnce(Connection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        self.run_within(self.settings.redis_timeout, work).await
+        self.run_within(self.options.timeout, work).await
     }
 
     /// Runs a management request (listing, registry) within the connect timeout: such requests
@@ -116,10 +112,7 @@ impl RedisLink {
         F: FnOnce(Connection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        let timeout = self
-            .settings
-            .redis_connect_timeout
-            .max(self.settings.redis_timeout);
+        let timeout = self.options.connect_timeout.max(self.options.timeout);
         self.run_within(timeout, work).await
     }
 
@@ -144,7 +137,7 @@ impl RedisLink {
     /// Classifies a failed request: the store is unreachable (transient) or said something the
     /// service did not expect.
     fn failed(&self, error: &RedisError) -> StoreError {
-        let text = redact(&error.to_string(), self.url.expose());
+        let text = redact(&error.to_string(), self.options.urls.expose());
         // A timeout says nothing about the connection (Redis may just be slow): checked first,
         // as redis-rs reports it as an I/O error.
         if error.is_timeout() || error.is_cluster_error() || busy(error) {
@@ -159,7 +152,7 @@ impl RedisLink {
     }
 
     /// The sentinels moved the master: dial the new one now.
-    pub(super) fn master_moved(&self) {
+    fn master_moved(&self) {
         self.trouble(true);
     }
 
@@ -175,8 +168,8 @@ impl RedisLink {
     /// or says why not (without credentials).
     async fn dial(&self, target: &mut Target) -> Result<(), String> {
         // A sentinel setup asks a sentinel, then connects to the master: two steps.
-        let bound = self.settings.redis_connect_timeout * 2;
-        match tokio::time::timeout(bound, target.dial(&self.settings)).await {
+        let bound = self.options.connect_timeout * 2;
+        match tokio::time::timeout(bound, target.dial(&self.options)).await {
             Ok(Ok(connection)) => {
                 self.current.store(Some(Arc::new(connection)));
                 self.redial.store(false, Ordering::Relaxed);
@@ -185,7 +178,7 @@ impl RedisLink {
                 self.dials.send_modify(|dials| *dials += 1);
                 Ok(())
             }
-            Ok(Err(error)) => Err(redact(&error.to_string(), self.url.expose())),
+            Ok(Err(error)) => Err(redact(&error.to_string(), self.options.urls.expose())),
             Err(_) => Err(format!("no connection within {bound:?}")),
         }
     }
@@ -205,17 +198,14 @@ impl RedisLink {
             return;
         }
         let fetched = self
-            .run_within(
-                self.settings.redis_connect_timeout,
-                |connection| async move {
-                    match connection {
-                        Connection::Cluster(mut cluster) => {
-                            SlotMap::fetch(&mut cluster).await.map(Some)
-                        }
-                        Connection::Node(_) => Ok(None),
+            .run_within(self.options.connect_timeout, |connection| async move {
+                match connection {
+                    Connection::Cluster(mut cluster) => {
+                        SlotMap::fetch(&mut cluster).await.map(Some)
                     }
-                },
-            )
+                    Connection::Node(_) => Ok(None),
+                }
+            })
             .await;
         if let Ok(Some(map)) = fetched {
             self.slots.store(Some(Arc::new(map)));
@@ -224,7 +214,7 @@ impl RedisLink {
 
     /// Whether the current connection answers a PING in time.
     async fn ping(&self) -> bool {
-        let bound = self.settings.redis_connect_timeout;
+        let bound = self.options.connect_timeout;
         let answered = self
             .run_within(bound, |mut connection| async move {
                 redis::cmd("PING").query_async::<()>(&mut connection).await
@@ -255,20 +245,20 @@ fn busy(error: &RedisError) -> bool {
 
 /// The keeper: checks the connection, and replaces it when it fails, until `stop` fires.
 async fn keep(link: Arc<RedisLink>, mut target: Target, stop: CancellationToken) {
-    let jitter = foldhash::fast::RandomState::default();
-    let mut failures: u32 = 0;
+    let mut backoff = Backoff::new();
     loop {
-        let pause = if failures == 0 {
+        let healthy = backoff.failures() == 0;
+        let pause = if healthy {
             PING_INTERVAL
         } else {
-            backoff(failures, &jitter)
+            backoff.pause()
         };
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(pause) => {}
-            () = link.trouble.notified(), if failures == 0 => {}
+            () = link.trouble.notified(), if healthy => {}
         }
-        if failures == 0 && link.ping().await {
+        if healthy && link.ping().await {
             link.refresh_slots().await;
             link.health.set_store_reachable(true);
             continue;
@@ -277,30 +267,16 @@ async fn keep(link: Arc<RedisLink>, mut target: Target, stop: CancellationToken)
         link.drop_single_connection();
         match link.dial(&mut target).await {
             Ok(()) => {
+                let failures = backoff.succeeded();
                 if failures > 0 {
                     tracing::info!(attempts = failures + 1, "reconnected to Redis");
                 }
-                failures = 0;
             }
             Err(error) => {
-                failures += 1;
-                // Logged on the 1st, 2nd, 4th, 8th... failure in a row: an outage is visible
-                // without flooding the log.
-                if failures.is_power_of_two() {
-                    tracing::warn!(%error, attempts = failures, "cannot reach Redis; requests answer UNAVAILABLE until it is back");
+                if backoff.failed() {
+                    tracing::warn!(%error, attempts = backoff.failures(), "cannot reach Redis; requests answer UNAVAILABLE until it is back");
                 }
             }
         }
     }
-}
-
-/// The pause after `failures` failed dials in a row: doubling from [`BACKOFF_MIN`] up to
-/// [`BACKOFF_MAX`], then a random point in its upper half, so that nodes spread their dials.
-pub(super) fn backoff(failures: u32, jitter: &foldhash::fast::RandomState) -> Duration {
-    let ceiling = BACKOFF_MIN
-        .saturating_mul(1 << failures.min(16))
-        .min(BACKOFF_MAX);
-    let half = ceiling / 2;
-    let spread = half.as_millis() as u64;
-    half + Duration::from_millis(jitter.hash_one(failures) % (spread + 1))
 }

@@ -3,16 +3,18 @@
 //!
 //! A request's operations go in one script call on a single server; on a Cluster, in one call
 //! per hash slot, sent as one pipeline per master, all masters at once (`batch`). Every request
-//! is bounded by `--redis-timeout`. Keys are the limiter's injective keys behind
-//! `--redis-key-prefix`. Time comes from Redis, never from the nodes, so nodes with skewed
-//! clocks still share each window.
+//! is bounded by [`RedisOptions::timeout`]. Keys are the limiter's injective keys behind a
+//! prefix. Time comes from Redis, never from the nodes, so nodes with skewed clocks still share
+//! each window.
 
+mod backoff;
 mod batch;
 mod cluster;
 mod connect;
 mod link;
 mod list;
-pub(crate) mod scripts;
+mod options;
+mod scripts;
 mod switch;
 
 use std::sync::Arc;
@@ -22,6 +24,7 @@ pub use cluster::slot;
 pub use connect::{Connection, RedisSetupError, redact};
 pub use link::RedisLink;
 pub use list::scan_all;
+pub use options::{RedisKind, RedisOptions, TlsFiles};
 
 use super::sliding::{BUCKETS, Slide, bucket_width_ms};
 use super::{BoxFuture, Count, CounterOp, CounterPage, CounterStore, StoreError};

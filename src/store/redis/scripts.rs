@@ -147,16 +147,3 @@ return out
 ",
     )
 });
-
-/// Writes a node's registry entry afresh and sets its TTL, in one step. `KEYS[1]`: the entry;
-/// `ARGV[1]`: TTL in ms; then field, value pairs.
-pub static REGISTER: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return 1
-",
-    )
-});

@@ -1,5 +1,5 @@
 //! Sentinel's `+switch-master` announcements: when the sentinels move our master elsewhere, the
-//! link dials the new master at once.
+//! link is told at once, so that it dials the new master.
 //!
 //! Without this a node would go on writing to the old master until Sentinel demotes it, which
 //! it does only when it next looks at that server (up to 10 s later); the counts written there
@@ -16,7 +16,10 @@ use redis::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::link::{RedisLink, backoff};
+use super::backoff::Backoff;
+
+/// What to do when the sentinels move our master: called from the listening tasks.
+pub type OnSwitch = Arc<dyn Fn() + Send + Sync>;
 
 /// The channel on which a sentinel announces `<master name> <old ip> <old port> <new ip> <new
 /// port>` after a failover.
@@ -61,13 +64,14 @@ impl MasterSwitches {
         })
     }
 
-    /// Listens on every sentinel until `stop` fires; a switch of our master makes `link` redial.
-    pub fn spawn(self, link: Arc<RedisLink>, stop: CancellationToken) {
+    /// Listens on every sentinel until `stop` fires; each switch of our master calls
+    /// `on_switch`.
+    pub fn spawn(self, on_switch: OnSwitch, stop: CancellationToken) {
         for sentinel in self.sentinels {
             tokio::spawn(listen(
                 sentinel,
                 self.master.clone(),
-                link.clone(),
+                on_switch.clone(),
                 self.connect_timeout,
                 stop.clone(),
             ));
@@ -79,40 +83,37 @@ impl MasterSwitches {
 async fn listen(
     sentinel: Client,
     master: String,
-    link: Arc<RedisLink>,
+    on_switch: OnSwitch,
     connect_timeout: Duration,
     stop: CancellationToken,
 ) {
-    let jitter = foldhash::fast::RandomState::default();
-    let mut failures: u32 = 0;
+    let mut backoff = Backoff::new();
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
-            ended = follow(&sentinel, &master, &link, connect_timeout) => match ended {
-                Ok(()) => failures = 1,
-                Err(error) => {
-                    failures += 1;
-                    // Only failovers are slower to follow meanwhile: logged on the 1st, 2nd,
-                    // 4th... failure in a row.
-                    if failures.is_power_of_two() {
-                        tracing::warn!(%error, attempts = failures, "cannot listen to a sentinel for master switches");
-                    }
+            ended = follow(&sentinel, &master, &*on_switch, connect_timeout) => match ended {
+                Ok(()) => {
+                    backoff.succeeded();
+                }
+                // Only failovers are slower to follow meanwhile.
+                Err(error) => if backoff.failed() {
+                    tracing::warn!(%error, attempts = backoff.failures(), "cannot listen to a sentinel for master switches");
                 }
             }
         }
         tokio::select! {
             () = stop.cancelled() => return,
-            () = tokio::time::sleep(backoff(failures, &jitter)) => {}
+            () = tokio::time::sleep(backoff.pause()) => {}
         }
     }
 }
 
-/// Subscribes on one sentinel and tells `link` of each switch of `master`, until the
+/// Subscribes on one sentinel and calls `on_switch` for each switch of `master`, until the
 /// connection ends.
 async fn follow(
     sentinel: &Client,
     master: &str,
-    link: &RedisLink,
+    on_switch: &(dyn Fn() + Send + Sync),
     connect_timeout: Duration,
 ) -> RedisResult<()> {
     let mut pubsub = tokio::time::timeout(connect_timeout, sentinel.get_async_pubsub())
@@ -124,7 +125,7 @@ async fn follow(
         let announcement: String = message.get_payload()?;
         if announcement.split(' ').next() == Some(master) {
             tracing::info!(%announcement, "Sentinel moved the master; connecting to the new one");
-            link.master_moved();
+            on_switch();
         }
     }
     Ok(())

@@ -10,32 +10,33 @@
 //! and must speak within a deadline (`incoming`).
 
 mod incoming;
+pub mod options;
+mod reloads;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::clock::Clock;
-use crate::config::{Config, ConfigError, ConfigWatcher, Reload, Reloader};
+use crate::config::{ConfigError, ConfigWatcher, Reload, Reloader};
 use crate::health::Health;
 use crate::http;
-use crate::limiter::{Limiter, Modes};
+use crate::limiter::Limiter;
 use crate::metrics::Metrics;
 use crate::registry::{
-    LocalNode, NodeDirectory, NodeInfo, NodeRegistry, NodeState, advertised_address,
+    LocalNode, NodeDirectory, NodeInfo, NodeRegistry, NodeState, RegistryError, advertised_address,
 };
 use crate::rls::RateLimitGrpc;
 use crate::settings::ServeSettings;
 use crate::store::redis::{RedisLink, RedisSetupError};
 use crate::store::{CounterStore, MemoryStore, RedisStore};
-
 /// gRPC health service names reported: the overall server (""), the name the Go service uses,
 /// and the fully qualified rate-limit service.
 const HEALTH_SERVICE_NAMES: [&str; 3] = [
@@ -93,6 +94,8 @@ pub enum ServeError {
     Task(#[from] tokio::task::JoinError),
     #[error("cannot use Redis: {0}")]
     Redis(#[from] RedisSetupError),
+    #[error("cannot use the node registry: {0}")]
+    Registry(#[from] RegistryError),
 }
 
 fn list(errors: &[ConfigError]) -> String {
@@ -112,103 +115,163 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let Telemetry { health, metrics } = telemetry;
-    let config = Arc::new(ArcSwap::from_pointee(Config::default()));
-    let mut reloader = Reloader::new(
-        &settings.config,
-        config.clone(),
-        health.clone(),
-        metrics.clone(),
-    );
-    load_first(&mut reloader, settings.allow_empty_config)?;
+    // The config is read before anything connects: a config that cannot be used stops the
+    // service at once.
+    let mut reloader = Reloader::new(&settings.config);
+    let first = reloader.reload();
+    if let Reload::Rejected(errors) = &first
+        && !settings.allow_empty_config
+    {
+        return Err(ServeError::Config(errors.clone()));
+    }
 
     let background = CancellationToken::new();
-    tokio::spawn(ConfigWatcher::start(reloader).run(background.clone()));
     let me = this_node(&settings, &listeners);
     let (store, nodes, registry) =
         start_store(&settings, me, clock, &health, &metrics, &background).await?;
-
-    let modes = Modes {
-        global_shadow: settings.global_shadow_mode,
-        global_quota: settings.global_quota_mode,
-    };
-    let limiter = Limiter::new(
-        config,
+    let limiter = Arc::new(Limiter::new(
         store,
-        modes,
         metrics.clone(),
-        settings.near_limit_ratio,
-    );
-    // The memory store answers as fast as the cache would; only a remote store gains from it.
-    let limiter = match settings.redis_url {
-        Some(_) => limiter.with_blocked_cache(settings.redis.local_cache_max_keys),
-        None => limiter,
-    };
-    let limiter = Arc::new(limiter);
-    let rls = RateLimitGrpc::new(
-        limiter.clone(),
-        settings.requests.limits(),
-        settings.responses.options(),
-    );
-
-    let (grpc_health, health_service) = tonic_health::server::health_reporter();
-    set_grpc_health(&grpc_health, ServingStatus::Serving).await;
-    metrics.node_up.set(1);
-
-    let stop_accepting = CancellationToken::new();
-    let grpc_address = address_of(&listeners.grpc);
-    let http_address = address_of(&listeners.http);
-    let api = Arc::new(http::Api::new(limiter, health.clone(), nodes, &settings));
-    let mut http = tokio::spawn(http::serve(
-        listeners.http,
-        api,
-        stop_accepting.clone().cancelled_owned(),
+        options::limiter(&settings),
     ));
-    tracing::info!("serving HTTP on {http_address}");
+    let mut apply = reloads::applier(
+        limiter.clone(),
+        health.clone(),
+        metrics.clone(),
+        settings.config.clone(),
+    );
+    if matches!(first, Reload::Rejected(_)) {
+        tracing::error!(
+            "starting with NO rate limits (--allow-empty-config): every request is allowed until the config is fixed"
+        );
+    }
+    apply(first);
+    tokio::spawn(ConfigWatcher::start(reloader, apply).run(background.clone()));
 
-    let incoming = incoming::connections(listeners.grpc);
-    let grpc = grpc_server()
-        .add_service(health_service)
-        .add_service(rls.into_server(settings.requests.max_message_bytes))
-        .serve_with_incoming_shutdown(incoming, stop_accepting.clone().cancelled_owned());
-    let mut grpc = tokio::spawn(grpc);
-    tracing::info!("serving gRPC on {grpc_address}");
-
+    let mut serving = Serving::start(
+        &settings,
+        listeners,
+        limiter,
+        health.clone(),
+        nodes,
+        &metrics,
+    )
+    .await;
     let early_exit = tokio::select! {
         () = shutdown => None,
-        result = &mut grpc => Some(flatten(result)),
-        result = &mut http => Some(result.map_err(ServeError::from)),
+        result = serving.ended() => Some(result),
     };
-    if let Some(result) = early_exit {
-        stop_accepting.cancel();
-        background.cancel();
-        return result;
-    }
-
-    tracing::info!(delay = ?settings.shutdown_delay, "shutting down: reporting NOT_SERVING");
-    health.set_draining();
-    metrics.node_up.set(0);
-    set_grpc_health(&grpc_health, ServingStatus::NotServing).await;
-    if let Some(registry) = &registry {
-        registry.unregister().await;
-    }
-    tokio::time::sleep(settings.shutdown_delay).await;
-    stop_accepting.cancel();
-    let drained = async {
-        let (grpc, http) = tokio::join!(&mut grpc, &mut http);
-        flatten(grpc).and(http.map_err(ServeError::from))
-    };
-    let outcome = match tokio::time::timeout(settings.shutdown_timeout, drained).await {
-        Ok(result) => result,
-        Err(_) => {
-            tracing::warn!(timeout = ?settings.shutdown_timeout, "in-flight calls did not finish in time; stopping anyway");
-            grpc.abort();
-            http.abort();
-            Ok(())
+    let outcome = match early_exit {
+        Some(result) => {
+            serving.stop_accepting.cancel();
+            result
+        }
+        None => {
+            tracing::info!(delay = ?settings.shutdown_delay, "shutting down: reporting NOT_SERVING");
+            health.set_draining();
+            metrics.node_up.set(0);
+            set_grpc_health(&serving.grpc_health, ServingStatus::NotServing).await;
+            if let Some(registry) = &registry {
+                registry.unregister().await;
+            }
+            tokio::time::sleep(settings.shutdown_delay).await;
+            serving.drain(settings.shutdown_timeout).await
         }
     };
     background.cancel();
     tracing::info!("stopped");
     outcome
+}
+
+/// The two listeners at work, and what stops them.
+struct Serving {
+    grpc: JoinHandle<Result<(), tonic::transport::Error>>,
+    http: JoinHandle<()>,
+    grpc_health: HealthReporter,
+    /// Cancelled to stop accepting connections and let the servers finish.
+    stop_accepting: CancellationToken,
+}
+
+impl Serving {
+    /// Serves gRPC (the rate-limit and health services) and HTTP on their listeners.
+    async fn start(
+        settings: &ServeSettings,
+        listeners: Listeners,
+        limiter: Arc<Limiter>,
+        health: Arc<Health>,
+        nodes: Arc<dyn NodeDirectory>,
+        metrics: &Arc<Metrics>,
+    ) -> Serving {
+        let rls = RateLimitGrpc::new(
+            limiter.clone(),
+            metrics.clone(),
+            options::request_limits(settings),
+            options::responses(settings),
+        );
+        let (grpc_health, health_service) = tonic_health::server::health_reporter();
+        set_grpc_health(&grpc_health, ServingStatus::Serving).await;
+        metrics.node_up.set(1);
+
+        let stop_accepting = CancellationToken::new();
+        let grpc_address = address_of(&listeners.grpc);
+        let http_address = address_of(&listeners.http);
+        let api = http::Api::new(
+            limiter,
+            metrics.clone(),
+            health,
+            nodes,
+            options::api(settings),
+        );
+        let http = tokio::spawn(http::serve(
+            listeners.http,
+            Arc::new(api),
+            stop_accepting.clone().cancelled_owned(),
+        ));
+        tracing::info!("serving HTTP on {http_address}");
+
+        let incoming = incoming::connections(listeners.grpc);
+        let grpc = grpc_server()
+            .add_service(health_service)
+            .add_service(rls.into_server(settings.requests.max_message_bytes))
+            .serve_with_incoming_shutdown(incoming, stop_accepting.clone().cancelled_owned());
+        let grpc = tokio::spawn(grpc);
+        tracing::info!("serving gRPC on {grpc_address}");
+        Serving {
+            grpc,
+            http,
+            grpc_health,
+            stop_accepting,
+        }
+    }
+
+    /// Completes when either server stops by itself (it failed).
+    async fn ended(&mut self) -> Result<(), ServeError> {
+        tokio::select! {
+            result = &mut self.grpc => flatten(result),
+            result = &mut self.http => result.map_err(ServeError::from),
+        }
+    }
+
+    /// Stops accepting, then waits up to `timeout` for the calls in flight.
+    async fn drain(mut self, timeout: Duration) -> Result<(), ServeError> {
+        self.stop_accepting.cancel();
+        let drained = async {
+            let (grpc, http) = tokio::join!(&mut self.grpc, &mut self.http);
+            flatten(grpc).and(http.map_err(ServeError::from))
+        };
+        match tokio::time::timeout(timeout, drained).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::warn!(
+                    ?timeout,
+                    "in-flight calls did not finish in time; stopping anyway"
+                );
+                self.grpc.abort();
+                self.http.abort();
+                Ok(())
+            }
+        }
+    }
 }
 
 /// The gRPC server, bounded so that stalled or vanished clients cannot hold calls or
@@ -231,7 +294,7 @@ async fn start_store(
     metrics: &Arc<Metrics>,
     background: &CancellationToken,
 ) -> Result<Stores, ServeError> {
-    let Some(url) = &settings.redis_url else {
+    let Some(redis) = options::redis(settings) else {
         let max_bytes = usize::try_from(settings.memory_max_mib << 20).unwrap_or(usize::MAX);
         let store = Arc::new(
             MemoryStore::new(settings.memory_max_counters, clock).with_max_bytes(max_bytes),
@@ -242,8 +305,9 @@ async fn start_store(
         ));
         return Ok((store, Arc::new(LocalNode::new(me, health.clone())), None));
     };
-    NodeRegistry::check(&settings.registry)?;
-    let link = RedisLink::start(url, &settings.redis, health.clone(), background.clone()).await?;
+    let registry = options::registry(settings);
+    registry.check()?;
+    let link = RedisLink::start(&redis, health.clone(), background.clone()).await?;
     tracing::info!(
         redis_type = ?settings.redis.redis_type,
         connected = health.is_store_reachable(),
@@ -256,7 +320,7 @@ async fn start_store(
     let registry = NodeRegistry::start(
         link,
         &me,
-        &settings.registry,
+        registry,
         health.clone(),
         metrics.clone(),
         background,
@@ -281,32 +345,12 @@ fn this_node(settings: &ServeSettings, listeners: &Listeners) -> NodeInfo {
             .map_or_else(|_| String::new(), |bound| advertised_address(bound, host))
     };
     NodeInfo {
-        id: settings.node_id(),
+        id: options::node_id(settings),
         address: published(&listeners.http),
         grpc_address: published(&listeners.grpc),
         state: NodeState::Up,
         registered_at: SystemTime::now(),
         version: env!("CARGO_PKG_VERSION").into(),
-    }
-}
-
-/// The first load: an invalid config stops the service, unless `--allow-empty-config` says to
-/// serve without limits until an edit fixes it.
-fn load_first(reloader: &mut Reloader, allow_empty_config: bool) -> Result<(), ServeError> {
-    let outcome = reloader.reload();
-    match outcome {
-        Reload::Rejected(errors) if !allow_empty_config => Err(ServeError::Config(errors)),
-        Reload::Rejected(_) => {
-            outcome.log(reloader.path());
-            tracing::error!(
-                "starting with NO rate limits (--allow-empty-config): every request is allowed until the config is fixed"
-            );
-            Ok(())
-        }
-        Reload::Applied { .. } | Reload::Unchanged => {
-            outcome.log(reloader.path());
-            Ok(())
-        }
     }
 }
 

@@ -1,0 +1,104 @@
+//! From the command line to the layers: each layer takes a plain option struct, and this is the
+//! one place that builds them from [`ServeSettings`], so that nothing below the server knows
+//! clap.
+
+use crate::http::{ApiOptions, CheckDefaults};
+use crate::limiter::{LimiterOptions, Modes};
+use crate::registry::{RegistryOptions, host_name};
+use crate::rls::{HeaderNames, RequestLimits, ResponseOptions};
+use crate::settings::{RedisType, ServeSettings};
+use crate::store::redis::{RedisKind, RedisOptions, TlsFiles};
+
+/// `--node-id`, or the host name, or `ratelimiter` when neither is known.
+pub fn node_id(settings: &ServeSettings) -> String {
+    settings
+        .node_id
+        .as_deref()
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .or_else(host_name)
+        .unwrap_or_else(|| "ratelimiter".into())
+}
+
+/// How to reach Redis; `None` when counters stay in memory.
+pub fn redis(settings: &ServeSettings) -> Option<RedisOptions> {
+    let redis = &settings.redis;
+    Some(RedisOptions {
+        urls: settings.redis_url.clone()?,
+        kind: match redis.redis_type {
+            RedisType::Single => RedisKind::Single,
+            RedisType::Sentinel => RedisKind::Sentinel,
+            RedisType::Cluster => RedisKind::Cluster,
+        },
+        sentinel_master: redis.redis_sentinel_master.clone(),
+        sentinel_password: redis.redis_sentinel_password.clone(),
+        timeout: redis.redis_timeout,
+        connect_timeout: redis.redis_connect_timeout,
+        tls: TlsFiles {
+            ca: redis.redis_tls_ca.clone(),
+            client: redis
+                .redis_tls_cert
+                .clone()
+                .zip(redis.redis_tls_key.clone()),
+        },
+    })
+}
+
+pub fn registry(settings: &ServeSettings) -> RegistryOptions {
+    RegistryOptions {
+        ttl: settings.registry.node_ttl,
+        heartbeat: settings.registry.node_heartbeat,
+    }
+}
+
+pub fn limiter(settings: &ServeSettings) -> LimiterOptions {
+    LimiterOptions {
+        modes: Modes {
+            global_shadow: settings.global_shadow_mode,
+            global_quota: settings.global_quota_mode,
+        },
+        near_limit_ratio: settings.near_limit_ratio,
+        // The memory store answers as fast as the cache would; only a remote store gains from it.
+        blocked_cache_keys: match settings.redis_url {
+            Some(_) => settings.redis.local_cache_max_keys,
+            None => 0,
+        },
+    }
+}
+
+pub fn request_limits(settings: &ServeSettings) -> RequestLimits {
+    let requests = &settings.requests;
+    RequestLimits {
+        max_descriptors: requests.max_descriptors,
+        max_entries: requests.max_entries,
+        max_key_bytes: requests.max_key_bytes,
+        max_value_bytes: requests.max_value_bytes,
+    }
+}
+
+pub fn responses(settings: &ServeSettings) -> ResponseOptions {
+    let responses = &settings.responses;
+    ResponseOptions {
+        headers: responses.response_headers.then(|| HeaderNames {
+            limit: responses.header_limit.clone(),
+            remaining: responses.header_remaining.clone(),
+            reset: responses.header_reset.clone(),
+        }),
+        dynamic_metadata: responses.response_dynamic_metadata,
+    }
+}
+
+pub fn api(settings: &ServeSettings) -> ApiOptions {
+    ApiOptions {
+        node_id: node_id(settings),
+        request_limits: request_limits(settings),
+        responses: responses(settings),
+        check_defaults: CheckDefaults {
+            limit: settings.http.default_limit,
+            window_ms: settings.http.default_window_ms,
+            max_key_bytes: settings.requests.max_value_bytes,
+        },
+        admin_token: settings.http.admin_token.clone(),
+        max_body_bytes: settings.requests.max_message_bytes,
+    }
+}

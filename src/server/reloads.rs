@@ -1,0 +1,123 @@
+//! What happens to each config reload's outcome: a new config is put in force in the limiter, and
+//! every outcome is logged, counted and shown in health. The first load at startup and every
+//! later one from the watcher go through the same [`applier`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::config::{Apply, Reload};
+use crate::health::Health;
+use crate::limiter::Limiter;
+use crate::metrics::Metrics;
+
+/// The callback the config watcher calls with each outcome.
+pub fn applier(
+    limiter: Arc<Limiter>,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+    path: PathBuf,
+) -> Apply {
+    Box::new(move |outcome: Reload| {
+        outcome.log(&path);
+        let now = SystemTime::now();
+        match outcome {
+            Reload::Unchanged => {}
+            Reload::Loaded(config) => {
+                limiter.install(config);
+                metrics.config_load_success.inc();
+                health.config_loaded(now);
+            }
+            Reload::Rejected(errors) => {
+                metrics.config_load_error.inc();
+                health.config_failed(errors.iter().map(ToString::to_string).collect(), now);
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::config::Reloader;
+    use crate::limiter::{LimiterOptions, Modes};
+    use crate::store::MemoryStore;
+
+    const GOOD: &str = "domain: d\ndescriptors:\n  - key: k\n    rate_limit: {unit: second, requests_per_unit: 1}\n";
+    const BAD: &str = "domain: d\ndescriptors:\n  - key: k\n    rate_limit: {unit: fortnight}\n";
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        reloader: Reloader,
+        apply: Apply,
+        limiter: Arc<Limiter>,
+        health: Arc<Health>,
+        metrics: Arc<Metrics>,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            let metrics = Arc::new(Metrics::new(10));
+            let health = Arc::new(Health::new(SystemTime::now()));
+            let store = Arc::new(MemoryStore::new(10, Arc::new(ManualClock::new(0))));
+            let options = LimiterOptions {
+                modes: Modes::default(),
+                near_limit_ratio: 0.8,
+                blocked_cache_keys: 0,
+            };
+            let limiter = Arc::new(Limiter::new(store, metrics.clone(), options));
+            let path = dir.path().to_path_buf();
+            Fixture {
+                reloader: Reloader::new(&path),
+                apply: applier(limiter.clone(), health.clone(), metrics.clone(), path),
+                dir,
+                limiter,
+                health,
+                metrics,
+            }
+        }
+
+        /// Writes the file, reloads and applies the outcome.
+        fn edit(&mut self, text: &str) {
+            std::fs::write(self.dir.path().join("d.yaml"), text).unwrap();
+            self.reload();
+        }
+
+        fn reload(&mut self) {
+            (self.apply)(self.reloader.reload());
+        }
+    }
+
+    #[test]
+    fn the_same_files_are_not_loaded_or_counted_twice() {
+        let mut fixture = Fixture::new();
+        fixture.edit(GOOD);
+        let loaded = fixture.limiter.limits();
+        fixture.reload();
+        assert!(Arc::ptr_eq(&loaded, &fixture.limiter.limits()), "no swap");
+        assert_eq!(fixture.metrics.config_load_success.get(), 1);
+
+        fixture.edit(BAD);
+        fixture.reload();
+        assert_eq!(fixture.metrics.config_load_error.get(), 1);
+        assert!(Arc::ptr_eq(&loaded, &fixture.limiter.limits()), "kept");
+        let failure = fixture.health.config().last_error.expect("reported");
+        assert!(
+            failure.errors[0].contains("fortnight"),
+            "{:?}",
+            failure.errors
+        );
+    }
+
+    #[test]
+    fn going_back_to_the_config_in_force_after_a_failure_is_a_good_load() {
+        let mut fixture = Fixture::new();
+        fixture.edit(GOOD);
+        fixture.edit(BAD);
+        fixture.edit(GOOD);
+        assert_eq!(fixture.health.config().last_error, None);
+        assert_eq!(fixture.metrics.config_load_success.get(), 2);
+    }
+}
