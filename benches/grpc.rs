@@ -1,27 +1,45 @@
-//! The load benchmark: every server on loopback driven by the same tonic client in one run, each
-//! row next to its ceiling measured in the same run.
+//! The load benchmark: every server a process of its own on loopback, driven in one run by the
+//! same load generator (raw `h2`, one thread: `support/rls_h2.rs`), rounds interleaved, each row
+//! reporting calls/s, latency and the CPU per call of the server, of Redis and of the generator
+//! itself, from `/proc`.
 //!
-//! - ceiling: a do-nothing RLS server (answers OK, counts nothing) built on the same tonic stack;
-//! - ratelimiter on the memory store, on a local redis-server, on a local 3-master Cluster;
-//! - the Redis ceilings: the store's own scripts, pipelined the same way, sent straight at Redis
-//!   from this process with no gRPC and no service in between.
+//! - the do-nothing tonic RLS server (answers OK, counts nothing), this bench run as
+//!   `--serve-noop ADDRESS`: the baseline;
+//! - ratelimiter on the memory store, with 1 and 5 descriptors;
+//! - the Redis ceiling: the store's counting script pipelined straight at a local redis-server,
+//!   a batch of calls per write; then the same calls through the store (as the service makes
+//!   them today) from the generator's thread; then ratelimiter on that Redis;
+//! - ratelimiter on a local 3-master Cluster.
 //!
 //! Then memory: the service's RSS idle and with 1,000,000 live counters.
 //!
 //! `cargo bench --bench grpc` (needs redis-server and redis-cli: `scripts/setup`). Without
 //! `--bench` (as `cargo test --all-targets` runs it) every row runs briefly, as a smoke test.
+//! `--only SECTION` runs one section (memory, redis, cluster or footprint) and `--seconds N`
+//! sets each row's length, to profile a server: each row prints its server's pid first.
 
 #[path = "support/load.rs"]
 mod load;
 #[allow(dead_code)]
+#[path = "../tests/common/process.rs"]
+mod process;
+#[path = "support/procfs.rs"]
+mod procfs;
+#[allow(dead_code)]
 #[path = "../tests/common/redis.rs"]
 mod redis_harness;
+#[path = "support/redis_pipeline.rs"]
+mod redis_pipeline;
 #[allow(dead_code)]
 #[path = "../tests/common/redis_store.rs"]
 mod redis_store;
+#[path = "support/rls_h2.rs"]
+mod rls_h2;
+#[path = "support/table.rs"]
+mod table;
 
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::process::{Child, Command};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::{Code, DescriptorStatus};
@@ -29,10 +47,14 @@ use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::{
     RateLimitService, RateLimitServiceServer,
 };
 use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
-use load::{Load, Measured};
+use load::{Load, Measured, Turn, Watch};
+use process::Node;
 use ratelimiter::key::{self, Level, Scope};
 use ratelimiter::store::{CounterOp, CounterStore};
 use redis_harness::{RedisCluster, RedisServer, free_port};
+use table::Table;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// Rounds of the whole table in a measuring run; each row reports its median.
 const ROUNDS: usize = 3;
@@ -40,7 +62,24 @@ const ROUNDS: usize = 3;
 /// Counters for the memory measurement.
 const LIVE_COUNTERS: u32 = 1_000_000;
 
+/// The service's default `--redis-key-prefix`, so that every Redis row counts the same keys.
+const PREFIX: &str = "ratelimit:";
+
+const NOOP_1: &str = "do-nothing tonic RLS server, 1 descriptor";
+const NOOP_5: &str = "do-nothing tonic RLS server, 5 descriptors";
+const MEMORY_1: &str = "ratelimiter, memory store, 1 descriptor";
+const MEMORY_5: &str = "ratelimiter, memory store, 5 descriptors";
+const REDIS_PIPELINED: &str = "Redis ceiling: the store's script pipelined straight at Redis";
+const REDIS_STORE: &str = "the store's calls as made today, in the generator's thread";
+const REDIS_1: &str = "ratelimiter, local redis-server, 1 descriptor";
+const CLUSTER_1: &str = "ratelimiter, local 3-master Cluster, 1 descriptor";
+
 fn main() {
+    // Spans and events of h2, hyper and tonic off, decided once per call site, as in the
+    // service (whose filter is at info): without a subscriber each span would go to `log`.
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::filter::LevelFilter::OFF)
+        .init();
     let args: Vec<String> = std::env::args().collect();
     if let [_, flag, address] = args.as_slice()
         && flag == "--serve-noop"
@@ -49,13 +88,12 @@ fn main() {
         return;
     }
     let full = args.iter().any(|arg| arg == "--bench");
-    // `--only <section>` runs one section (to profile it, say): ceiling, memory, redis,
-    // cluster or footprint.
-    let only = args
-        .iter()
-        .position(|arg| arg == "--only")
-        .and_then(|at| args.get(at + 1).cloned());
-    let load = if full {
+    let option = |name: &str| {
+        let at = args.iter().position(|arg| arg == name)?;
+        args.get(at + 1).cloned()
+    };
+    let only = option("--only");
+    let mut load = if full {
         Load {
             connections: 4,
             in_flight: 64,
@@ -72,270 +110,217 @@ fn main() {
             users: 100,
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    runtime.block_on(run(load, full, only.as_deref()));
-}
-
-async fn run(load: Load, full: bool, only: Option<&str>) {
+    if let Some(seconds) = option("--seconds") {
+        load.duration = Duration::from_secs(seconds.parse().expect("--seconds N"));
+    }
     // Rounds of every section, interleaved, so that a noisy moment of a shared machine skews one
     // sample of each row rather than one row.
     let rounds = if full { ROUNDS } else { 1 };
     println!("{}", machine());
     println!(
-        "load: {} connections, {} calls in flight, {} users, {:?} per row after {:?} warm-up, {rounds} round(s)\n",
+        "load: one generator thread, {} connections, {} calls in flight, {} users, {:?} per row after {:?} warm-up, {rounds} round(s)\n",
         load.connections, load.in_flight, load.users, load.duration, load.warmup
     );
     let config = tempfile::tempdir().expect("a temp dir");
-    std::fs::write(config.path().join("bench.yaml"), load::LIMITS).expect("limits written");
+    std::fs::write(config.path().join("bench.yaml"), rls_h2::LIMITS).expect("limits written");
     let config = config.path().to_str().expect("a UTF-8 path").to_string();
-    let wanted = |section: &str| only.is_none_or(|only| only == section);
+    let wanted = |section: &str| only.as_deref().is_none_or(|only| only == section);
     let mut table = Table::default();
     for round in 1..=rounds {
         println!("round {round} of {rounds}");
-        if wanted("ceiling") {
-            ceiling_rows(&mut table, load).await;
-        }
         if wanted("memory") {
-            memory_rows(&mut table, load, &config).await;
+            memory_rows(&mut table, load, &config);
         }
         if wanted("redis") {
-            let redis = RedisServer::start();
-            let name = "local redis-server";
-            redis_rows(&mut table, load, &config, &redis.url(), &[], name, [1, 5]).await;
+            redis_rows(&mut table, load, &config);
         }
         if wanted("cluster") {
-            let cluster = RedisCluster::start();
-            let (flags, name) = (["--redis-type", "cluster"], "local 3-master Cluster");
-            redis_rows(
-                &mut table,
-                load,
-                &config,
-                &cluster.url(),
-                &flags,
-                name,
-                [1, 10],
-            )
-            .await;
+            cluster_rows(&mut table, load, &config);
         }
     }
     table.print();
+    if let Some((generator, server)) = table.generator_share() {
+        println!(
+            "\nthe load generator's own CPU per call: {generator:.1} µs, {:.0}% of the servers' {server:.1} µs (medians over the rows with a server)",
+            100.0 * generator / server
+        );
+    }
     if wanted("footprint") {
-        memory_footprint(if full { LIVE_COUNTERS } else { 10_000 }).await;
+        memory_footprint(if full { LIVE_COUNTERS } else { 10_000 });
     }
 }
 
-fn ceiling_name(descriptors: usize) -> String {
-    format!("ceiling: do-nothing RLS server, {descriptors} descriptor(s)")
+/// The do-nothing server and ours on memory, alternating.
+fn memory_rows(table: &mut Table, load: Load, config: &str) {
+    let noop = Noop::start();
+    table.add(NOOP_1, None, &grpc(&noop.address, noop.pid(), 1, load, &[]));
+    let ours = Node::start(&["--config", config]);
+    let address = ours.grpc_addr.to_string();
+    table.add(
+        MEMORY_1,
+        Some(NOOP_1),
+        &grpc(&address, ours.pid(), 1, load, &[]),
+    );
+    table.add(
+        MEMORY_5,
+        Some(MEMORY_1),
+        &grpc(&address, ours.pid(), 5, load, &[]),
+    );
+    table.add(
+        NOOP_5,
+        Some(NOOP_1),
+        &grpc(&noop.address, noop.pid(), 5, load, &[]),
+    );
 }
 
-/// The do-nothing server at 1, 5 and 10 descriptors.
-async fn ceiling_rows(table: &mut Table, load: Load) {
-    let noop = Server::noop();
-    for descriptors in [1, 5, 10] {
-        let measured = load::grpc(&noop.grpc, descriptors, load).await;
-        table.add(&ceiling_name(descriptors), None, &measured);
-    }
-}
-
-async fn memory_rows(table: &mut Table, load: Load, config: &str) {
-    let memory = Server::ratelimiter(&["--config", config]);
-    for descriptors in [1, 5] {
-        let measured = load::grpc(&memory.grpc, descriptors, load).await;
-        let name = format!("ratelimiter, memory store, {descriptors} descriptor(s)");
-        table.add(&name, Some(&ceiling_name(descriptors)), &measured);
-    }
-}
-
-/// For each size: the store's scripts straight at Redis, then the service on that Redis.
-async fn redis_rows(
-    table: &mut Table,
-    load: Load,
-    config: &str,
-    url: &str,
-    flags: &[&str],
-    redis: &str,
-    sizes: [usize; 2],
-) {
-    let mut args = vec![
+/// On one redis-server: the script pipelined, the store's calls, then the service.
+fn redis_rows(table: &mut Table, load: Load, config: &str) {
+    let redis = RedisServer::start();
+    let redis_pid = redis.pid().expect("redis-server runs");
+    let watch = Watch {
+        server: None,
+        redis: vec![redis_pid],
+    };
+    let sha = counting_script_sha(&redis);
+    let address = format!("127.0.0.1:{}", redis.port);
+    let pipelined = load::generate(load, watch.clone(), move || async move {
+        let calls: Vec<_> = (0..load.users).map(script_call).collect();
+        redis_pipeline::workers(&address, &sha, &calls, load).await
+    });
+    table.add(REDIS_PIPELINED, None, &pipelined);
+    let url = redis.url();
+    let through_store = load::generate(load, watch, move || async move {
+        store_workers(&url, load).await
+    });
+    table.add(REDIS_STORE, Some(REDIS_PIPELINED), &through_store);
+    let url = redis.url();
+    let ours = Node::start(&[
         "--config",
         config,
         "--redis-url",
-        url,
+        &url,
         "--redis-timeout",
         "1s",
-    ];
-    args.extend_from_slice(flags);
-    let service = Server::ratelimiter(&args);
-    for descriptors in sizes {
-        let direct = redis_ceiling(url, flags, descriptors, load).await;
-        let ceiling = format!(
-            "Redis ceiling: the store's scripts straight at the {redis}, {descriptors} counter(s)"
-        );
-        table.add(&ceiling, None, &direct);
-        let measured = load::grpc(&service.grpc, descriptors, load).await;
-        let name = format!("ratelimiter, {redis}, {descriptors} descriptor(s)");
-        table.add(&name, Some(&ceiling), &measured);
-    }
+    ]);
+    let address = ours.grpc_addr.to_string();
+    let measured = grpc(&address, ours.pid(), 1, load, &[redis_pid]);
+    table.add(REDIS_1, Some(NOOP_1), &measured);
 }
 
-/// One measurement of a row.
-#[derive(Clone, Copy)]
-struct Sample {
-    per_second: f64,
-    p50: u64,
-    p99: u64,
-    p999: u64,
-    errors: u64,
+fn cluster_rows(table: &mut Table, load: Load, config: &str) {
+    let cluster = RedisCluster::start();
+    let pids: Vec<u32> = cluster.nodes.iter().filter_map(RedisServer::pid).collect();
+    let url = cluster.url();
+    let flags = ["--redis-url", &url, "--redis-type", "cluster"];
+    let ours = Node::start(&[&["--config", config, "--redis-timeout", "1s"], &flags[..]].concat());
+    let address = ours.grpc_addr.to_string();
+    table.add(
+        CLUSTER_1,
+        Some(NOOP_1),
+        &grpc(&address, ours.pid(), 1, load, &pids),
+    );
 }
 
-/// A row: its samples (one per round) and the row it is compared against.
-struct Row {
-    name: String,
-    ceiling: Option<String>,
-    samples: Vec<Sample>,
-}
-
-/// Every row of every round; printed as medians, so one noisy round does not decide.
-#[derive(Default)]
-struct Table {
-    rows: Vec<Row>,
-}
-
-impl Table {
-    fn add(&mut self, name: &str, ceiling: Option<&str>, measured: &Measured) {
-        let sample = Sample {
-            per_second: measured.per_second(),
-            p50: measured.micros(0.5),
-            p99: measured.micros(0.99),
-            p999: measured.micros(0.999),
-            errors: measured.errors,
-        };
-        println!(
-            "  {name}: {:.0}/s, p50 {} µs, p99 {} µs",
-            sample.per_second, sample.p50, sample.p99
-        );
-        match self.rows.iter_mut().find(|row| row.name == name) {
-            Some(row) => row.samples.push(sample),
-            None => self.rows.push(Row {
-                name: name.to_string(),
-                ceiling: ceiling.map(str::to_string),
-                samples: vec![sample],
-            }),
-        }
-    }
-
-    /// The median of each number over a row's samples.
-    fn median(&self, name: &str) -> Option<Sample> {
-        let row = self.rows.iter().find(|row| row.name == name)?;
-        let middle = |mut values: Vec<f64>| {
-            values.sort_by(f64::total_cmp);
-            values[values.len() / 2]
-        };
-        let of = |number: fn(&Sample) -> f64| middle(row.samples.iter().map(number).collect());
-        Some(Sample {
-            per_second: of(|s| s.per_second),
-            p50: of(|s| s.p50 as f64) as u64,
-            p99: of(|s| s.p99 as f64) as u64,
-            p999: of(|s| s.p999 as f64) as u64,
-            errors: row.samples.iter().map(|s| s.errors).sum(),
-        })
-    }
-
-    fn print(&self) {
-        println!(
-            "\n| row | requests/s | p50 µs | p99 µs | p99.9 µs | errors | requests/s vs ceiling | p99 vs ceiling |"
-        );
-        println!("|---|---|---|---|---|---|---|---|");
-        for row in &self.rows {
-            let Some(this) = self.median(&row.name) else {
-                continue;
-            };
-            let versus = match row
-                .ceiling
-                .as_deref()
-                .and_then(|ceiling| self.median(ceiling))
-            {
-                Some(c) => format!(
-                    "{:.0}% | {:.2}x",
-                    100.0 * this.per_second / c.per_second,
-                    this.p99 as f64 / c.p99.max(1) as f64
-                ),
-                None => " | ".to_string(),
-            };
-            println!(
-                "| {} | {:.0} | {} | {} | {} | {} | {versus} |",
-                row.name, this.per_second, this.p50, this.p99, this.p999, this.errors
-            );
-        }
-    }
-}
-
-/// The Redis ceiling: `descriptors` counters per call through the store itself, in process.
-async fn redis_ceiling(url: &str, flags: &[&str], descriptors: usize, load: Load) -> Measured {
-    let connected = redis_store::connect(url, flags, "ratelimit:").await;
-    let store: Arc<dyn CounterStore> = connected.store.clone();
-    load::drive(load, move |_, user| {
-        let store = store.clone();
-        let ops = ops(descriptors, user);
-        async move { store.apply(&ops).await.is_ok() }
+/// One row of `ShouldRateLimit` calls with `descriptors` descriptors at a server process.
+fn grpc(address: &str, pid: u32, descriptors: usize, load: Load, redis: &[u32]) -> Measured {
+    println!("  (server pid {pid}, {descriptors} descriptor(s))");
+    let watch = Watch {
+        server: Some(pid),
+        redis: redis.to_vec(),
+    };
+    let address = address.to_string();
+    load::generate(load, watch, move || async move {
+        rls_h2::workers(&address, descriptors, load).await
     })
-    .await
 }
 
-/// The counter operations the service makes for `load::request(descriptors, user)`.
-fn ops(descriptors: usize, user: u32) -> Vec<CounterOp> {
-    let value = format!("user-{user}");
-    (0..descriptors)
-        .map(|index| {
-            let descriptor_key = format!("d{index}");
-            let level = Level::AnyValue {
-                key: &descriptor_key,
-                value: &value,
-            };
-            CounterOp {
-                key: key::encode("bench", Scope::Rule { window_secs: 3_600 }, [level]),
-                window_secs: 3_600,
-                delta: 1,
+/// Workers that each make one store call per turn, as the service would for one descriptor.
+async fn store_workers(url: &str, load: Load) -> Vec<impl AsyncFnMut(u32) -> Turn + use<>> {
+    let connected = Rc::new(redis_store::connect(url, &[], PREFIX).await);
+    let ops: Rc<[Vec<CounterOp>]> = (0..load.users).map(ops).collect();
+    (0..load.in_flight)
+        .map(|_| {
+            let (connected, ops) = (connected.clone(), ops.clone());
+            async move |user: u32| {
+                let ops = &ops[user as usize % ops.len()];
+                Turn::one(connected.store.apply(ops).await.is_ok())
             }
         })
         .collect()
 }
 
+/// The counter operation the service makes for `rls_h2::request(1, user)`.
+fn ops(user: u32) -> Vec<CounterOp> {
+    let value = format!("user-{user}");
+    let level = Level::AnyValue {
+        key: "d0",
+        value: &value,
+    };
+    vec![CounterOp {
+        key: key::encode("bench", Scope::Rule { window_secs: 3_600 }, [level]),
+        window_secs: 3_600,
+        delta: 1,
+    }]
+}
+
+/// The same operation as the store sends it to Redis.
+fn script_call(user: u32) -> redis_pipeline::Call {
+    let [op] = <[CounterOp; 1]>::try_from(ops(user)).expect("one op");
+    redis_pipeline::Call {
+        key: format!("{PREFIX}{}", op.key),
+        window_ms: op.window_secs * 1_000,
+        delta: op.delta,
+    }
+}
+
+/// The SHA1 the store calls its counting script by, read from Redis's slow log around one call.
+fn counting_script_sha(redis: &RedisServer) -> String {
+    redis.cli(&["config", "set", "slowlog-log-slower-than", "0"]);
+    let url = redis.url();
+    runtime().block_on(async {
+        let connected = redis_store::connect(&url, &[], PREFIX).await;
+        connected.store.apply(&ops(0)).await.expect("counted");
+    });
+    let log = redis.cli(&["slowlog", "get", "128"]);
+    redis.cli(&["config", "set", "slowlog-log-slower-than", "10000"]);
+    redis.cli(&["slowlog", "reset"]);
+    log.lines()
+        .skip_while(|line| !line.eq_ignore_ascii_case("evalsha"))
+        .nth(1)
+        .expect("the store called its script by EVALSHA")
+        .to_string()
+}
+
 /// The service's resident memory idle and with `counters` live counters in the memory store.
-async fn memory_footprint(counters: u32) {
+fn memory_footprint(counters: u32) {
     let limits = "domain: rss\ndescriptors:\n  - {key: user, rate_limit: {unit: hour, requests_per_unit: 1000}}\n";
     let config = tempfile::tempdir().expect("a temp dir");
     std::fs::write(config.path().join("rss.yaml"), limits).expect("limits written");
     // Room for uneven shards, so that every counter stays live.
     let capacity = (u64::from(counters) * 11 / 10).to_string();
-    let server = Server::ratelimiter(&[
-        "--config",
-        config.path().to_str().expect("UTF-8"),
-        "--memory-max-counters",
-        &capacity,
-    ]);
-    let idle = server.rss_kib();
-    let mut client = envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient::connect(format!("http://{}", server.grpc))
-        .await
-        .expect("the service answers");
+    let config = config.path().to_str().expect("UTF-8");
+    let server = Node::start(&["--config", config, "--memory-max-counters", &capacity]);
+    let idle = procfs::rss_kib(server.pid());
     let started = Instant::now();
-    let per_request = 64;
-    for first in (0..counters).step_by(per_request) {
-        let mut request = load::request(0, 0);
-        request.domain = "rss".into();
-        request.descriptors = (first..(first + per_request as u32).min(counters))
-            .map(|user| load::request(1, user).descriptors.remove(0))
-            .map(|mut descriptor| {
-                descriptor.entries[0].key = "user".into();
-                descriptor
-            })
-            .collect();
-        client.should_rate_limit(request).await.expect("counted");
-    }
-    let filled = server.rss_kib();
+    runtime().block_on(async {
+        let mut client = envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient::connect(format!("http://{}", server.grpc_addr))
+            .await
+            .expect("the service answers");
+        let per_request = 64;
+        for first in (0..counters).step_by(per_request) {
+            let mut request = rls_h2::request(0, 0);
+            request.domain = "rss".into();
+            request.descriptors = (first..(first + per_request as u32).min(counters))
+                .map(|user| rls_h2::request(1, user).descriptors.remove(0))
+                .map(|mut descriptor| {
+                    descriptor.entries[0].key = "user".into();
+                    descriptor
+                })
+                .collect();
+            client.should_rate_limit(request).await.expect("counted");
+        }
+    });
+    let filled = procfs::rss_kib(server.pid());
     println!(
         "\nmemory store RSS: idle {:.1} MiB; with {counters} live counters {:.1} MiB ({:.0} bytes per counter; filled in {:?})",
         idle as f64 / 1024.0,
@@ -345,76 +330,52 @@ async fn memory_footprint(counters: u32) {
     );
 }
 
-/// A server process on free loopback ports, killed when dropped.
-struct Server {
-    child: Child,
-    grpc: String,
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
 }
 
-impl Server {
-    fn noop() -> Server {
-        let grpc = format!("127.0.0.1:{}", free_port());
+/// The do-nothing server: this bench as a child process, killed when dropped.
+struct Noop {
+    child: Child,
+    address: String,
+}
+
+impl Noop {
+    fn start() -> Noop {
+        let address = format!("127.0.0.1:{}", free_port());
         let child = Command::new(std::env::current_exe().expect("this bench's path"))
-            .args(["--serve-noop", &grpc])
+            .args(["--serve-noop", &address])
             .spawn()
             .expect("the do-nothing server starts");
-        Server::ready(child, grpc)
-    }
-
-    fn ratelimiter(args: &[&str]) -> Server {
-        let grpc = format!("127.0.0.1:{}", free_port());
-        let http = format!("127.0.0.1:{}", free_port());
-        let child = Command::new(env!("CARGO_BIN_EXE_ratelimiter"))
-            .args([
-                "serve",
-                "--grpc-addr",
-                &grpc,
-                "--http-addr",
-                &http,
-                "--log-level",
-                "warn",
-            ])
-            .args(args)
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("ratelimiter starts");
-        Server::ready(child, grpc)
-    }
-
-    fn ready(child: Child, grpc: String) -> Server {
-        let server = Server { child, grpc };
+        let noop = Noop { child, address };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(&server.grpc).is_err() {
-            assert!(Instant::now() < deadline, "{} never listened", server.grpc);
+        while std::net::TcpStream::connect(&noop.address).is_err() {
+            assert!(Instant::now() < deadline, "{} never listened", noop.address);
             std::thread::sleep(Duration::from_millis(20));
         }
-        server
+        noop
     }
 
-    /// Resident set size, KiB.
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("the process is alive");
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS is reported")
+    fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
-impl Drop for Server {
+impl Drop for Noop {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-/// The ceiling: answers every descriptor OK and does nothing else.
-struct Noop;
+/// The do-nothing RLS: answers every descriptor OK and does nothing else.
+struct DoNothing;
 
 #[tonic::async_trait]
-impl RateLimitService for Noop {
+impl RateLimitService for DoNothing {
     async fn should_rate_limit(
         &self,
         request: tonic::Request<RateLimitRequest>,
@@ -436,7 +397,7 @@ impl RateLimitService for Noop {
     }
 }
 
-/// Serves the do-nothing RLS on `address`, on the same runtime and tonic settings as the service.
+/// Serves the do-nothing RLS on `address`, on the same runtime as the service and plain tonic.
 fn serve_noop(address: &str) {
     let address: std::net::SocketAddr = address.parse().expect("a socket address");
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -450,7 +411,7 @@ fn serve_noop(address: &str) {
         let incoming =
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         tonic::transport::Server::builder()
-            .add_service(RateLimitServiceServer::new(Noop))
+            .add_service(RateLimitServiceServer::new(DoNothing))
             .serve_with_incoming(incoming)
             .await
             .expect("the do-nothing server runs");
@@ -469,5 +430,7 @@ fn machine() -> String {
         })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("machine: {cores} cores, {cpu}; servers, Redis and the load generator share them")
+    format!(
+        "machine: {cores} cores, {cpu}; servers, Redis and the load generator share them; CPU per call from /proc"
+    )
 }

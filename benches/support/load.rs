@@ -1,16 +1,17 @@
-//! The load generator shared by every row of the gRPC benchmark: a fixed number of calls in
-//! flight, spread over a few HTTP/2 connections, users drawn uniformly from a fixed set, and
-//! latencies in an HDR histogram.
+//! The load generator's engine: one thread, one current-thread tokio runtime, a fixed number of
+//! workers each making one call (or one batch of calls) at a time until the time is up. After a
+//! warm-up, a measured window; at its edges the CPU time of this thread and of the watched
+//! processes (the server, Redis) is read from `/proc`, so each row reports what a call cost the
+//! server, Redis and the generator itself.
 
+use std::cell::{Cell, RefCell};
 use std::future::Future;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use envoy_types::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
-use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
-use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitRequest;
-use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient;
+use futures_util::future::{join, join_all};
 use hdrhistogram::Histogram;
+
+use super::procfs;
 
 /// How hard and how long to push.
 #[derive(Clone, Copy, Debug)]
@@ -19,15 +20,45 @@ pub struct Load {
     pub in_flight: usize,
     pub warmup: Duration,
     pub duration: Duration,
+    /// Distinct users, taken in turn.
     pub users: u32,
 }
 
-/// What one row measured.
+/// What one turn of a worker did: the calls answered, and how many of them failed.
+pub struct Turn {
+    pub calls: u64,
+    pub failed: u64,
+}
+
+impl Turn {
+    pub fn one(ok: bool) -> Turn {
+        Turn {
+            calls: 1,
+            failed: u64::from(!ok),
+        }
+    }
+}
+
+/// The processes whose CPU a row reports: the server under test, and the Redis servers behind it.
+#[derive(Clone, Debug, Default)]
+pub struct Watch {
+    pub server: Option<u32>,
+    pub redis: Vec<u32>,
+}
+
+/// What one row measured, over the measured window.
 pub struct Measured {
     pub calls: u64,
     pub errors: u64,
     pub elapsed: Duration,
+    /// Per call, µs; a batch's calls each count its whole round trip.
     pub latency: Histogram<u64>,
+    pub generator_cpu: Duration,
+    pub server_cpu: Option<Duration>,
+    /// Summed over the Redis servers.
+    pub redis_cpu: Option<Duration>,
+    /// Read and write system calls of the Redis servers.
+    pub redis_io: Option<(u64, u64)>,
 }
 
 impl Measured {
@@ -35,120 +66,137 @@ impl Measured {
         self.calls as f64 / self.elapsed.as_secs_f64()
     }
 
-    /// A latency quantile, in microseconds.
+    /// A latency quantile, µs.
     pub fn micros(&self, quantile: f64) -> u64 {
         self.latency.value_at_quantile(quantile)
     }
-}
 
-/// A request for `descriptors` descriptors of one user: `(d0, user)`, `(d1, user)`, ... so that
-/// each descriptor is a counter of its own.
-pub fn request(descriptors: usize, user: u32) -> RateLimitRequest {
-    let value = format!("user-{user}");
-    RateLimitRequest {
-        domain: "bench".into(),
-        descriptors: (0..descriptors)
-            .map(|index| RateLimitDescriptor {
-                entries: vec![Entry {
-                    key: format!("d{index}"),
-                    value: value.clone(),
-                }],
-                ..Default::default()
-            })
-            .collect(),
-        hits_addend: 1,
+    /// `cpu` spread over the calls, µs per call.
+    pub fn per_call(&self, cpu: Duration) -> f64 {
+        cpu.as_secs_f64() * 1e6 / self.calls.max(1) as f64
     }
 }
 
-/// The limits every service in the benchmark loads: ten per-user rules too large to be hit.
-pub const LIMITS: &str = "
-domain: bench
-descriptors:
-  - {key: d0, rate_limit: {unit: hour, requests_per_unit: 1000000000}}
-  - {key: d1, rate_limit: {unit: hour, requests_per_unit: 1000000000}}
-  - {key: d2, rate_limit: {unit: hour, requests_per_unit: 1000000000}}
-  - {key: d3, rate_limit: {unit: hour, requests_per_unit: 1000000000}}
-  - {key: d4, rate_limit: {unit: hour, requests_per_unit: 1000000000}}
-  - {key: d5, rate_limit: {unit: hour, requests_per_unit: 1000000000}}
-  - {key: d6, rate_limit: {unit: hour, requests_per_unit: 1000000000}}
-  - {key: d7, rate_limit: {unit: hour, requests_per_unit: 1000000000}}
-  - {key: d8, rate_limit: {unit: hour, requests_per_unit: 1000000000}}
-  - {key: d9, rate_limit: {unit: hour, requests_per_unit: 1000000000}}
-";
-
-/// Drives `ShouldRateLimit` at `address` with `descriptors` descriptors per call.
-pub async fn grpc(address: &str, descriptors: usize, load: Load) -> Measured {
-    let mut clients = Vec::new();
-    for _ in 0..load.connections {
-        // `connect` opens a connection of its own; clones of one client share it.
-        let client = RateLimitServiceClient::connect(format!("http://{address}"))
-            .await
-            .expect("the server answers");
-        clients.push(client);
-    }
-    drive(load, move |worker, user| {
-        let mut client = clients[worker % clients.len()].clone();
-        let request = request(descriptors, user);
-        async move { client.should_rate_limit(request).await.is_ok() }
-    })
-    .await
-}
-
-/// Runs `call(worker, user)` from `load.in_flight` workers until the time is up; only calls
-/// that start after the warm-up are measured.
-pub async fn drive<F, Fut>(load: Load, call: F) -> Measured
+/// Runs the workers that `setup` makes on a thread of their own until `load` is done, watching
+/// `watch`. The workers need not be `Send`: they are made and run on that thread.
+pub fn generate<Setup, Ready, Worker>(load: Load, watch: Watch, setup: Setup) -> Measured
 where
-    F: Fn(usize, u32) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = bool> + Send,
+    Setup: FnOnce() -> Ready + Send + 'static,
+    Ready: Future<Output = Vec<Worker>>,
+    Worker: AsyncFnMut(u32) -> Turn,
 {
-    let call = Arc::new(call);
-    let started = Instant::now();
-    let measure_from = started + load.warmup;
-    let until = measure_from + load.duration;
-    let workers: Vec<_> = (0..load.in_flight)
-        .map(|worker| {
-            let call = call.clone();
-            tokio::spawn(async move {
-                let mut latency = Histogram::<u64>::new(3).expect("a histogram");
-                let (mut calls, mut errors) = (0u64, 0u64);
-                let mut random = 0x9E37_79B9_7F4A_7C15u64
-                    ^ (worker as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                loop {
-                    let begun = Instant::now();
-                    if begun >= until {
-                        break;
-                    }
-                    random ^= random << 13;
-                    random ^= random >> 7;
-                    random ^= random << 17;
-                    let user = (random % u64::from(load.users)) as u32;
-                    let ok = call(worker, user).await;
-                    if begun >= measure_from {
-                        calls += 1;
-                        errors += u64::from(!ok);
-                        let _ = latency.record(begun.elapsed().as_micros() as u64);
-                    }
-                }
-                (calls, errors, latency)
+    std::thread::Builder::new()
+        .name("load-generator".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async move {
+                let workers = setup().await;
+                drive(load, &watch, workers).await
             })
         })
-        .collect();
-    let mut measured = Measured {
+        .expect("the load generator thread starts")
+        .join()
+        .expect("the load generator finishes")
+}
+
+/// Counts kept while the window is open.
+struct Tally {
+    measuring: bool,
+    calls: u64,
+    errors: u64,
+    latency: Histogram<u64>,
+    next_user: u32,
+}
+
+/// CPU and system calls at one edge of the window.
+struct Edge {
+    at: Instant,
+    generator: Duration,
+    server: Option<Duration>,
+    redis: Vec<(Duration, (u64, u64))>,
+}
+
+impl Edge {
+    fn now(watch: &Watch) -> Edge {
+        Edge {
+            at: Instant::now(),
+            generator: procfs::thread_cpu(),
+            server: watch.server.map(procfs::process_cpu),
+            redis: watch
+                .redis
+                .iter()
+                .map(|&pid| (procfs::process_cpu(pid), procfs::process_io_calls(pid)))
+                .collect(),
+        }
+    }
+}
+
+async fn drive<Worker>(load: Load, watch: &Watch, workers: Vec<Worker>) -> Measured
+where
+    Worker: AsyncFnMut(u32) -> Turn,
+{
+    let tally = RefCell::new(Tally {
+        measuring: false,
         calls: 0,
         errors: 0,
-        elapsed: Duration::ZERO,
         latency: Histogram::new(3).expect("a histogram"),
+        next_user: 0,
+    });
+    let running = Cell::new(true);
+    let users = load.users.max(1);
+    let workers = workers.into_iter().map(|mut worker| {
+        let (tally, running) = (&tally, &running);
+        async move {
+            while running.get() {
+                let user = tally.borrow().next_user;
+                let begun = Instant::now();
+                let turn = worker(user).await;
+                let took = begun.elapsed().as_micros() as u64;
+                let mut tally = tally.borrow_mut();
+                // A batch takes the users after its first.
+                tally.next_user = (user + turn.calls.max(1) as u32) % users;
+                if tally.measuring {
+                    tally.calls += turn.calls;
+                    tally.errors += turn.failed;
+                    let _ = tally.latency.record_n(took, turn.calls);
+                }
+            }
+        }
+    });
+    let window = async {
+        tokio::time::sleep(load.warmup).await;
+        let first = Edge::now(watch);
+        tally.borrow_mut().measuring = true;
+        tokio::time::sleep(load.duration).await;
+        let last = Edge::now(watch);
+        tally.borrow_mut().measuring = false;
+        running.set(false);
+        (first, last)
     };
-    for worker in workers {
-        let (calls, errors, latency) = worker.await.expect("a worker finishes");
-        measured.calls += calls;
-        measured.errors += errors;
-        measured
-            .latency
-            .add(latency)
-            .expect("histograms of one shape");
+    let ((first, last), _) = join(window, join_all(workers)).await;
+    let tally = tally.into_inner();
+    let redis = |edge: &Edge| {
+        edge.redis.iter().fold(
+            (Duration::ZERO, 0, 0),
+            |(cpu, reads, writes), &(c, (r, w))| (cpu + c, reads + r, writes + w),
+        )
+    };
+    let ((cpu0, reads0, writes0), (cpu1, reads1, writes1)) = (redis(&first), redis(&last));
+    let watching_redis = !watch.redis.is_empty();
+    Measured {
+        calls: tally.calls,
+        errors: tally.errors,
+        elapsed: last.at - first.at,
+        latency: tally.latency,
+        generator_cpu: last.generator.saturating_sub(first.generator),
+        server_cpu: last
+            .server
+            .zip(first.server)
+            .map(|(last, first)| last.saturating_sub(first)),
+        redis_cpu: watching_redis.then(|| cpu1.saturating_sub(cpu0)),
+        redis_io: watching_redis.then_some((reads1 - reads0, writes1 - writes0)),
     }
-    // Calls begun before the end finish after it: the window is until the last one came back.
-    measured.elapsed = measure_from.elapsed();
-    measured
 }

@@ -125,6 +125,11 @@ impl RedisServer {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+
+    /// The process id, while the server runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
 }
 
 impl Drop for RedisServer {
