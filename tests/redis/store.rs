@@ -3,17 +3,16 @@
 //! admit exactly the limit between them over gRPC (and so do two nodes whose clocks are 30 s
 //! apart), and no key it writes is ever left without a TTL. TLS certificates are checked.
 
-mod common;
-
 use std::time::Duration;
 
-use common::process::Node;
-use common::redis::{
+use crate::common;
+use crate::common::process::Node;
+use crate::common::redis::{
     RedisCluster, RedisSentinel, RedisServer, SENTINEL_MASTER, free_port, keys_and_ttls,
 };
-use common::redis_store::{TEST_TIMEOUT, connect};
-use common::tls::Certificates;
-use common::{Client, Code, Service, ask, code, config_dir, request};
+use crate::common::redis_store::{TEST_TIMEOUT, connect};
+use crate::common::tls::Certificates;
+use crate::common::{Client, Code, Service, ask, code, config_dir, request};
 use ratelimiter::store::{CounterStore, StoreError};
 
 const LIMITS: &str = "

@@ -4,14 +4,13 @@
 //! the service is gone, a limit changed while traffic flows, shadow mode, and TCP connections
 //! limited by the network filter.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::envoy::{self, Envoy, Ports};
-use common::http::Http;
-use common::process::Node;
-use common::redis::{RedisServer, free_port};
+use crate::common;
+use crate::common::envoy::{self, Envoy, Ports};
+use crate::common::http::Http;
+use crate::common::process::Node;
+use crate::common::redis::{RedisServer, free_port};
 use tokio::io::AsyncReadExt;
 
 /// Ports the shipped configs use: (listener, upstream, admin).

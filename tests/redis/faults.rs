@@ -2,14 +2,13 @@
 //! service starts. Calls answer UNAVAILABLE (never OK or UNKNOWN) within the timeout, the
 //! service stays up, `/health` says degraded, and counting resumes by itself once Redis is back.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::faults::{LIMITS, RECOVERY, call, counts_exactly, service, until_ok};
-use common::redis::{RedisServer, eventually};
-use common::redis_store::{TEST_TIMEOUT, connect};
-use common::{Code, Service, code, request};
+use crate::common;
+use crate::common::faults::{LIMITS, RECOVERY, call, counts_exactly, service, until_ok};
+use crate::common::redis::{RedisServer, eventually};
+use crate::common::redis_store::{TEST_TIMEOUT, connect};
+use crate::common::{Code, Service, code, request};
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::RateLimitOverride;
 use ratelimiter::health::Status;
 use ratelimiter::store::CounterStore;

@@ -2,14 +2,13 @@
 //! running node's `/metrics`, and a query through its HTTP API returns our request counters with
 //! the values the traffic produced.
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::process::Node;
-use common::redis::free_port;
-use common::{Code, ask, code, request};
+use crate::common;
+use crate::common::process::Node;
+use crate::common::redis::free_port;
+use crate::common::{Code, ask, code, request};
 
 /// Prometheus scrapes every second here; a few scrapes must fit in this on a loaded machine.
 const SETTLE: Duration = Duration::from_secs(30);

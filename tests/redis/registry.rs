@@ -2,14 +2,13 @@
 //! that shuts down leaves at once, a killed one within its TTL, and entries come back by
 //! themselves after Redis loses them.
 
-mod common;
-
 use std::time::{Duration, SystemTime};
 
-use common::Service;
-use common::process::Node;
-use common::redis::{RedisServer, eventually};
-use common::redis_store::{TEST_TIMEOUT, connect};
+use crate::common;
+use crate::common::Service;
+use crate::common::process::Node;
+use crate::common::redis::{RedisServer, eventually};
+use crate::common::redis_store::{TEST_TIMEOUT, connect};
 use ratelimiter::registry::{NodeInfo, read_nodes};
 use ratelimiter::store::redis::RedisLink;
 
