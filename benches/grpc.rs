@@ -14,6 +14,9 @@
 #[path = "support/load.rs"]
 mod load;
 #[allow(dead_code)]
+#[path = "../tests/common/ports.rs"]
+mod ports;
+#[allow(dead_code)]
 #[path = "../tests/common/redis.rs"]
 mod redis_harness;
 #[allow(dead_code)]

@@ -9,6 +9,7 @@ pub mod faults;
 pub mod files;
 pub mod http;
 pub mod metric_names;
+pub mod ports;
 pub mod process;
 pub mod redis;
 pub mod redis_store;

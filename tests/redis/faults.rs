@@ -122,8 +122,7 @@ async fn health_follows_redis() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn passwords_stay_out_of_error_texts() {
-    let redis =
-        RedisServer::start_with(common::redis::free_port(), &["--requirepass", "right-one"]);
+    let redis = RedisServer::start_with(&["--requirepass", "right-one"]);
     let url = format!("redis://:hunter2@127.0.0.1:{}", redis.port);
     let connected = connect(&url, &[], "secret:").await;
     let error = connected.store.approximate_len().await.unwrap_err();

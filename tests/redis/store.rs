@@ -6,9 +6,10 @@
 use std::time::Duration;
 
 use crate::common;
+use crate::common::ports;
 use crate::common::process::Node;
 use crate::common::redis::{
-    RedisCluster, RedisSentinel, RedisServer, SENTINEL_MASTER, free_port, keys_and_ttls,
+    RedisCluster, RedisSentinel, RedisServer, SENTINEL_MASTER, keys_and_ttls,
 };
 use crate::common::redis_store::{TEST_TIMEOUT, connect};
 use crate::common::tls::Certificates;
@@ -117,13 +118,13 @@ struct TlsRedis {
 impl TlsRedis {
     fn start() -> TlsRedis {
         let certificates = Certificates::create();
-        let tls_port = free_port();
-        let flags = certificates.redis_flags(tls_port, true);
-        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        // TLS on the companion port; the plain port is for the harness's own checks (which
+        // process answers, key listing) only.
+        let server =
+            RedisServer::start_with_companion(|tls_port| certificates.redis_flags(tls_port, true));
         TlsRedis {
-            // The plain port is for the harness's own checks (PING, key listing) only.
-            server: RedisServer::start_with(free_port(), &flags),
-            url: format!("rediss://localhost:{tls_port}"),
+            url: format!("rediss://localhost:{}", ports::companion(server.port)),
+            server,
             client_flags: certificates.client_flags(),
             _certificates: certificates,
         }

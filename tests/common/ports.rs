@@ -1,0 +1,66 @@
+//! Loopback ports for the processes the tests start (redis-server, Envoy, Prometheus, the built
+//! binary). A port is only a candidate: until the process started on it proves that it is the
+//! one answering there (its pid, or its config path), anything else on the machine may hold it.
+//! A start whose port was taken is retried on another candidate.
+//!
+//! Candidates come from below the kernel's ephemeral range (Linux: 32768-60999), from which
+//! `bind(0)` and outgoing connections take their ports: while a server is down for a restart,
+//! no connection on the machine can take its port.
+
+use std::hash::{BuildHasher, RandomState};
+use std::net::{Ipv4Addr, SocketAddr};
+
+use tokio::net::TcpSocket;
+
+/// Candidates are `FIRST..FIRST + SPAN`; a companion port (a Cluster node's bus, a TLS port)
+/// is `COMPANION` above its port, so the two ranges never meet.
+const FIRST: u16 = 10_000;
+const SPAN: u16 = 10_000;
+const COMPANION: u16 = 10_000;
+
+/// How many candidates a start tries before it gives up.
+pub const ATTEMPTS: usize = 20;
+
+/// A random candidate port.
+pub fn candidate() -> u16 {
+    let random = RandomState::new().hash_one(std::process::id());
+    FIRST + (random % u64::from(SPAN)) as u16
+}
+
+/// The port paired with `port`: `redis-server` binds its Cluster bus there, a TLS server its
+/// TLS port.
+pub fn companion(port: u16) -> u16 {
+    port + COMPANION
+}
+
+/// Whether a process's log says it could not bind its port (redis-server, Envoy and the built
+/// binary say "Address already in use", Prometheus "address already in use").
+pub fn taken(log: &str) -> bool {
+    log.to_ascii_lowercase().contains("address already in use")
+}
+
+/// A port bound but not listening: connections to it are refused, and nothing else can bind it
+/// until this drops.
+pub struct ReservedPort {
+    pub port: u16,
+    _socket: TcpSocket,
+}
+
+impl ReservedPort {
+    pub fn new() -> ReservedPort {
+        for _ in 0..ATTEMPTS {
+            let port = candidate();
+            let socket = TcpSocket::new_v4().expect("a TCP socket");
+            if socket
+                .bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+                .is_ok()
+            {
+                return ReservedPort {
+                    port,
+                    _socket: socket,
+                };
+            }
+        }
+        panic!("no free candidate port in {ATTEMPTS} attempts");
+    }
+}
