@@ -17,12 +17,16 @@ mod load;
 #[path = "../tests/common/ports.rs"]
 mod ports;
 #[allow(dead_code)]
+#[path = "../tests/common/process.rs"]
+mod process;
+#[allow(dead_code)]
 #[path = "../tests/common/redis.rs"]
 mod redis_harness;
 #[allow(dead_code)]
 #[path = "../tests/common/redis_store.rs"]
 mod redis_store;
 
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,9 +37,10 @@ use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::{
 };
 use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
 use load::{Load, Measured};
+use process::Node;
 use ratelimiter::key::{self, Level, Scope};
 use ratelimiter::store::{CounterOp, CounterStore};
-use redis_harness::{RedisCluster, RedisServer, free_port};
+use redis_harness::{RedisCluster, RedisServer};
 
 /// Rounds of the whole table in a measuring run; each row reports its median.
 const ROUNDS: usize = 3;
@@ -45,10 +50,8 @@ const LIVE_COUNTERS: u32 = 1_000_000;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if let [_, flag, address] = args.as_slice()
-        && flag == "--serve-noop"
-    {
-        serve_noop(address);
+    if args.get(1).is_some_and(|flag| flag == "--serve-noop") {
+        serve_noop();
         return;
     }
     let full = args.iter().any(|arg| arg == "--bench");
@@ -348,55 +351,54 @@ async fn memory_footprint(counters: u32) {
     );
 }
 
-/// A server process on free loopback ports, killed when dropped.
+/// A server process on a loopback port it chose itself (port 0), killed when dropped.
 struct Server {
-    child: Child,
     grpc: String,
+    pid: u32,
+    _process: Process,
+}
+
+/// What keeps a server's process: dropping it kills the process.
+enum Process {
+    Noop(Child),
+    Ratelimiter { _node: Node },
 }
 
 impl Server {
     fn noop() -> Server {
-        let grpc = format!("127.0.0.1:{}", free_port());
-        let child = Command::new(std::env::current_exe().expect("this bench's path"))
-            .args(["--serve-noop", &grpc])
+        let mut child = Command::new(std::env::current_exe().expect("this bench's path"))
+            .arg("--serve-noop")
+            .stdout(Stdio::piped())
             .spawn()
             .expect("the do-nothing server starts");
-        Server::ready(child, grpc)
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout is piped"))
+            .read_line(&mut line)
+            .expect("the do-nothing server says where it serves");
+        let grpc = line
+            .trim()
+            .strip_prefix(SERVING)
+            .unwrap_or_else(|| panic!("the do-nothing server said {line:?}"))
+            .to_string();
+        Server {
+            grpc,
+            pid: child.id(),
+            _process: Process::Noop(child),
+        }
     }
 
     fn ratelimiter(args: &[&str]) -> Server {
-        let grpc = format!("127.0.0.1:{}", free_port());
-        let http = format!("127.0.0.1:{}", free_port());
-        let child = Command::new(env!("CARGO_BIN_EXE_ratelimiter"))
-            .args([
-                "serve",
-                "--grpc-addr",
-                &grpc,
-                "--http-addr",
-                &http,
-                "--log-level",
-                "warn",
-            ])
-            .args(args)
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("ratelimiter starts");
-        Server::ready(child, grpc)
-    }
-
-    fn ready(child: Child, grpc: String) -> Server {
-        let server = Server { child, grpc };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(&server.grpc).is_err() {
-            assert!(Instant::now() < deadline, "{} never listened", server.grpc);
-            std::thread::sleep(Duration::from_millis(20));
+        let node = Node::start(args);
+        Server {
+            grpc: node.grpc_addr.to_string(),
+            pid: node.pid(),
+            _process: Process::Ratelimiter { _node: node },
         }
-        server
     }
 
     /// Resident set size, KiB.
     fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
             .expect("the process is alive");
         status
             .lines()
@@ -406,10 +408,12 @@ impl Server {
     }
 }
 
-impl Drop for Server {
+impl Drop for Process {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Process::Noop(child) = self {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -439,17 +443,22 @@ impl RateLimitService for Noop {
     }
 }
 
-/// Serves the do-nothing RLS on `address`, on the same runtime and tonic settings as the service.
-fn serve_noop(address: &str) {
-    let address: std::net::SocketAddr = address.parse().expect("a socket address");
+/// What the do-nothing server prints before its address, once it listens.
+const SERVING: &str = "serving gRPC on ";
+
+/// Serves the do-nothing RLS on a loopback port of its own, on the same runtime and tonic
+/// settings as the service, and prints where.
+fn serve_noop() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("a runtime");
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(address)
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
-            .expect("the port is free");
+            .expect("a loopback port");
+        let address = listener.local_addr().expect("a bound address");
+        println!("{SERVING}{address}");
         let incoming =
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         tonic::transport::Server::builder()

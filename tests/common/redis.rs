@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use super::ports::{self, ReservedPort};
+use super::ports::{self, PortTaken, ReservedPort};
 
 /// How long a server may take to answer after it starts (generous for a loaded machine).
 const START_DEADLINE: Duration = Duration::from_secs(20);
@@ -32,9 +32,6 @@ pub struct RedisServer {
     /// refused rather than answered by whatever else took it.
     reserved: Option<ReservedPort>,
 }
-
-/// Another process holds the port a server was started on.
-struct PortTaken;
 
 impl RedisServer {
     /// A single server.
@@ -72,7 +69,7 @@ impl RedisServer {
     /// Starts `redis-server` with `command(port, its directory)` on candidate ports until one
     /// was free.
     fn start_on_candidates(command: impl Fn(u16, &Path) -> Vec<String>) -> RedisServer {
-        for _ in 0..ports::ATTEMPTS {
+        ports::retry("redis-server", || {
             let port = ports::candidate();
             let dir = tempfile::tempdir().unwrap();
             let mut server = RedisServer {
@@ -82,14 +79,8 @@ impl RedisServer {
                 child: None,
                 reserved: None,
             };
-            if server.launch().is_ok() {
-                return server;
-            }
-        }
-        panic!(
-            "redis-server found no free port in {} attempts",
-            ports::ATTEMPTS
-        );
+            server.launch().map(|()| server)
+        })
     }
 
     pub fn url(&self) -> String {
@@ -445,15 +436,6 @@ fn reply(replies: &mut impl BufRead) -> Option<String> {
     replies.read_exact(&mut text).ok()?;
     text.truncate(length);
     String::from_utf8(text).ok()
-}
-
-/// A port nobody listens on now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Polls `check` every 20 ms until it holds, failing with `what` after `within`.

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::common;
 use crate::common::faults::{LIMITS, RECOVERY, call, counts_exactly, service, until_ok};
+use crate::common::ports::ReservedPort;
 use crate::common::redis::{RedisServer, eventually};
 use crate::common::redis_store::{TEST_TIMEOUT, connect};
 use crate::common::{Code, Service, code, request};
@@ -169,10 +170,9 @@ async fn passwords_stay_out_of_error_texts() {
 
 #[test]
 fn the_password_never_reaches_help_or_logs() {
-    let url = format!(
-        "redis://admin:hunter2@127.0.0.1:{}",
-        common::redis::free_port()
-    );
+    // Nothing listens on the port, nor can while the test holds it.
+    let closed = ReservedPort::new();
+    let url = format!("redis://admin:hunter2@127.0.0.1:{}", closed.port);
     let help = std::process::Command::new(env!("CARGO_BIN_EXE_ratelimiter"))
         .args(["serve", "--help"])
         .env("RATELIMITER_REDIS_URL", &url)
@@ -181,7 +181,7 @@ fn the_password_never_reaches_help_or_logs() {
     assert!(help.status.success());
     assert!(!String::from_utf8_lossy(&help.stdout).contains("hunter2"));
 
-    // Nothing listens there: the node logs its failed connection attempts, at debug level too.
+    // The node logs its failed connection attempts, at debug level too.
     let mut node = std::process::Command::new(env!("CARGO_BIN_EXE_ratelimiter"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args([

@@ -6,8 +6,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common;
+use crate::common::ports::{self, PortTaken};
 use crate::common::process::Node;
-use crate::common::redis::free_port;
 use crate::common::{Code, ask, code, request};
 
 /// Prometheus scrapes every second here; a few scrapes must fit in this on a loaded machine.
@@ -16,31 +16,66 @@ const SETTLE: Duration = Duration::from_secs(30);
 struct Prometheus {
     child: Child,
     port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Prometheus {
-    fn scraping(target: std::net::SocketAddr) -> Prometheus {
+    /// Prometheus scraping `target`, on a candidate port.
+    async fn scraping(target: std::net::SocketAddr) -> Prometheus {
+        ports::retry_async("Prometheus", || {
+            Prometheus::launch(target, ports::candidate())
+        })
+        .await
+    }
+
+    /// Starts Prometheus on `port` and waits until the one answering there is this one.
+    async fn launch(target: std::net::SocketAddr, port: u16) -> Result<Prometheus, PortTaken> {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("prometheus.yml");
         let scrape = format!(
             "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: ratelimiter\n    static_configs:\n      - targets: [\"{target}\"]\n"
         );
         std::fs::write(&config, scrape).unwrap();
-        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap_or_else(|error| panic!("prometheus cannot run ({error}); run scripts/setup to install it (Debian package prometheus)"));
-        Prometheus {
-            child,
-            port,
-            _dir: dir,
+        let mut prometheus = Prometheus { child, port, dir };
+        let deadline = Instant::now() + SETTLE;
+        while prometheus.flag("config.file").await.as_deref() != config.to_str() {
+            if let Some(status) = prometheus.child.try_wait().unwrap() {
+                if ports::taken(&prometheus.log()) {
+                    return Err(PortTaken);
+                }
+                panic!(
+                    "Prometheus exited ({status}); its log:\n{}",
+                    prometheus.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Prometheus never answered; its log:\n{}",
+                prometheus.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        Ok(prometheus)
+    }
+
+    /// A command-line flag of the Prometheus answering on the port.
+    async fn flag(&self, name: &str) -> Option<String> {
+        let url = format!("http://127.0.0.1:{}/api/v1/status/flags", self.port);
+        let body: serde_json::Value = reqwest::get(url).await.ok()?.json().await.ok()?;
+        body["data"][name].as_str().map(str::to_string)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
     }
 
     /// The value of an instant query with one result, `None` until there is one.
@@ -91,7 +126,7 @@ async fn prometheus_scrapes_the_request_counters_with_the_values_sent() {
         ]
     );
 
-    let prometheus = Prometheus::scraping(node.http_addr);
+    let prometheus = Prometheus::scraping(node.http_addr).await;
     let expected = [
         (
             r#"ratelimiter_requests_checked_total{job="ratelimiter",result="allowed"}"#,
