@@ -454,18 +454,20 @@ where
     }
 }
 
-/// Every key on the server at `port` and its PTTL (-1: no expiry; -2: gone).
+/// Every key on the server at `port` and its PTTL (-1: no expiry), in one script: no key expires
+/// between the listing and the look.
 pub fn keys_and_ttls(port: u16) -> Vec<(String, i64)> {
     let client = ::redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
     let mut connection = client.get_connection().unwrap();
-    let keys: Vec<String> = ::redis::cmd("KEYS")
-        .arg("*")
+    ::redis::cmd("EVAL")
+        .arg(
+            "local listed = {} \
+             for _, key in ipairs(redis.call('KEYS', '*')) do \
+                 listed[#listed + 1] = {key, redis.call('PTTL', key)} \
+             end \
+             return listed",
+        )
+        .arg(0)
         .query(&mut connection)
-        .unwrap();
-    let mut pipe = ::redis::pipe();
-    for key in &keys {
-        pipe.cmd("PTTL").arg(key);
-    }
-    let ttls: Vec<i64> = pipe.query(&mut connection).unwrap();
-    keys.into_iter().zip(ttls).collect()
+        .unwrap()
 }
