@@ -438,22 +438,6 @@ fn reply(replies: &mut impl BufRead) -> Option<String> {
     String::from_utf8(text).ok()
 }
 
-/// Polls `check` every 20 ms until it holds, failing with `what` after `within`.
-pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + within;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what} within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Every key on the server at `port` and its PTTL (-1: no expiry), in one script: no key expires
 /// between the listing and the look.
 pub fn keys_and_ttls(port: u16) -> Vec<(String, i64)> {

@@ -5,9 +5,10 @@
 
 use std::time::{Duration, Instant};
 
+use crate::common::eventually;
 use crate::common::faults::{admitted, call, service, until_ok};
 use crate::common::redis::{
-    RedisCluster, RedisSentinel, RedisServer, SENTINEL_MASTER, eventually, keys_and_ttls,
+    RedisCluster, RedisSentinel, RedisServer, SENTINEL_MASTER, keys_and_ttls,
 };
 use crate::common::{Client, Code, Service};
 

@@ -5,10 +5,11 @@
 use std::time::{Duration, Instant};
 
 use crate::common;
+use crate::common::eventually;
 use crate::common::faults::{LIMITS, RECOVERY, call, counts_exactly, service, until_ok};
 use crate::common::ports::ReservedPort;
 use crate::common::process::Node;
-use crate::common::redis::{RedisServer, eventually};
+use crate::common::redis::RedisServer;
 use crate::common::redis_store::{TEST_TIMEOUT, connect};
 use crate::common::{Code, Service, code, request};
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::RateLimitOverride;

@@ -6,8 +6,9 @@ use std::time::{Duration, SystemTime};
 
 use crate::common;
 use crate::common::Service;
+use crate::common::eventually;
 use crate::common::process::Node;
-use crate::common::redis::{RedisServer, eventually};
+use crate::common::redis::RedisServer;
 use crate::common::redis_store::{TEST_TIMEOUT, connect};
 use ratelimiter::registry::{NodeInfo, read_nodes};
 use ratelimiter::store::redis::RedisLink;

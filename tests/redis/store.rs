@@ -214,7 +214,7 @@ async fn a_fixed_window_starts_over_when_redis_time_ends_it() {
         .unwrap()[0];
     assert_eq!(first.value, 3);
     assert!(first.resets_in <= Duration::from_secs(1), "{first:?}");
-    common::redis::eventually(Duration::from_secs(5), "the 1 s window ends", || async {
+    common::eventually(Duration::from_secs(5), "the 1 s window ends", || async {
         store
             .apply(&[common::contract::op("k", 1, 0)])
             .await

@@ -4,7 +4,7 @@
 //! the service is gone, a limit changed while traffic flows, shadow mode, and TCP connections
 //! limited by the network filter.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common;
 use crate::common::envoy::{self, Envoy};
@@ -103,22 +103,6 @@ async fn metric(node: &Node, name: &str, labels: &str) -> f64 {
         .filter(|line| line.contains(labels))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
-}
-
-/// Polls `check` until it holds, failing after [`SETTLE`].
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + SETTLE;
-    while !check().await {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen within {SETTLE:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[test]
@@ -251,7 +235,7 @@ async fn with_the_service_gone_envoys_failure_mode_decides_and_limiting_resumes_
     assert_eq!(statuses(&closed, "carol", 2).await, [500, 500]);
 
     let node = node.start_again();
-    eventually("Envoy reaches the restarted node", || async {
+    common::eventually(SETTLE, "Envoy reaches the restarted node", || async {
         get(&closed, "dave").await.status == 200
     })
     .await;
@@ -274,7 +258,7 @@ async fn a_limit_changed_in_the_yaml_applies_while_traffic_flows() {
     std::fs::write(&temporary, tight).unwrap();
     std::fs::rename(&temporary, &file).unwrap();
     let pid = served.node.pid();
-    eventually("the new limit blocks erin", || async {
+    common::eventually(SETTLE, "the new limit blocks erin", || async {
         get(&base, "erin").await.status == 429
     })
     .await;
