@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tempfile::TempDir;
 
@@ -96,49 +96,18 @@ impl Envoy {
             .spawn()
             .expect("Envoy starts");
         let mut envoy = Envoy { child, ports, dir };
-        let deadline = Instant::now() + STARTUP;
-        while !envoy.live().await {
-            if let Some(status) = envoy.child.try_wait().unwrap() {
-                if ports::taken(&envoy.log()) {
-                    return Err(PortTaken);
-                }
-                panic!("Envoy exited ({status}); its log:\n{}", envoy.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "Envoy never got ready; its log:\n{}",
-                envoy.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let (admin, log) = (envoy.ports.admin, envoy.dir.path().join("envoy.log"));
+        let config = path.to_str().unwrap();
+        ports::started("Envoy", &mut envoy.child, &log, STARTUP, || {
+            live(admin, config)
+        })
+        .await?;
         Ok(envoy)
-    }
-
-    /// Whether the Envoy answering on the admin port is this one, and live.
-    async fn live(&self) -> bool {
-        let Some(info) = self.admin_get("/server_info").await else {
-            return false;
-        };
-        let info: serde_json::Value = serde_json::from_str(&info).unwrap_or_default();
-        let config = self.dir.path().join("envoy.yaml");
-        info["state"] == "LIVE"
-            && info["command_line_options"]["config_path"].as_str() == config.to_str()
-    }
-
-    /// GET on the admin listener; `None` while it does not answer 200.
-    pub async fn admin_get(&self, path: &str) -> Option<String> {
-        let admin = SocketAddr::from(([127, 0, 0, 1], self.ports.admin));
-        let response = reqwest::get(format!("http://{admin}{path}")).await.ok()?;
-        if !response.status().is_success() {
-            return None;
-        }
-        response.text().await.ok()
     }
 
     /// An Envoy stat (`cluster.ratelimit.upstream_rq_total`, ...), 0 when absent.
     pub async fn stat(&self, name: &str) -> u64 {
-        let text = self
-            .admin_get(&format!("/stats?filter=^{name}$"))
+        let text = admin_get(self.ports.admin, &format!("/stats?filter=^{name}$"))
             .await
             .unwrap_or_default();
         text.lines()
@@ -146,10 +115,25 @@ impl Envoy {
             .and_then(|value| value.trim().parse().ok())
             .unwrap_or(0)
     }
+}
 
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("envoy.log")).unwrap_or_default()
+/// Whether the Envoy answering on the `admin` port runs the config file `config`, and is live.
+async fn live(admin: u16, config: &str) -> bool {
+    let Some(info) = admin_get(admin, "/server_info").await else {
+        return false;
+    };
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap_or_default();
+    info["state"] == "LIVE" && info["command_line_options"]["config_path"] == config
+}
+
+/// GET on the admin listener at `admin`; `None` while it does not answer 200.
+async fn admin_get(admin: u16, path: &str) -> Option<String> {
+    let admin = SocketAddr::from(([127, 0, 0, 1], admin));
+    let response = reqwest::get(format!("http://{admin}{path}")).await.ok()?;
+    if !response.status().is_success() {
+        return None;
     }
+    response.text().await.ok()
 }
 
 impl Drop for Envoy {

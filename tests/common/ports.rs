@@ -9,6 +9,9 @@
 
 use std::hash::{BuildHasher, RandomState};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpSocket;
 
@@ -57,6 +60,38 @@ pub fn candidate() -> u16 {
 /// TLS port.
 pub fn companion(port: u16) -> u16 {
     port + COMPANION
+}
+
+/// Waits until `started` says that the process answering on its ports is `child` (which logs
+/// to `log`), for at most `within`. `Err(PortTaken)` when the child exited because a port was
+/// taken; any other exit, or no answer in time, fails the test with the child's log.
+pub async fn started<F>(
+    what: &str,
+    child: &mut Child,
+    log: &Path,
+    within: Duration,
+    mut started: impl FnMut() -> F,
+) -> Result<(), PortTaken>
+where
+    F: Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    let log = || std::fs::read_to_string(log).unwrap_or_default();
+    while !started().await {
+        if let Some(status) = child.try_wait().unwrap() {
+            if taken(&log()) {
+                return Err(PortTaken);
+            }
+            panic!("{what} exited ({status}); its log:\n{}", log());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} never answered; its log:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
 }
 
 /// Whether a process's log says it could not bind its port (redis-server, Envoy and the built

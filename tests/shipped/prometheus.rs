@@ -46,36 +46,17 @@ impl Prometheus {
             .spawn()
             .unwrap_or_else(|error| panic!("prometheus cannot run ({error}); run scripts/setup to install it (Debian package prometheus)"));
         let mut prometheus = Prometheus { child, port, dir };
-        let deadline = Instant::now() + SETTLE;
-        while prometheus.flag("config.file").await.as_deref() != config.to_str() {
-            if let Some(status) = prometheus.child.try_wait().unwrap() {
-                if ports::taken(&prometheus.log()) {
-                    return Err(PortTaken);
-                }
-                panic!(
-                    "Prometheus exited ({status}); its log:\n{}",
-                    prometheus.log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "Prometheus never answered; its log:\n{}",
-                prometheus.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let log = prometheus.dir.path().join("prometheus.log");
+        let config = config.to_str().unwrap();
+        ports::started(
+            "Prometheus",
+            &mut prometheus.child,
+            &log,
+            SETTLE,
+            || async move { flag(port, "config.file").await.as_deref() == Some(config) },
+        )
+        .await?;
         Ok(prometheus)
-    }
-
-    /// A command-line flag of the Prometheus answering on the port.
-    async fn flag(&self, name: &str) -> Option<String> {
-        let url = format!("http://127.0.0.1:{}/api/v1/status/flags", self.port);
-        let body: serde_json::Value = reqwest::get(url).await.ok()?.json().await.ok()?;
-        body["data"][name].as_str().map(str::to_string)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
     }
 
     /// The value of an instant query with one result, `None` until there is one.
@@ -94,6 +75,13 @@ impl Prometheus {
             _ => None,
         }
     }
+}
+
+/// A command-line flag of the Prometheus answering on `port`.
+async fn flag(port: u16, name: &str) -> Option<String> {
+    let url = format!("http://127.0.0.1:{port}/api/v1/status/flags");
+    let body: serde_json::Value = reqwest::get(url).await.ok()?.json().await.ok()?;
+    body["data"][name].as_str().map(str::to_string)
 }
 
 impl Drop for Prometheus {
