@@ -5,6 +5,9 @@
 //! store. Run with `cargo bench --bench counters_page` (Redis: `scripts/setup`).
 
 #[allow(dead_code)]
+#[path = "../tests/common/ports.rs"]
+mod ports;
+#[allow(dead_code)]
 #[path = "../tests/common/redis.rs"]
 mod redis_harness;
 #[allow(dead_code)]

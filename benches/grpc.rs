@@ -21,6 +21,9 @@
 #[path = "support/load.rs"]
 mod load;
 #[allow(dead_code)]
+#[path = "../tests/common/ports.rs"]
+mod ports;
+#[allow(dead_code)]
 #[path = "../tests/common/process.rs"]
 mod process;
 #[path = "support/procfs.rs"]
@@ -38,7 +41,8 @@ mod rls_h2;
 #[path = "support/table.rs"]
 mod table;
 
-use std::process::{Child, Command};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -51,7 +55,7 @@ use load::{Load, Measured, Turn, Watch};
 use process::Node;
 use ratelimiter::key::{self, Level, Scope};
 use ratelimiter::store::{CounterOp, CounterStore};
-use redis_harness::{RedisCluster, RedisServer, free_port};
+use redis_harness::{RedisCluster, RedisServer};
 use table::Table;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -81,10 +85,8 @@ fn main() {
         .with(tracing_subscriber::filter::LevelFilter::OFF)
         .init();
     let args: Vec<String> = std::env::args().collect();
-    if let [_, flag, address] = args.as_slice()
-        && flag == "--serve-noop"
-    {
-        serve_noop(address);
+    if args.get(1).is_some_and(|flag| flag == "--serve-noop") {
+        serve_noop();
         return;
     }
     let full = args.iter().any(|arg| arg == "--bench");
@@ -344,19 +346,23 @@ struct Noop {
 }
 
 impl Noop {
+    /// Starts it on a loopback port it picks itself, and reads that port from its first line.
     fn start() -> Noop {
-        let address = format!("127.0.0.1:{}", free_port());
-        let child = Command::new(std::env::current_exe().expect("this bench's path"))
-            .args(["--serve-noop", &address])
+        let mut child = Command::new(std::env::current_exe().expect("this bench's path"))
+            .arg("--serve-noop")
+            .stdout(Stdio::piped())
             .spawn()
             .expect("the do-nothing server starts");
-        let noop = Noop { child, address };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(&noop.address).is_err() {
-            assert!(Instant::now() < deadline, "{} never listened", noop.address);
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        noop
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout is piped"))
+            .read_line(&mut line)
+            .expect("the do-nothing server says where it serves");
+        let address = line
+            .trim()
+            .strip_prefix(SERVING)
+            .unwrap_or_else(|| panic!("the do-nothing server said {line:?}"))
+            .to_string();
+        Noop { child, address }
     }
 
     fn pid(&self) -> u32 {
@@ -397,17 +403,22 @@ impl RateLimitService for DoNothing {
     }
 }
 
-/// Serves the do-nothing RLS on `address`, on the same runtime as the service and plain tonic.
-fn serve_noop(address: &str) {
-    let address: std::net::SocketAddr = address.parse().expect("a socket address");
+/// What the do-nothing server prints before its address, once it listens.
+const SERVING: &str = "serving gRPC on ";
+
+/// Serves the do-nothing RLS on a loopback port of its own, on the same runtime and tonic
+/// settings as the service, and prints where.
+fn serve_noop() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("a runtime");
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(address)
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
-            .expect("the port is free");
+            .expect("a loopback port");
+        let address = listener.local_addr().expect("a bound address");
+        println!("{SERVING}{address}");
         let incoming =
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         tonic::transport::Server::builder()

@@ -11,6 +11,9 @@
 //! shape and reports them, as a smoke test.
 
 #[allow(dead_code)]
+#[path = "../tests/common/ports.rs"]
+mod ports;
+#[allow(dead_code)]
 #[path = "../tests/common/redis.rs"]
 mod redis_harness;
 #[allow(dead_code)]

@@ -5,23 +5,29 @@
 #
 #   scripts/setup && examples/demo.sh
 #
-# Every port is picked free; everything started is stopped on exit. RATELIMITER_BIN and
-# ENVOY_BIN use those binaries instead of building / the one scripts/setup installed.
+# Every server gets a port of its own; everything started is stopped on exit. RATELIMITER_BIN
+# and ENVOY_BIN use those binaries instead of building / the one scripts/setup installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf '\n== %s\n' "$*"; }
 fail() { printf 'demo: %s\n' "$*" >&2; exit 1; }
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+# A random port below the kernel's ephemeral range, where no outgoing connection holds one. A
+# server started on it is only used once the process answering there proves to be that server;
+# if the port was taken, the server exits and is started again on another.
+random_port() { echo $((10000 + RANDOM % 10000)); }
 
-# Waits until a command succeeds (at most 30 s).
-wait_for() {
-  local what=$1; shift
+# Waits until a command succeeds (at most 30 s) while process $pid runs. Returns 1 if the
+# process exited because a port was taken ($log says so); fails on any other exit.
+started() {
+  local what=$1 pid=$2 log=$3; shift 3
   for _ in $(seq 300); do
     if "$@" >/dev/null 2>&1; then return 0; fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      grep -qi 'address already in use' "$log" && return 1
+      fail "$what exited; its log: $(cat "$log")"
+    fi
     sleep 0.1
   done
   fail "$what did not come up; logs are in $work"
@@ -46,37 +52,53 @@ cleanup() {
 }
 trap cleanup EXIT
 
-redis_port=$(free_port)
+redis_is() { # port pid: the Redis answering on the port is process pid
+  [ "$(redis-cli -p "$1" info server | tr -d '\r' | sed -n 's/^process_id://p')" = "$2" ]
+}
+for attempt in $(seq 20); do
+  redis_port=$(random_port)
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
+    >"$work/redis.log" 2>&1 &
+  pids+=($!)
+  started "Redis" $! "$work/redis.log" redis_is "$redis_port" $! && break
+  [ "$attempt" -lt 20 ] || fail "no free port for Redis"
+done
 say "Redis on 127.0.0.1:$redis_port"
-redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no >"$work/redis.log" 2>&1 &
-pids+=($!)
-wait_for "Redis" redis-cli -p "$redis_port" ping
 
+# Each node listens on port 0 and logs the addresses it got.
 nodes=()
 declare -A http_of
 for name in a b; do
-  grpc=$(free_port)
-  http=$(free_port)
-  say "ratelimiter node $name: gRPC 127.0.0.1:$grpc, HTTP 127.0.0.1:$http, limits from examples/demo/"
-  "$bin" serve --config examples/demo --grpc-addr "127.0.0.1:$grpc" --http-addr "127.0.0.1:$http" \
+  log="$work/node-$name.log"
+  "$bin" serve --config examples/demo --grpc-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 \
     --redis-url "redis://127.0.0.1:$redis_port" --redis-timeout 200ms --node-id "demo-$name" \
-    >"$work/node-$name.log" 2>&1 &
+    >"$log" 2>&1 &
   pids+=($!)
-  wait_for "node $name" curl -sf "http://127.0.0.1:$http/health"
-  nodes+=("127.0.0.1:$grpc")
-  http_of[$name]=$http
+  started "node $name" $! "$log" grep -q 'serving gRPC on ' "$log" ||
+    fail "node $name could not listen: $(cat "$log")"
+  grpc=$(sed -n 's/.*serving gRPC on //p' "$log")
+  http=$(sed -n 's/.*serving HTTP on //p' "$log")
+  say "ratelimiter node $name: gRPC $grpc, HTTP $http, limits from examples/demo/"
+  nodes+=("$grpc")
+  http_of[$name]=${http##*:}
 done
 
-front=$(free_port)
-upstream=$(free_port)
-admin=$(free_port)
+envoy_is() { # admin config: the Envoy answering on the admin port runs this config, live
+  local info
+  info=$(curl -sf "http://127.0.0.1:$1/server_info") &&
+    grep -qF '"state": "LIVE"' <<<"$info" && grep -qF "\"config_path\": \"$2\"" <<<"$info"
+}
+for attempt in $(seq 20); do
+  front=$(random_port) upstream=$(random_port) admin=$(random_port)
+  scripts/envoy-config envoy/front-proxy.yaml --port "10000=$front" --port "10001=$upstream" \
+    --port "9901=$admin" --ratelimit "$(IFS=,; echo "${nodes[*]}")" >"$work/envoy.yaml"
+  "$envoy" -c "$work/envoy.yaml" --disable-hot-restart --concurrency 1 --log-level warn \
+    >"$work/envoy.log" 2>&1 &
+  pids+=($!)
+  started "Envoy" $! "$work/envoy.log" envoy_is "$admin" "$work/envoy.yaml" && break
+  [ "$attempt" -lt 20 ] || fail "no free ports for Envoy"
+done
 say "Envoy on 127.0.0.1:$front, asking both nodes (admin on 127.0.0.1:$admin)"
-scripts/envoy-config envoy/front-proxy.yaml --port "10000=$front" --port "10001=$upstream" \
-  --port "9901=$admin" --ratelimit "$(IFS=,; echo "${nodes[*]}")" >"$work/envoy.yaml"
-"$envoy" -c "$work/envoy.yaml" --disable-hot-restart --concurrency 1 --log-level warn \
-  >"$work/envoy.log" 2>&1 &
-pids+=($!)
-wait_for "Envoy" curl -sf "http://127.0.0.1:$admin/ready"
 
 ask() {
   local user=$1 n=$2 headers status remaining

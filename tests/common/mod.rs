@@ -1,7 +1,7 @@
 //! Test harness: starts the real service in-process on loopback port 0 (with a clock the test
 //! moves by hand) or as the built binary, and builds requests for a real tonic client; `http`
 //! is a real HTTP client for the management listener.
-#![allow(dead_code)]
+#![allow(dead_code, reason = "each test binary uses a part of the harness")]
 
 pub mod contract;
 pub mod envoy;
@@ -9,6 +9,7 @@ pub mod faults;
 pub mod files;
 pub mod http;
 pub mod metric_names;
+pub mod ports;
 pub mod process;
 pub mod redis;
 pub mod redis_store;
@@ -215,4 +216,20 @@ pub fn limit_of(status: &DescriptorStatus) -> Option<(u32, &'static str)> {
             ratelimiter::clock::Unit::from_proto_number(limit.unit).map_or("UNKNOWN", |u| u.name());
         (limit.requests_per_unit, unit)
     })
+}
+
+/// Polls `check` every 20 ms until it holds, failing with `what` after `within`.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

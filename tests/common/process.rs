@@ -1,17 +1,23 @@
 //! The built `ratelimiter` binary as a child process: started with real flags, its addresses read
-//! from its log, signalled like an operator would, killed when dropped.
+//! from its own log (so they are its own), signalled like an operator would, killed when dropped.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
+
+use super::ports::{self, PortTaken};
 
 /// How long a node may take to start serving on a loaded machine.
 const STARTUP: Duration = Duration::from_secs(30);
 
 pub struct Node {
     child: Child,
+    /// The command line after `serve`, and the extra environment: what [`Node::start_again`]
+    /// runs.
+    args: Vec<String>,
+    env: Vec<(String, String)>,
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
     stderr: mpsc::Receiver<String>,
@@ -20,7 +26,8 @@ pub struct Node {
 }
 
 impl Node {
-    /// `ratelimiter serve` on free loopback ports, from the repository's directory, plus `args`.
+    /// `ratelimiter serve` on loopback port 0 (the addresses it got are read from its log), from
+    /// the repository's directory, plus `args`.
     pub fn start(args: &[&str]) -> Node {
         Node::start_with_env(args, &[])
     }
@@ -32,8 +39,39 @@ impl Node {
         Node::start_exactly(&all, env)
     }
 
+    /// `ratelimiter serve` on fixed candidate addresses (`--grpc-addr`, `--http-addr`), so that
+    /// [`Node::start_again`] serves on the same ones; started on others if they are taken.
+    pub fn start_pinned(args: &[&str]) -> Node {
+        ports::retry("ratelimiter", || {
+            let grpc = format!("127.0.0.1:{}", ports::candidate());
+            let http = format!("127.0.0.1:{}", ports::candidate());
+            let addresses = ["--grpc-addr", &grpc, "--http-addr", &http];
+            Node::launch(&[&addresses[..], args].concat(), &[])
+        })
+    }
+
     /// `ratelimiter serve` with exactly `args` (addresses included).
     pub fn start_exactly(args: &[&str], env: &[(&str, &str)]) -> Node {
+        Node::launch(args, env)
+            .unwrap_or_else(|PortTaken| panic!("an address of {args:?} is taken"))
+    }
+
+    /// The same command line again, once this node has exited: its addresses are free again
+    /// (they lie outside the range connections take their ports from), unless another test
+    /// took them, which fails the test.
+    pub fn start_again(&self) -> Node {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        Node::start_exactly(&args, &env)
+    }
+
+    /// Starts the process and reads its log until it serves; `PortTaken` if it could not
+    /// listen because another process holds an address.
+    fn launch(args: &[&str], env: &[(&str, &str)]) -> Result<Node, PortTaken> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ratelimiter"))
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .arg("serve")
@@ -55,6 +93,11 @@ impl Node {
         let unset = SocketAddr::from(([0, 0, 0, 0], 0));
         let mut node = Node {
             child,
+            args: args.iter().map(|arg| arg.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
             grpc_addr: unset,
             http_addr: unset,
             stderr,
@@ -62,21 +105,28 @@ impl Node {
         };
         let deadline = Instant::now() + STARTUP;
         loop {
-            let Ok(line) = node
+            let line = match node
                 .stderr
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            else {
-                panic!(
+            {
+                Ok(line) => line,
+                // The process exited: its log says why.
+                Err(RecvTimeoutError::Disconnected)
+                    if ports::taken(&node.startup_log.join("\n")) =>
+                {
+                    return Err(PortTaken);
+                }
+                Err(_) => panic!(
                     "the node never logged its gRPC address; it logged:\n{}",
                     node.startup_log.join("\n")
-                );
+                ),
             };
             if let Some((_, address)) = line.split_once("serving HTTP on ") {
                 node.http_addr = address.trim().parse().expect("an HTTP address");
             }
             if let Some((_, address)) = line.split_once("serving gRPC on ") {
                 node.grpc_addr = address.trim().parse().expect("a gRPC address");
-                return node;
+                return Ok(node);
             }
             node.startup_log.push(line);
         }
@@ -114,6 +164,34 @@ impl Node {
     /// What the node logged since it started serving (and since the last call).
     pub fn logged(&self) -> Vec<String> {
         self.stderr.try_iter().collect()
+    }
+
+    /// What the node logs from now (since the last call) up to the first line that contains
+    /// `text`, which must come within `within`. Blocks the thread.
+    pub fn log_until(&self, text: &str, within: Duration) -> Vec<String> {
+        let deadline = Instant::now() + within;
+        let mut lines = Vec::new();
+        while !lines
+            .last()
+            .is_some_and(|line: &String| line.contains(text))
+        {
+            match self
+                .stderr
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) => lines.push(line),
+                Err(_) => panic!(
+                    "the node did not log {text:?} within {within:?}; it logged:\n{}",
+                    lines.join("\n")
+                ),
+            }
+        }
+        lines
+    }
+
+    /// Everything the node logs until it exits (after a signal). Blocks the thread.
+    pub fn log_until_exit(&self) -> Vec<String> {
+        self.stderr.iter().collect()
     }
 }
 

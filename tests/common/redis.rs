@@ -1,18 +1,24 @@
-//! Real Redis for tests: `redis-server` processes on free loopback ports, in temporary
-//! directories, as a single server, a 3-master Cluster or a master watched by a sentinel. Every
-//! process is killed when its handle drops, so a failing test leaves nothing behind.
+//! Real Redis for tests: `redis-server` processes on loopback ports, in temporary directories,
+//! as a single server, a 3-master Cluster or a master watched by a sentinel. A server has
+//! started once the one answering on its port reports this child's pid (`INFO server`), so a
+//! test never talks to another test's server; a start whose port was taken is retried on
+//! another port. Every process is killed when its handle drops, so a failing test leaves
+//! nothing behind.
 //!
 //! A missing `redis-server` fails the test with the command that installs it.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-/// How long a server may take to answer PING after it starts (generous for a loaded machine).
+use super::ports::{self, PortTaken, ReservedPort};
+
+/// How long a server may take to answer after it starts (generous for a loaded machine).
 const START_DEADLINE: Duration = Duration::from_secs(20);
 
 /// One `redis-server` process, restartable on the same port.
@@ -22,66 +28,105 @@ pub struct RedisServer {
     /// The whole `redis-server` command line.
     args: Vec<String>,
     child: Option<Child>,
+    /// Held until a planned server first starts: until then, connections to its port are
+    /// refused rather than answered by whatever else took it.
+    reserved: Option<ReservedPort>,
 }
 
 impl RedisServer {
-    /// A single server on a free port.
+    /// A single server.
     pub fn start() -> RedisServer {
-        RedisServer::start_with(free_port(), &[])
+        RedisServer::start_with(&[])
     }
 
-    /// A server on `port` with extra `redis-server` arguments.
-    pub fn start_with(port: u16, extra: &[&str]) -> RedisServer {
-        let mut server = RedisServer::planned_on(port, extra);
-        server.launch();
-        server
+    /// A server with extra `redis-server` arguments.
+    pub fn start_with(extra: &[&str]) -> RedisServer {
+        RedisServer::start_on_candidates(|port, _| server_args(port, extra))
     }
 
-    /// A server that is not running yet: its port is chosen, [`RedisServer::restart`] starts it.
+    /// A server with extra arguments that name its companion port ([`ports::companion`]), such
+    /// as a TLS port.
+    pub fn start_with_companion(extra: impl Fn(u16) -> Vec<String>) -> RedisServer {
+        RedisServer::start_on_candidates(|port, _| {
+            let extra = extra(ports::companion(port));
+            server_args(port, &extra.iter().map(String::as_str).collect::<Vec<_>>())
+        })
+    }
+
+    /// A server that is not running yet: its port is reserved (connections are refused), and
+    /// [`RedisServer::restart`] starts it there.
     pub fn planned() -> RedisServer {
-        RedisServer::planned_on(free_port(), &[])
+        let reserved = ReservedPort::new();
+        RedisServer {
+            port: reserved.port,
+            dir: tempfile::tempdir().unwrap(),
+            args: server_args(reserved.port, &[]),
+            child: None,
+            reserved: Some(reserved),
+        }
     }
 
-    fn planned_on(port: u16, extra: &[&str]) -> RedisServer {
-        let port_text = port.to_string();
-        let args = [
-            "--port",
-            &port_text,
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--protected-mode",
-            "no",
-        ];
-        RedisServer {
-            port,
-            dir: tempfile::tempdir().unwrap(),
-            args: args
-                .iter()
-                .chain(extra)
-                .map(|arg| arg.to_string())
-                .collect(),
-            child: None,
-        }
+    /// Starts `redis-server` with `command(port, its directory)` on candidate ports until one
+    /// was free.
+    fn start_on_candidates(command: impl Fn(u16, &Path) -> Vec<String>) -> RedisServer {
+        ports::retry("redis-server", || {
+            let port = ports::candidate();
+            let dir = tempfile::tempdir().unwrap();
+            let mut server = RedisServer {
+                port,
+                args: command(port, dir.path()),
+                dir,
+                child: None,
+                reserved: None,
+            };
+            server.launch().map(|()| server)
+        })
     }
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    fn launch(&mut self) {
-        let child = Command::new(redis_server())
+    /// Starts the process and waits until the server answering on the port is this child.
+    fn launch(&mut self) -> Result<(), PortTaken> {
+        self.reserved = None;
+        let log_path = self.dir.path().join("redis.log");
+        let log = File::create(&log_path).unwrap();
+        let mut child = Command::new(redis_server())
             .current_dir(self.dir.path())
             .args(&self.args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
             .spawn()
             .expect("redis-server starts");
+        let (port, pid) = (self.port, child.id());
+        let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+        let deadline = Instant::now() + START_DEADLINE;
+        while answering_pid(port, self.password()) != Some(pid) {
+            if let Some(status) = child.try_wait().unwrap() {
+                if ports::taken(&log()) {
+                    return Err(PortTaken);
+                }
+                panic!("redis-server on port {port} exited ({status}):\n{}", log());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "redis-server (pid {pid}) never answered on port {port}; its log:\n{}",
+                    log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         self.child = Some(child);
-        wait_for_ping(self.port);
+        Ok(())
+    }
+
+    /// The `--requirepass` the server was started with.
+    fn password(&self) -> Option<&str> {
+        let at = self.args.iter().position(|arg| arg == "--requirepass")?;
+        self.args.get(at + 1).map(String::as_str)
     }
 
     /// SIGKILL, and wait until the process is gone.
@@ -92,10 +137,17 @@ impl RedisServer {
         }
     }
 
-    /// Starts the server again on the same port (after [`RedisServer::kill`] or for a planned one).
+    /// Starts the server again on the same port (after [`RedisServer::kill`] or for a planned
+    /// one). Its port lies outside the range connections take theirs from, so only another
+    /// test's server could have taken it meanwhile: that fails the test.
     pub fn restart(&mut self) {
         self.kill();
-        self.launch();
+        if self.launch().is_err() {
+            panic!(
+                "port {} was taken while its redis-server was down",
+                self.port
+            );
+        }
     }
 
     /// SIGSTOP: the process keeps its sockets but answers nothing.
@@ -138,6 +190,27 @@ impl Drop for RedisServer {
     }
 }
 
+/// A plain server's command line on `port`, plus `extra`.
+fn server_args(port: u16, extra: &[&str]) -> Vec<String> {
+    let port = port.to_string();
+    let args = [
+        "--port",
+        &port,
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--protected-mode",
+        "no",
+    ];
+    args.iter()
+        .chain(extra)
+        .map(|arg| arg.to_string())
+        .collect()
+}
+
 /// Three cluster-enabled masters, slots spread by `redis-cli --cluster create`, and for
 /// [`RedisCluster::start_with_replicas`] one replica each.
 pub struct RedisCluster {
@@ -158,19 +231,22 @@ impl RedisCluster {
     fn create(replicas: usize, node_timeout: &str) -> RedisCluster {
         let nodes: Vec<RedisServer> = (0..3 * (1 + replicas))
             .map(|_| {
-                RedisServer::start_with(
-                    free_cluster_port(),
-                    &[
+                RedisServer::start_with_companion(|bus_port| {
+                    [
                         "--cluster-enabled",
                         "yes",
+                        "--cluster-port",
+                        &bus_port.to_string(),
                         "--cluster-config-file",
                         "nodes.conf",
                         "--cluster-node-timeout",
                         node_timeout,
                         "--repl-diskless-sync-delay",
                         "0",
-                    ],
-                )
+                    ]
+                    .map(str::to_string)
+                    .to_vec()
+                })
             })
             .collect();
         let addresses: Vec<String> = nodes
@@ -237,36 +313,28 @@ impl RedisSentinel {
     pub fn start() -> RedisSentinel {
         // Either may become the master; a new replica then syncs at once, not after 5 s.
         let no_delay = ["--repl-diskless-sync-delay", "0"];
-        let master = RedisServer::start_with(free_port(), &no_delay);
+        let master = RedisServer::start_with(&no_delay);
         let master_port = master.port.to_string();
         let replica = RedisServer::start_with(
-            free_port(),
             &[&no_delay[..], &["--replicaof", "127.0.0.1", &master_port]].concat(),
         );
-        let port = free_port();
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("sentinel.conf");
-        // A failover must be confirmed within failover-timeout (the sentinel looks once a
-        // second), and the next may start only twice that after it: 3 s serves both.
-        std::fs::write(
-            &config,
-            format!(
-                "port {port}\nbind 127.0.0.1\nprotected-mode no\n\
-                 sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {master_port} 1\n\
-                 sentinel down-after-milliseconds {SENTINEL_MASTER} 500\n\
-                 sentinel failover-timeout {SENTINEL_MASTER} 3000\n"
-            ),
-        )
-        .unwrap();
-        let config = config.to_str().unwrap().to_string();
         // A sentinel takes its config file first.
-        let mut sentinel = RedisServer {
-            port,
-            dir,
-            args: vec![config, "--sentinel".into()],
-            child: None,
-        };
-        sentinel.launch();
+        let sentinel = RedisServer::start_on_candidates(|port, dir| {
+            let config = dir.join("sentinel.conf");
+            // A failover must be confirmed within failover-timeout (the sentinel looks once a
+            // second), and the next may start only twice that after it: 3 s serves both.
+            std::fs::write(
+                &config,
+                format!(
+                    "port {port}\nbind 127.0.0.1\nprotected-mode no\n\
+                     sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {master_port} 1\n\
+                     sentinel down-after-milliseconds {SENTINEL_MASTER} 500\n\
+                     sentinel failover-timeout {SENTINEL_MASTER} 3000\n"
+                ),
+            )
+            .unwrap();
+            vec![config.to_str().unwrap().to_string(), "--sentinel".into()]
+        });
         let sentinels = RedisSentinel {
             master,
             replica,
@@ -340,80 +408,59 @@ fn cli(port: u16, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// Waits until the server on `port` answers PING (or asks for a password).
-fn wait_for_ping(port: u16) {
-    let deadline = Instant::now() + START_DEADLINE;
-    loop {
-        if ping(port) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "redis-server on port {port} never answered PING"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+/// The pid that the server answering on `port` reports (`INFO server`), if one answers.
+fn answering_pid(port: u16, password: Option<&str>) -> Option<u32> {
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    let mut replies = BufReader::new(stream.try_clone().ok()?);
+    if let Some(password) = password {
+        stream.write_all(&command(&["AUTH", password])).ok()?;
+        reply(&mut replies)?;
     }
+    stream.write_all(&command(&["INFO", "server"])).ok()?;
+    let info = reply(&mut replies)?;
+    info.lines()
+        .find_map(|line| line.strip_prefix("process_id:")?.trim().parse().ok())
 }
 
-fn ping(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-    let mut reply = [0; 7];
-    // A server with a password answers, too: "-NOAUTH Authentication required."
-    stream.write_all(b"PING\r\n").is_ok()
-        && stream.read_exact(&mut reply).is_ok()
-        && (&reply == b"+PONG\r\n" || &reply == b"-NOAUTH")
-}
-
-/// A port nobody listens on now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A free port whose cluster bus port (port + 10000) is free too.
-fn free_cluster_port() -> u16 {
-    loop {
-        let port = free_port();
-        if port < 55_535 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
-            return port;
-        }
+/// A command in the Redis protocol.
+fn command(args: &[&str]) -> Vec<u8> {
+    let mut text = format!("*{}\r\n", args.len());
+    for arg in args {
+        text.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
     }
+    text.into_bytes()
 }
 
-/// Polls `check` every 20 ms until it holds, failing with `what` after `within`.
-pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + within;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what} within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+/// A simple or bulk string reply; `None` for an error (such as `-LOADING`) or no answer.
+fn reply(replies: &mut impl BufRead) -> Option<String> {
+    let mut line = String::new();
+    replies.read_line(&mut line).ok()?;
+    if let Some(text) = line.strip_prefix('+') {
+        return Some(text.trim_end().to_string());
     }
+    let length: usize = line.strip_prefix('$')?.trim_end().parse().ok()?;
+    let mut text = vec![0; length + 2];
+    replies.read_exact(&mut text).ok()?;
+    text.truncate(length);
+    String::from_utf8(text).ok()
 }
 
-/// Every key on the server at `port` and its PTTL (-1: no expiry; -2: gone).
+/// Every key on the server at `port` and its PTTL (-1: no expiry), in one script: no key expires
+/// between the listing and the look.
 pub fn keys_and_ttls(port: u16) -> Vec<(String, i64)> {
     let client = ::redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
     let mut connection = client.get_connection().unwrap();
-    let keys: Vec<String> = ::redis::cmd("KEYS")
-        .arg("*")
+    ::redis::cmd("EVAL")
+        .arg(
+            "local listed = {} \
+             for _, key in ipairs(redis.call('KEYS', '*')) do \
+                 listed[#listed + 1] = {key, redis.call('PTTL', key)} \
+             end \
+             return listed",
+        )
+        .arg(0)
         .query(&mut connection)
-        .unwrap();
-    let mut pipe = ::redis::pipe();
-    for key in &keys {
-        pipe.cmd("PTTL").arg(key);
-    }
-    let ttls: Vec<i64> = pipe.query(&mut connection).unwrap();
-    keys.into_iter().zip(ttls).collect()
+        .unwrap()
 }

@@ -2,9 +2,8 @@
 //! own test cases (exact > first wildcard in config order > key only; depth must match; no
 //! backtracking; whitelist nodes; `replaces`).
 
-mod common;
-
-use common::{Service, ask, limit_of, request};
+use crate::common;
+use crate::common::{Service, ask, limit_of, request};
 
 const BASIC: &str = r#"
 domain: test-domain

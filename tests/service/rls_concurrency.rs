@@ -1,11 +1,9 @@
 //! Counting is exact under concurrency: many callers racing on one key are admitted exactly up
 //! to the limit, whatever connection they come in on.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::{Code, Service, code, request};
+use crate::common::{Code, Service, code, request};
 use tokio::sync::Barrier;
 
 const LIMITS: &str = r#"

@@ -4,14 +4,13 @@
 //! the service is gone, a limit changed while traffic flows, shadow mode, and TCP connections
 //! limited by the network filter.
 
-mod common;
+use std::time::Duration;
 
-use std::time::{Duration, Instant};
-
-use common::envoy::{self, Envoy, Ports};
-use common::http::Http;
-use common::process::Node;
-use common::redis::{RedisServer, free_port};
+use crate::common;
+use crate::common::envoy::{self, Envoy};
+use crate::common::http::Http;
+use crate::common::process::Node;
+use crate::common::redis::RedisServer;
 use tokio::io::AsyncReadExt;
 
 /// Ports the shipped configs use: (listener, upstream, admin).
@@ -45,24 +44,19 @@ fn start_node(limits: &str, extra: &[&str]) -> LimitedNode {
     }
 }
 
-/// The front proxy asking `nodes`, on free ports.
+/// The front proxy asking `nodes`, and its listener's URL.
 async fn front_proxy(nodes: &[&Node], deny: bool) -> (Envoy, String) {
-    let ports = Ports::free();
-    let mut args = ports.args(FRONT_PROXY);
     let addresses: Vec<String> = nodes
         .iter()
         .map(|node| node.grpc_addr.to_string())
         .collect();
-    args.extend(["--ratelimit".to_string(), addresses.join(",")]);
+    let mut args = vec!["--ratelimit".to_string(), addresses.join(",")];
     if deny {
         args.push("--failure-mode-deny".into());
     }
-    let envoy = Envoy::start(
-        &envoy::render("front-proxy.yaml", &args),
-        ports.admin_addr(),
-    )
-    .await;
-    (envoy, format!("http://127.0.0.1:{}", ports.listener))
+    let envoy = Envoy::start("front-proxy.yaml", FRONT_PROXY, &args).await;
+    let base = format!("http://127.0.0.1:{}", envoy.ports.listener);
+    (envoy, base)
 }
 
 struct Answer {
@@ -109,22 +103,6 @@ async fn metric(node: &Node, name: &str, labels: &str) -> f64 {
         .filter(|line| line.contains(labels))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
-}
-
-/// Polls `check` until it holds, failing after [`SETTLE`].
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + SETTLE;
-    while !check().await {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen within {SETTLE:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[test]
@@ -241,19 +219,10 @@ async fn every_shipped_front_proxy_action_meets_a_shipped_rule() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_service_gone_envoys_failure_mode_decides_and_limiting_resumes_after() {
     let limits = "domain: edge\ndescriptors:\n  - key: user_id\n    rate_limit: {unit: hour, requests_per_unit: 1}\n";
-    let (grpc, http) = (free_port(), free_port());
-    let addresses = [format!("127.0.0.1:{grpc}"), format!("127.0.0.1:{http}")];
     let config = common::config_dir(&[("edge.yaml", limits)]);
     let path = config.path().to_str().unwrap().to_string();
-    let args = [
-        "--grpc-addr",
-        &addresses[0],
-        "--http-addr",
-        &addresses[1],
-        "--config",
-        &path,
-    ];
-    let mut node = Node::start_exactly(&args, &[]);
+    // On fixed addresses, so that Envoy finds it again when it comes back.
+    let mut node = Node::start_pinned(&["--config", &path]);
     let (_open_envoy, open) = front_proxy(&[&node], false).await;
     let (_closed_envoy, closed) = front_proxy(&[&node], true).await;
     assert_eq!(statuses(&open, "carol", 1).await, [200]);
@@ -265,8 +234,8 @@ async fn with_the_service_gone_envoys_failure_mode_decides_and_limiting_resumes_
     assert_eq!(statuses(&open, "carol", 2).await, [200, 200]);
     assert_eq!(statuses(&closed, "carol", 2).await, [500, 500]);
 
-    let node = Node::start_exactly(&args, &[]);
-    eventually("Envoy reaches the restarted node", || async {
+    let node = node.start_again();
+    common::eventually(SETTLE, "Envoy reaches the restarted node", || async {
         get(&closed, "dave").await.status == 200
     })
     .await;
@@ -289,7 +258,7 @@ async fn a_limit_changed_in_the_yaml_applies_while_traffic_flows() {
     std::fs::write(&temporary, tight).unwrap();
     std::fs::rename(&temporary, &file).unwrap();
     let pid = served.node.pid();
-    eventually("the new limit blocks erin", || async {
+    common::eventually(SETTLE, "the new limit blocks erin", || async {
         get(&base, "erin").await.status == 429
     })
     .await;
@@ -349,14 +318,12 @@ async fn tcp_connections_over_the_limit_are_closed_by_the_network_filter() {
     let limits = "domain: tcp\ndescriptors:\n  - key: tcp_listener\n    value: db\n    rate_limit: {unit: hour, requests_per_unit: 2}\n";
     let config = common::config_dir(&[("tcp.yaml", limits)]);
     let node = Node::start(&["--config", config.path().to_str().unwrap()]);
-    let ports = Ports::free();
-    let mut args = ports.args(TCP_PROXY);
-    args.extend(["--ratelimit".to_string(), node.grpc_addr.to_string()]);
-    let envoy = Envoy::start(&envoy::render("tcp-proxy.yaml", &args), ports.admin_addr()).await;
+    let args = ["--ratelimit".to_string(), node.grpc_addr.to_string()];
+    let envoy = Envoy::start("tcp-proxy.yaml", TCP_PROXY, &args).await;
 
     let mut answers = Vec::new();
     for _ in 0..3 {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", ports.listener))
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", envoy.ports.listener))
             .await
             .unwrap();
         let mut answer = String::new();

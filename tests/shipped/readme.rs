@@ -1,11 +1,11 @@
 //! The README's config example is a valid config, so newcomers never copy a broken one, and its
 //! metrics table lists every metric.
 
-mod common;
+use crate::common;
 
 #[test]
 fn the_readme_config_example_loads() {
-    let readme = include_str!("../README.md");
+    let readme = include_str!("../../README.md");
     let start = readme
         .find("```yaml\n")
         .expect("the README has a YAML example")
@@ -19,7 +19,7 @@ fn the_readme_config_example_loads() {
 
 #[test]
 fn the_readme_documents_every_metric() {
-    let readme = include_str!("../README.md");
+    let readme = include_str!("../../README.md");
     let names = common::metric_names::defined();
     assert!(names.len() >= 20, "{names:?}");
     for name in names {

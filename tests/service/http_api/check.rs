@@ -1,6 +1,6 @@
 //! `POST /check`: sliding-window decisions, their headers, their defaults, and refusals.
 
-use crate::Backend;
+use super::Backend;
 
 pub async fn three_checks_with_limit_two_answer_200_200_429(backend: &Backend) {
     let service = backend.start(&[]).await;

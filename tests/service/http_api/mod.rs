@@ -3,19 +3,16 @@
 //! runs on every store (`suite!` below lists them); what needs the manual clock or the memory
 //! store's bounds is at the end of this file.
 
-mod common;
-mod http_api {
-    pub mod admin;
-    pub mod check;
-    pub mod counters;
-    pub mod json;
-    pub mod metrics;
-}
+mod admin;
+mod check;
+mod counters;
+mod json;
+mod metrics;
 
 use std::time::Duration;
 
-use common::Service;
-use common::redis::RedisServer;
+use crate::common::Service;
+use crate::common::redis::RedisServer;
 
 /// Limits for domain `api`: a per-user minute limit, a named rule, an unlimited rule and a
 /// shared wildcard.
@@ -126,8 +123,8 @@ macro_rules! every_scenario {
     };
 }
 
-every_scenario!(memory, crate::Backend::memory());
-every_scenario!(redis, crate::Backend::redis());
+every_scenario!(memory, crate::http_api::Backend::memory());
+every_scenario!(redis, crate::http_api::Backend::redis());
 
 #[tokio::test]
 async fn on_the_manual_clock_a_denied_check_waits_until_its_oldest_bucket_leaves() {
@@ -186,8 +183,8 @@ async fn the_memory_stores_live_evictions_reach_the_metrics() {
         assert_eq!(http.post("/check", &body).await.status, 200);
     }
     let text = http.get("/metrics").await.body;
-    let active = http_api::metrics::value(&text, "ratelimiter_active_counters");
-    let evicted = http_api::metrics::value(&text, "ratelimiter_memory_live_evictions_total");
+    let active = metrics::value(&text, "ratelimiter_active_counters");
+    let evicted = metrics::value(&text, "ratelimiter_memory_live_evictions_total");
     assert!(
         evicted > 0.0 && active <= 64.0,
         "{active} held, {evicted} evicted"

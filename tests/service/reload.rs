@@ -1,13 +1,11 @@
 //! Hot reload over gRPC, with real files, renames and symlinks: every way operators change
 //! limits takes effect within a second, and a bad edit never replaces good limits.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::files::{ConfigMap, inode, save_by_rename};
-use common::{Client, Code, Service, ask, code, config_dir, limit_of, request};
+use crate::common::files::{ConfigMap, inode, save_by_rename};
+use crate::common::{Client, Code, Service, ask, code, config_dir, limit_of, request};
 use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitRequest;
 use envoy_types::pb::google::protobuf::UInt64Value;
 

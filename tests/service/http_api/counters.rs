@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
 
-use crate::Backend;
+use super::Backend;
 use crate::common::http::Http;
 
 fn rls(entries: &str, limit: &str) -> String {

@@ -1,12 +1,10 @@
 //! The behaviour every counter store promises (`common::contract`), run on the memory store, plus
 //! what only the memory store does (bounded size, sweeping, eviction accounting).
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::contract::{contract, op, values};
+use crate::common::contract::{contract, op, values};
 use ratelimiter::clock::{Clock, ManualClock};
 use ratelimiter::store::{CounterStore, MemoryStore};
 

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::Backend;
+use super::Backend;
 
 pub async fn the_admin_token_guards_every_api_endpoint(backend: &Backend) {
     let service = backend.start(&["--admin-token", "s3cret"]).await;

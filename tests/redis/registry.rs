@@ -2,14 +2,14 @@
 //! that shuts down leaves at once, a killed one within its TTL, and entries come back by
 //! themselves after Redis loses them.
 
-mod common;
-
 use std::time::{Duration, SystemTime};
 
-use common::Service;
-use common::process::Node;
-use common::redis::{RedisServer, eventually};
-use common::redis_store::{TEST_TIMEOUT, connect};
+use crate::common;
+use crate::common::Service;
+use crate::common::eventually;
+use crate::common::process::Node;
+use crate::common::redis::RedisServer;
+use crate::common::redis_store::{TEST_TIMEOUT, connect};
 use ratelimiter::registry::{NodeInfo, read_nodes};
 use ratelimiter::store::redis::RedisLink;
 
@@ -113,12 +113,33 @@ async fn heartbeats_that_fail_are_counted_and_the_entry_returns_with_redis() {
     })
     .await;
     let after_return = failures();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // A failing beat is counted before the next beat is tried: none failed between three that
+    // landed.
+    beats_land(&redis, "node-a", 3).await;
     assert_eq!(
         failures(),
         after_return,
         "heartbeats still fail with Redis back"
     );
+}
+
+/// Waits until `beats` more heartbeats of node `id` have landed, seen from Redis: each one
+/// writes the entry's TTL afresh, so its PTTL goes up.
+async fn beats_land(redis: &RedisServer, id: &str, beats: usize) {
+    // The registry's key, whatever `--redis-key-prefix` says.
+    let key = format!("ratelimiter:nodes:{id}");
+    let pttl = || redis.cli(&["pttl", &key]).trim().parse::<i64>().unwrap();
+    let mut last = pttl();
+    let mut landed = 0;
+    eventually(SETTLE, &format!("{beats} heartbeats land"), || {
+        let now = pttl();
+        if now > last {
+            landed += 1;
+        }
+        last = now;
+        std::future::ready(landed >= beats)
+    })
+    .await;
 }
 
 /// The built binary on `redis`, listening on every interface (so that it must publish a

@@ -2,14 +2,13 @@
 //! running node's `/metrics`, and a query through its HTTP API returns our request counters with
 //! the values the traffic produced.
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::process::Node;
-use common::redis::free_port;
-use common::{Code, ask, code, request};
+use crate::common;
+use crate::common::ports::{self, PortTaken};
+use crate::common::process::Node;
+use crate::common::{Code, ask, code, request};
 
 /// Prometheus scrapes every second here; a few scrapes must fit in this on a loaded machine.
 const SETTLE: Duration = Duration::from_secs(30);
@@ -17,31 +16,47 @@ const SETTLE: Duration = Duration::from_secs(30);
 struct Prometheus {
     child: Child,
     port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Prometheus {
-    fn scraping(target: std::net::SocketAddr) -> Prometheus {
+    /// Prometheus scraping `target`, on a candidate port.
+    async fn scraping(target: std::net::SocketAddr) -> Prometheus {
+        ports::retry_async("Prometheus", || {
+            Prometheus::launch(target, ports::candidate())
+        })
+        .await
+    }
+
+    /// Starts Prometheus on `port` and waits until the one answering there is this one.
+    async fn launch(target: std::net::SocketAddr, port: u16) -> Result<Prometheus, PortTaken> {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("prometheus.yml");
         let scrape = format!(
             "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: ratelimiter\n    static_configs:\n      - targets: [\"{target}\"]\n"
         );
         std::fs::write(&config, scrape).unwrap();
-        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap_or_else(|error| panic!("prometheus cannot run ({error}); run scripts/setup to install it (Debian package prometheus)"));
-        Prometheus {
-            child,
-            port,
-            _dir: dir,
-        }
+        let mut prometheus = Prometheus { child, port, dir };
+        let log = prometheus.dir.path().join("prometheus.log");
+        let config = config.to_str().unwrap();
+        ports::started(
+            "Prometheus",
+            &mut prometheus.child,
+            &log,
+            SETTLE,
+            || async move { flag(port, "config.file").await.as_deref() == Some(config) },
+        )
+        .await?;
+        Ok(prometheus)
     }
 
     /// The value of an instant query with one result, `None` until there is one.
@@ -60,6 +75,13 @@ impl Prometheus {
             _ => None,
         }
     }
+}
+
+/// A command-line flag of the Prometheus answering on `port`.
+async fn flag(port: u16, name: &str) -> Option<String> {
+    let url = format!("http://127.0.0.1:{port}/api/v1/status/flags");
+    let body: serde_json::Value = reqwest::get(url).await.ok()?.json().await.ok()?;
+    body["data"][name].as_str().map(str::to_string)
 }
 
 impl Drop for Prometheus {
@@ -92,7 +114,7 @@ async fn prometheus_scrapes_the_request_counters_with_the_values_sent() {
         ]
     );
 
-    let prometheus = Prometheus::scraping(node.http_addr);
+    let prometheus = Prometheus::scraping(node.http_addr).await;
     let expected = [
         (
             r#"ratelimiter_requests_checked_total{job="ratelimiter",result="allowed"}"#,

@@ -2,15 +2,14 @@
 //! real client over gRPC and HTTP, reports NOT_SERVING (and HTTP health 503/500) after SIGTERM,
 //! finishes what is in flight and exits 0.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::process::Node;
-use common::{Code, ask, code, request};
+use crate::common;
+use crate::common::process::Node;
+use crate::common::{Code, ask, code, request};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -174,7 +173,7 @@ fn serve_flags() -> Vec<(String, Option<String>)> {
 fn every_serve_flag_reads_its_environment_variable_and_is_documented() {
     let flags = serve_flags();
     assert!(flags.len() >= 40, "{flags:?}");
-    let readme = include_str!("../README.md");
+    let readme = include_str!("../../README.md");
     for (flag, env) in flags.iter().filter(|(flag, _)| flag != "--help") {
         let expected = format!("RATELIMITER_{}", flag[2..].to_uppercase().replace('-', "_"));
         assert_eq!(env.as_deref(), Some(expected.as_str()), "{flag}");

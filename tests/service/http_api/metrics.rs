@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 
 use ratelimiter::metrics::GO_NAMED_COUNTERS;
 
-use crate::Backend;
+use super::Backend;
 
 /// The value of the one sample line that starts with `series` followed by a space.
 pub fn value(text: &str, series: &str) -> f64 {

@@ -3,15 +3,14 @@
 //! service follows by itself: it answers UNAVAILABLE (never a wrong OK) while it cannot count,
 //! and counts on from what Redis kept.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::faults::{admitted, call, service, until_ok};
-use common::redis::{
-    RedisCluster, RedisSentinel, RedisServer, SENTINEL_MASTER, eventually, keys_and_ttls,
+use crate::common::eventually;
+use crate::common::faults::{admitted, call, service, until_ok};
+use crate::common::redis::{
+    RedisCluster, RedisSentinel, RedisServer, SENTINEL_MASTER, keys_and_ttls,
 };
-use common::{Client, Code, Service};
+use crate::common::{Client, Code, Service};
 
 /// Sentinel notices a dead master after 0.5 s and promotes the replica; slack for 2 cores.
 const FAILOVER: Duration = Duration::from_secs(15);

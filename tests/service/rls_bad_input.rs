@@ -1,9 +1,7 @@
 //! Malformed and oversized requests are refused with a status that names the problem, and the
 //! service keeps answering afterwards.
 
-mod common;
-
-use common::{Code, Service, ask, code, descriptor, request};
+use crate::common::{Code, Service, ask, code, descriptor, request};
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::RateLimitOverride;
 use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitRequest;
 use envoy_types::pb::google::protobuf::UInt64Value;

@@ -1,7 +1,7 @@
 //! The shipped examples stay true: the Kubernetes ConfigMap holds valid limits, and the Grafana
 //! dashboard queries only metrics the service exposes, in PromQL that Prometheus accepts.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -19,7 +19,7 @@ struct Object {
 
 #[test]
 fn the_kubernetes_configmap_holds_valid_limits() {
-    let manifests = include_str!("../examples/kubernetes/ratelimiter.yaml");
+    let manifests = include_str!("../../examples/kubernetes/ratelimiter.yaml");
     let objects: Vec<Object> = serde_saphyr::from_str_multiple(manifests).unwrap();
     let kinds: Vec<&str> = objects.iter().map(|o| o.kind.as_str()).collect();
     assert_eq!(kinds, ["ConfigMap", "Deployment", "Service"]);
@@ -37,7 +37,7 @@ fn the_kubernetes_configmap_holds_valid_limits() {
 /// The PromQL expressions of the dashboard's panels.
 fn dashboard_queries() -> Vec<String> {
     let dashboard: serde_json::Value = serde_json::from_str(include_str!(
-        "../examples/grafana/ratelimiter-dashboard.json"
+        "../../examples/grafana/ratelimiter-dashboard.json"
     ))
     .unwrap();
     let panels = dashboard["panels"].as_array().unwrap();

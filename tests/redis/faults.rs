@@ -2,14 +2,16 @@
 //! service starts. Calls answer UNAVAILABLE (never OK or UNKNOWN) within the timeout, the
 //! service stays up, `/health` says degraded, and counting resumes by itself once Redis is back.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::faults::{LIMITS, RECOVERY, call, counts_exactly, service, until_ok};
-use common::redis::{RedisServer, eventually};
-use common::redis_store::{TEST_TIMEOUT, connect};
-use common::{Code, Service, code, request};
+use crate::common;
+use crate::common::eventually;
+use crate::common::faults::{LIMITS, RECOVERY, call, counts_exactly, service, until_ok};
+use crate::common::ports::ReservedPort;
+use crate::common::process::Node;
+use crate::common::redis::RedisServer;
+use crate::common::redis_store::{TEST_TIMEOUT, connect};
+use crate::common::{Code, Service, code, request};
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::RateLimitOverride;
 use ratelimiter::health::Status;
 use ratelimiter::store::CounterStore;
@@ -23,6 +25,7 @@ async fn a_killed_redis_gives_unavailable_then_counting_resumes_after_restart() 
 
     // Load while Redis dies: every answer is OK/OVER_LIMIT or UNAVAILABLE, never anything else.
     let mut load_client = service.client().await;
+    let (answered, mut progress) = tokio::sync::watch::channel(0);
     let load = tokio::spawn(async move {
         let mut unavailable = 0;
         for index in 0..400 {
@@ -31,11 +34,16 @@ async fn a_killed_redis_gives_unavailable_then_counting_resumes_after_restart() 
                 Err(tonic::Code::Unavailable) => unavailable += 1,
                 Err(other) => panic!("a call under load answered {other:?}"),
             }
+            answered.send_replace(index + 1);
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         unavailable
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Redis dies once the load is under way, with most of its calls still to come.
+    progress
+        .wait_for(|&answered| answered >= 10)
+        .await
+        .expect("the load runs");
     redis.kill();
     assert_eq!(
         call(&mut client, "during").await,
@@ -123,8 +131,7 @@ async fn health_follows_redis() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn passwords_stay_out_of_error_texts() {
-    let redis =
-        RedisServer::start_with(common::redis::free_port(), &["--requirepass", "right-one"]);
+    let redis = RedisServer::start_with(&["--requirepass", "right-one"]);
     let url = format!("redis://:hunter2@127.0.0.1:{}", redis.port);
     let connected = connect(&url, &[], "secret:").await;
     let error = connected.store.approximate_len().await.unwrap_err();
@@ -170,10 +177,9 @@ async fn passwords_stay_out_of_error_texts() {
 
 #[test]
 fn the_password_never_reaches_help_or_logs() {
-    let url = format!(
-        "redis://admin:hunter2@127.0.0.1:{}",
-        common::redis::free_port()
-    );
+    // Nothing listens on the port, nor can while the test holds it.
+    let closed = ReservedPort::new();
+    let url = format!("redis://admin:hunter2@127.0.0.1:{}", closed.port);
     let help = std::process::Command::new(env!("CARGO_BIN_EXE_ratelimiter"))
         .args(["serve", "--help"])
         .env("RATELIMITER_REDIS_URL", &url)
@@ -182,24 +188,14 @@ fn the_password_never_reaches_help_or_logs() {
     assert!(help.status.success());
     assert!(!String::from_utf8_lossy(&help.stdout).contains("hunter2"));
 
-    // Nothing listens there: the node logs its failed connection attempts, at debug level too.
-    let mut node = std::process::Command::new(env!("CARGO_BIN_EXE_ratelimiter"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "serve",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--log-level",
-            "debug",
-        ])
-        .args(["--redis-url", &url])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1_500));
-    let _ = node.kill();
-    let output = node.wait_with_output().unwrap();
-    let logs = String::from_utf8_lossy(&output.stderr);
+    // The node logs its failed connection attempts, at debug level too: when it starts, and
+    // again from the loop that keeps dialling.
+    let node = Node::start(&["--log-level", "debug", "--redis-url", &url]);
+    let mut logs = node.startup_log.clone();
+    logs.extend(node.log_until("cannot reach Redis;", Duration::from_secs(10)));
+    node.signal("KILL");
+    logs.extend(node.log_until_exit());
+    let logs = logs.join("\n");
     assert!(logs.contains("cannot reach Redis"), "{logs}");
     assert!(!logs.contains("hunter2"), "{logs}");
 }

@@ -1,11 +1,10 @@
 //! What the answers hold, over gRPC with a clock moved by hand: remaining counts, resets, windows,
 //! hits_addend, limit overrides, shadow and quota modes, headers and dynamic metadata.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Code, Service, ask, code, descriptor, limit_of, request, status_code};
+use crate::common;
+use crate::common::{Code, Service, ask, code, descriptor, limit_of, request, status_code};
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::RateLimitOverride;
 use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitRequest;
 use envoy_types::pb::google::protobuf::value::Kind;

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::Backend;
+use super::Backend;
 
 pub async fn json_answers_like_the_go_service(backend: &Backend) {
     let service = backend.start(&[]).await;

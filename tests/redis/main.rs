@@ -1,0 +1,13 @@
+//! The Redis store on real `redis-server` processes (single, over mutual TLS, Sentinel, Cluster)
+//! that the harness starts on loopback: the store contract, failures and failovers under a
+//! running service, the node registry, and the harness's promise that a test talks only to the
+//! servers it started.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod failover;
+mod faults;
+mod harness;
+mod registry;
+mod store;

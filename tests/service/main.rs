@@ -1,0 +1,16 @@
+//! The service in this process, started on loopback port 0 with a clock the test moves by hand,
+//! answering real gRPC and HTTP clients; and the library under it (config, keys, the memory
+//! store). `http_api` also runs its scenarios on a real redis-server.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod http_api;
+mod key_injectivity;
+mod reload;
+mod rls_answers;
+mod rls_bad_input;
+mod rls_concurrency;
+mod rls_matching;
+mod stats_keys;
+mod store_contract;
