@@ -8,7 +8,7 @@
 //! # Layout
 //!
 //! Arrows point down only: a module uses the ones below it, never one above, and no two files
-//! import each other (`tests/layering.rs` keeps it so).
+//! import each other (`tests/service/layering.rs` keeps it so).
 //!
 //! - [`settings`]: command line and `RATELIMITER_*` environment (clap). Read by `main.rs` and
 //!   the server only.

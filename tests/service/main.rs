@@ -7,6 +7,7 @@ mod common;
 
 mod http_api;
 mod key_injectivity;
+mod layering;
 mod reload;
 mod rls_answers;
 mod rls_bad_input;
