@@ -13,6 +13,8 @@ mod yaml;
 use std::collections::HashMap;
 
 pub use error::ConfigError;
+#[cfg(test)]
+pub(crate) use reload::edits;
 pub use reload::{Reload, Reloader};
 pub use sources::{Sources, config_files, load};
 pub use tree::{DomainTree, LevelSpec, Limit, Pattern, Rule, Selector};

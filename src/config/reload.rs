@@ -76,32 +76,40 @@ impl Reload {
     }
 }
 
+/// A config directory of one file that tests edit, and the reloader that reads it.
 #[cfg(test)]
-mod tests {
+pub(crate) mod edits {
     use super::*;
 
-    const GOOD: &str = "domain: d\ndescriptors:\n  - key: k\n    rate_limit: {unit: second, requests_per_unit: 1}\n";
-    const BAD: &str = "domain: d\ndescriptors:\n  - key: k\n    rate_limit: {unit: fortnight}\n";
+    pub const GOOD: &str = "domain: d\ndescriptors:\n  - key: k\n    rate_limit: {unit: second, requests_per_unit: 1}\n";
+    pub const BAD: &str =
+        "domain: d\ndescriptors:\n  - key: k\n    rate_limit: {unit: fortnight}\n";
 
-    /// A reloader on a directory with one file.
-    struct Fixture {
+    pub struct ConfigDir {
         dir: tempfile::TempDir,
-        reloader: Reloader,
+        pub reloader: Reloader,
     }
 
-    impl Fixture {
-        fn new(path_in_dir: &str) -> Fixture {
+    impl ConfigDir {
+        /// A new directory, read by a reloader at `path_in_dir` inside it (`""`: the directory).
+        pub fn new(path_in_dir: &str) -> ConfigDir {
             let dir = tempfile::tempdir().unwrap();
             let reloader = Reloader::new(&dir.path().join(path_in_dir));
-            Fixture { dir, reloader }
+            ConfigDir { dir, reloader }
         }
 
-        /// Writes the file and reloads.
-        fn edit(&mut self, text: &str) -> Reload {
+        /// Writes the directory's one file and reloads.
+        pub fn edit(&mut self, text: &str) -> Reload {
             std::fs::write(self.dir.path().join("d.yaml"), text).unwrap();
             self.reloader.reload()
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::edits::{BAD, ConfigDir, GOOD};
+    use super::*;
 
     fn domains(reload: &Reload) -> Option<usize> {
         match reload {
@@ -112,7 +120,7 @@ mod tests {
 
     #[test]
     fn the_same_files_are_not_compiled_twice() {
-        let mut fixture = Fixture::new("");
+        let mut fixture = ConfigDir::new("");
         assert_eq!(domains(&fixture.edit(GOOD)), Some(1));
         assert!(matches!(fixture.reloader.reload(), Reload::Unchanged));
         assert!(matches!(fixture.edit(BAD), Reload::Rejected(_)));
@@ -121,7 +129,7 @@ mod tests {
 
     #[test]
     fn going_back_to_the_files_of_before_a_failure_loads_them_again() {
-        let mut fixture = Fixture::new("");
+        let mut fixture = ConfigDir::new("");
         fixture.edit(GOOD);
         fixture.edit(BAD);
         assert_eq!(domains(&fixture.edit(GOOD)), Some(1));
@@ -129,7 +137,7 @@ mod tests {
 
     #[test]
     fn a_missing_directory_is_rejected_once() {
-        let mut fixture = Fixture::new("missing");
+        let mut fixture = ConfigDir::new("missing");
         let Reload::Rejected(errors) = fixture.reloader.reload() else {
             panic!("a missing directory loaded");
         };

@@ -40,16 +40,12 @@ pub fn applier(
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use crate::config::Reloader;
+    use crate::config::edits::{BAD, ConfigDir, GOOD};
     use crate::limiter::{LimiterOptions, Modes};
     use crate::store::MemoryStore;
 
-    const GOOD: &str = "domain: d\ndescriptors:\n  - key: k\n    rate_limit: {unit: second, requests_per_unit: 1}\n";
-    const BAD: &str = "domain: d\ndescriptors:\n  - key: k\n    rate_limit: {unit: fortnight}\n";
-
     struct Fixture {
-        dir: tempfile::TempDir,
-        reloader: Reloader,
+        files: ConfigDir,
         apply: Apply,
         limiter: Arc<Limiter>,
         health: Arc<Health>,
@@ -58,7 +54,6 @@ mod tests {
 
     impl Fixture {
         fn new() -> Fixture {
-            let dir = tempfile::tempdir().unwrap();
             let metrics = Arc::new(Metrics::new(10));
             let health = Arc::new(Health::new(SystemTime::now()));
             let store = Arc::new(MemoryStore::new(10, Arc::new(ManualClock::new(0))));
@@ -68,11 +63,11 @@ mod tests {
                 blocked_cache_keys: 0,
             };
             let limiter = Arc::new(Limiter::new(store, metrics.clone(), options));
-            let path = dir.path().to_path_buf();
+            let files = ConfigDir::new("");
+            let path = files.reloader.path().to_path_buf();
             Fixture {
-                reloader: Reloader::new(&path),
+                files,
                 apply: applier(limiter.clone(), health.clone(), metrics.clone(), path),
-                dir,
                 limiter,
                 health,
                 metrics,
@@ -81,12 +76,12 @@ mod tests {
 
         /// Writes the file, reloads and applies the outcome.
         fn edit(&mut self, text: &str) {
-            std::fs::write(self.dir.path().join("d.yaml"), text).unwrap();
-            self.reload();
+            let outcome = self.files.edit(text);
+            (self.apply)(outcome);
         }
 
         fn reload(&mut self) {
-            (self.apply)(self.reloader.reload());
+            (self.apply)(self.files.reloader.reload());
         }
     }
 
