@@ -7,7 +7,7 @@ mod sources;
 mod tree;
 mod validate;
 mod watch;
-mod yaml;
+pub mod yaml;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -67,6 +67,26 @@ impl Config {
         let mut domains: Vec<&DomainTree> = self.domains.values().collect();
         domains.sort_by(|a, b| a.name.cmp(&b.name));
         domains
+    }
+
+    /// envoyproxy/ratelimit's `/rlconfig` text: `<path>: unit=<UNIT> requests_per_unit=<n>,
+    /// shadow_mode: <bool>, quota_mode: <bool>`, one line per rule, sorted; unlimited rules show
+    /// `unit=UNKNOWN requests_per_unit=0`.
+    pub fn rlconfig(&self) -> String {
+        let mut lines: Vec<String> = self
+            .domains
+            .values()
+            .flat_map(|domain| &domain.rules)
+            .map(|rule| {
+                let (unit, requests_per_unit) = rule.limit.rate().unwrap_or(("UNKNOWN", 0));
+                format!(
+                    "{}: unit={unit} requests_per_unit={requests_per_unit}, shadow_mode: {}, quota_mode: {}\n",
+                    rule.path_key, rule.shadow_mode, rule.quota_mode
+                )
+            })
+            .collect();
+        lines.sort_unstable();
+        lines.concat()
     }
 
     /// Builds a config from named file contents (name, text), in the given order; a domain

@@ -69,6 +69,19 @@ pub enum Limit {
     Unlimited,
 }
 
+impl Limit {
+    /// The unit's name and the requests per unit; `None` for an unlimited rule.
+    pub fn rate(self) -> Option<(&'static str, u32)> {
+        match self {
+            Limit::Limited {
+                unit,
+                requests_per_unit,
+            } => Some((unit.name(), requests_per_unit)),
+            Limit::Unlimited => None,
+        }
+    }
+}
+
 /// One level on the way to a rule: the descriptor key and how its value is matched.
 #[derive(Debug, Clone)]
 pub struct LevelSpec {

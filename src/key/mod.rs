@@ -161,7 +161,32 @@ pub enum DecodedLevel {
     },
 }
 
+impl DecodedKey {
+    /// Encodes the key again: `decode(&key)?.encode() == key` for every key [`decode`] accepts.
+    pub fn encode(&self) -> String {
+        encode(&self.domain, self.scope, self.levels.iter().map(DecodedLevel::as_level))
+    }
+}
+
 impl DecodedLevel {
+    /// The borrowed [`Level`] this was decoded from.
+    pub fn as_level(&self) -> Level<'_> {
+        match self {
+            DecodedLevel::Exact { key, value } => Level::Exact { key, value },
+            DecodedLevel::AnyValue { key, value } => Level::AnyValue { key, value },
+            DecodedLevel::Wildcard {
+                key,
+                pattern,
+                value,
+            } => Level::Wildcard {
+                key,
+                pattern,
+                value,
+            },
+            DecodedLevel::SharedWildcard { key, pattern } => Level::SharedWildcard { key, pattern },
+        }
+    }
+
     /// The descriptor entry's key.
     pub fn key(&self) -> &str {
         match self {
