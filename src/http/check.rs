@@ -187,7 +187,10 @@ mod tests {
     /// check_body fuzz target: a whole number written as a float is that number.
     #[test]
     fn whole_numbers_written_as_floats_are_whole_numbers() {
-        let check = parse(br#"{"key": "k", "limit": 5.0, "window_ms": 37398.0}"#, &DEFAULTS);
+        let check = parse(
+            br#"{"key": "k", "limit": 5.0, "window_ms": 37398.0}"#,
+            &DEFAULTS,
+        );
         let check = check.unwrap();
         assert_eq!((check.limit, check.window_ms), (5, 37_398));
         let check = parse(br#"{"key": "k", "limit": 1e3}"#, &DEFAULTS).unwrap();

@@ -116,7 +116,9 @@ fn page_size(text: &str) -> Result<usize, ApiError> {
     if text.starts_with('-') || digits.bytes().all(|byte| byte == b'0') {
         return Err(ApiError::out_of_range("limit", rule));
     }
-    Ok(digits.parse().map_or(MAX_PAGE, |size: usize| size.min(MAX_PAGE)))
+    Ok(digits
+        .parse()
+        .map_or(MAX_PAGE, |size: usize| size.min(MAX_PAGE)))
 }
 
 #[derive(Serialize)]

@@ -23,12 +23,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
+use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::http::header::{ALLOW, HeaderValue};
 use warp::http::{HeaderMap, Method};
 use warp::path::FullPath;
 use warp::reply::Response;
-use warp::Filter;
 
 use self::check::CheckDefaults;
 use self::counters::Listing;

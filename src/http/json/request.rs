@@ -91,7 +91,7 @@ fn known<'v, const N: usize>(
             .ok_or_else(|| {
                 ApiError::malformed(
                     &field,
-                    format!("unknown field; known: {}", names.join(", ")),
+                    format!("unknown field {name:?}; known: {}", names.join(", ")),
                 )
             })?;
         if found[index].is_some() {
@@ -282,5 +282,22 @@ mod tests {
             assert_eq!(error.field().as_deref(), Some(field), "{text}: {error}");
             assert_eq!(error.status().as_u16(), 400);
         }
+    }
+
+    /// Found by the json_request fuzz target: `{"": null}` was refused naming the field `""`
+    /// with a message that did not say which field it was.
+    #[test]
+    fn an_unknown_field_is_named_in_the_message_even_when_empty() {
+        let error = parsed(r#"{"": null}"#).unwrap_err();
+        assert_eq!(error.field().as_deref(), Some(""));
+        assert!(
+            error.message().starts_with(r#"unknown field """#),
+            "{error}"
+        );
+        let error = parsed(r#"{"descriptors": [{"entries": [{"kye": "k"}]}]}"#).unwrap_err();
+        assert!(
+            error.message().starts_with(r#"unknown field "kye""#),
+            "{error}"
+        );
     }
 }
