@@ -376,6 +376,21 @@ mod tests {
         assert_eq!(decode(zero).map(|key| key.encode()).as_deref(), Some(zero));
     }
 
+    /// Found by the key_codec fuzz target: `%+3` was read as the escape of byte 3 (the hex
+    /// parser takes a sign), so `1||3|%+3+3D=` decoded and encoded back as `1||3|%03+3D=`.
+    #[test]
+    fn escapes_are_two_upper_case_hex_digits() {
+        for bad in ["1||3|%+3+3D=", "1|d|1|k=%-1", "1|d|1|k=%7c", "1|d|1|k=% 3"] {
+            assert_eq!(decode(bad), None, "{bad:?}");
+        }
+        assert_eq!(CheckKey::decode("c1|%+3|1|1"), None);
+        let escaped = "1|d|1|k=%7C%0A";
+        assert_eq!(
+            decode(escaped).map(|key| key.encode()).as_deref(),
+            Some(escaped)
+        );
+    }
+
     #[test]
     fn check_keys_escape_the_callers_key_and_never_decode_as_rule_keys() {
         let check = CheckKey {
