@@ -8,7 +8,7 @@ use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descri
 use proptest::prelude::*;
 use ratelimiter::clock::{ManualClock, Unit};
 use ratelimiter::config::Config;
-use ratelimiter::key::{self, CheckKey, DecodedKey, DecodedLevel, Level, Scope};
+use ratelimiter::key::{self, CheckKey, DecodedKey, DecodedLevel, Scope};
 use ratelimiter::limiter::{Check, DescriptorCheck, LimitOverride, Limiter, Modes, Outcome};
 use ratelimiter::metrics::Metrics;
 use ratelimiter::store::MemoryStore;

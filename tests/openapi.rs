@@ -135,7 +135,7 @@ fn schemathesis_finds_nothing() {
         .args(["--mode", "all"])
         .args(["--phases", "examples,coverage,fuzzing,stateful"])
         .args(["--header", &format!("Authorization: Bearer {TOKEN}")])
-        .args(["--max-examples", "40", "--seed", "18", "--workers", "1"])
+        .args(["--max-examples", "100", "--seed", "18", "--workers", "1"])
         .args(["--request-timeout", "10", "--no-color"])
         .args(["--generation-database", "none"])
         .arg("--report-dir")

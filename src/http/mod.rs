@@ -260,10 +260,10 @@ fn unmatched(method: Method, path: FullPath) -> Response {
         ApiError::MethodNotAllowed
     };
     let mut response = reply::error(&error);
-    if !allowed.is_empty() {
-        if let Ok(allow) = HeaderValue::from_str(&allowed.join(", ")) {
-            response.headers_mut().insert(ALLOW, allow);
-        }
+    if !allowed.is_empty()
+        && let Ok(allow) = HeaderValue::from_str(&allowed.join(", "))
+    {
+        response.headers_mut().insert(ALLOW, allow);
     }
     response
 }
