@@ -8,7 +8,7 @@ mod sources;
 mod tree;
 mod validate;
 mod watch;
-mod yaml;
+pub mod yaml;
 
 use std::collections::HashMap;
 
@@ -22,7 +22,7 @@ pub use watch::{Apply, ConfigWatcher};
 
 /// Every domain's limits, as loaded at one moment. Never changed once built; a reload builds a
 /// new one.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Config {
     /// Sorted by name; each domain's `index` is its place here.
     domains: Vec<DomainTree>,
@@ -37,6 +37,26 @@ impl Config {
     /// Domains sorted by name.
     pub fn domains(&self) -> &[DomainTree] {
         &self.domains
+    }
+
+    /// envoyproxy/ratelimit's `/rlconfig` text: `<path>: unit=<UNIT> requests_per_unit=<n>,
+    /// shadow_mode: <bool>, quota_mode: <bool>`, one line per rule, sorted; unlimited rules show
+    /// `unit=UNKNOWN requests_per_unit=0`.
+    pub fn rlconfig(&self) -> String {
+        let mut lines: Vec<String> = self
+            .domains
+            .iter()
+            .flat_map(|domain| &domain.rules)
+            .map(|rule| {
+                let (unit, requests_per_unit) = rule.limit.rate().unwrap_or(("UNKNOWN", 0));
+                format!(
+                    "{}: unit={unit} requests_per_unit={requests_per_unit}, shadow_mode: {}, quota_mode: {}\n",
+                    rule.path_key, rule.shadow_mode, rule.quota_mode
+                )
+            })
+            .collect();
+        lines.sort_unstable();
+        lines.concat()
     }
 
     /// Builds a config from named file contents (name, text), in the given order; a domain

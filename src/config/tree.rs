@@ -16,7 +16,7 @@ use crate::key;
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// All rules of one domain (one YAML file).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct DomainTree {
     pub name: String,
     /// This domain's place in its [`Config`](super::Config) (domains sorted by name), so that
@@ -28,27 +28,27 @@ pub struct DomainTree {
 }
 
 /// The children of one node (or the domain's top level), grouped by descriptor key.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(super) struct Level {
     pub(super) by_key: Map<String, Choices>,
 }
 
 /// The nodes at one level that share a descriptor key.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(super) struct Choices {
     pub(super) exact: Map<String, Node>,
     pub(super) wildcards: Vec<(Pattern, Node)>,
     pub(super) any: Option<Node>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(super) struct Node {
     pub(super) rule: Option<usize>,
     pub(super) children: Level,
 }
 
 /// One `rate_limit` of the config, with the path that leads to it.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Rule {
     /// This rule's place in its domain's [`DomainTree::rules`].
     pub index: usize,
@@ -68,6 +68,19 @@ pub struct Rule {
 pub enum Limit {
     Limited { unit: Unit, requests_per_unit: u32 },
     Unlimited,
+}
+
+impl Limit {
+    /// The unit's name and the requests per unit; `None` for an unlimited rule.
+    pub fn rate(self) -> Option<(&'static str, u32)> {
+        match self {
+            Limit::Limited {
+                unit,
+                requests_per_unit,
+            } => Some((unit.name(), requests_per_unit)),
+            Limit::Unlimited => None,
+        }
+    }
 }
 
 /// One level on the way to a rule: the descriptor key and how its value is matched.

@@ -73,7 +73,7 @@ fn header(name: &'static str) -> HeaderName {
 }
 
 /// Reads a check request; every refusal names its field.
-fn parse(body: &[u8], defaults: &CheckDefaults) -> Result<CheckKey, ApiError> {
+pub fn parse(body: &[u8], defaults: &CheckDefaults) -> Result<CheckKey, ApiError> {
     let fields = reply::json_object(
         body,
         r#"{"key": "user:42", "limit": 10, "window_ms": 60000}"#,
@@ -110,16 +110,17 @@ fn parse(body: &[u8], defaults: &CheckDefaults) -> Result<CheckKey, ApiError> {
     })
 }
 
-/// An optional whole-number field within `min..=max`.
+/// An optional whole-number field within `min..=max`. JSON does not tell integers from floats,
+/// so `5.0` is the whole number 5.
 fn bounded(
     fields: &Map<String, Value>,
     name: &str,
     min: u64,
     max: u64,
 ) -> Result<Option<u64>, ApiError> {
-    let number = match fields.get(name) {
+    let value = match fields.get(name) {
         None | Some(Value::Null) => return Ok(None),
-        Some(Value::Number(number)) => number,
+        Some(Value::Number(number)) => number.as_f64().unwrap_or(f64::NAN),
         Some(_) => {
             return Err(ApiError::malformed(
                 name,
@@ -127,17 +128,20 @@ fn bounded(
             ));
         }
     };
-    let out_of_range =
-        || ApiError::out_of_range(name, format!("{name} must be from {min} to {max}"));
-    match (number.as_u64(), number.as_f64()) {
-        (Some(value), _) if (min..=max).contains(&value) => Ok(Some(value)),
-        (Some(_), _) => Err(out_of_range()),
-        (None, Some(value)) if value.fract() == 0.0 => Err(out_of_range()),
-        _ => Err(ApiError::malformed(
+    if value.fract() != 0.0 {
+        return Err(ApiError::malformed(
             name,
             format!("{name} must be a whole number"),
-        )),
+        ));
     }
+    // Both bounds are far below 2^53, so the comparison and the conversion are exact.
+    if value < min as f64 || value > max as f64 {
+        return Err(ApiError::out_of_range(
+            name,
+            format!("{name} must be from {min} to {max}"),
+        ));
+    }
+    Ok(Some(value as u64))
 }
 
 #[cfg(test)]
@@ -156,5 +160,29 @@ mod tests {
         assert_eq!((check.limit, check.window_ms), (100, 60_000));
         let check = parse(br#"{"key": "k", "limit": 2, "window_ms": 1000}"#, &DEFAULTS).unwrap();
         assert_eq!((check.limit, check.window_ms), (2, 1_000));
+    }
+
+    /// Found by schemathesis (`{"window_ms": 37398.0}` was refused as out of range) and by the
+    /// check_body fuzz target: a whole number written as a float is that number.
+    #[test]
+    fn whole_numbers_written_as_floats_are_whole_numbers() {
+        let check = parse(
+            br#"{"key": "k", "limit": 5.0, "window_ms": 37398.0}"#,
+            &DEFAULTS,
+        );
+        let check = check.unwrap();
+        assert_eq!((check.limit, check.window_ms), (5, 37_398));
+        let check = parse(br#"{"key": "k", "limit": 1e3}"#, &DEFAULTS).unwrap();
+        assert_eq!(check.limit, 1_000);
+        for (body, status) in [
+            (r#"{"key": "k", "limit": 5.5}"#, 400),
+            (r#"{"key": "k", "limit": 0.0}"#, 422),
+            (r#"{"key": "k", "limit": -1}"#, 422),
+            (r#"{"key": "k", "limit": 1e300}"#, 422),
+            (r#"{"key": "k", "window_ms": 999.0}"#, 422),
+        ] {
+            let error = parse(body.as_bytes(), &DEFAULTS).unwrap_err();
+            assert_eq!(error.status().as_u16(), status, "{body}: {error}");
+        }
     }
 }

@@ -103,14 +103,19 @@ pub async fn list(
 }
 
 /// `?limit=`: text that is not a whole number is malformed (400), a number below 1 is out of
-/// range (422), and a large one is cut to [`MAX_PAGE`].
+/// range (422), and a large one, however large, is cut to [`MAX_PAGE`].
 fn page_size(text: &str) -> Result<usize, ApiError> {
     let rule = format!("limit must be a whole number from 1 (at most {MAX_PAGE} are served)");
-    match text.parse::<i128>() {
-        Err(_) => Err(ApiError::malformed("limit", rule)),
-        Ok(size) if size < 1 => Err(ApiError::out_of_range("limit", rule)),
-        Ok(size) => Ok(usize::try_from(size).map_or(MAX_PAGE, |size| size.min(MAX_PAGE))),
+    let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        return Err(ApiError::malformed("limit", rule));
     }
+    if text.starts_with('-') || digits.bytes().all(|byte| byte == b'0') {
+        return Err(ApiError::out_of_range("limit", rule));
+    }
+    Ok(digits
+        .parse()
+        .map_or(MAX_PAGE, |size: usize| size.min(MAX_PAGE)))
 }
 
 #[derive(Serialize)]
@@ -138,4 +143,31 @@ pub async fn reset(
     }
     tracing::info!(%key, "counter reset through the HTTP API");
     Ok(reply::json(StatusCode::OK, &Reset { key, reset: true }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `?limit=` too large for any integer type is still a whole number from 1: it is served
+    /// as the largest page, not refused as unreadable.
+    #[test]
+    fn any_whole_number_from_one_is_a_page_size() {
+        assert_eq!(page_size("7").unwrap(), 7);
+        assert_eq!(page_size("+7").unwrap(), 7);
+        assert_eq!(page_size("1000000").unwrap(), MAX_PAGE);
+        assert_eq!(page_size(&"9".repeat(60)).unwrap(), MAX_PAGE);
+        for (text, status) in [
+            ("0", 422),
+            ("-3", 422),
+            (&*format!("-{}", "9".repeat(60)), 422),
+            ("", 400),
+            ("1.5", 400),
+            ("ten", 400),
+            ("+", 400),
+        ] {
+            let error = page_size(text).unwrap_err();
+            assert_eq!(error.status().as_u16(), status, "{text:?}");
+        }
+    }
 }

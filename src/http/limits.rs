@@ -60,19 +60,8 @@ pub async fn limits(api: Arc<Api>, headers: HeaderMap) -> Result<Response, ApiEr
     Ok(reply::json(StatusCode::OK, &limits))
 }
 
-/// The unit's name and the requests per unit; `None` for an unlimited rule.
-fn rate(limit: Limit) -> Option<(&'static str, u32)> {
-    match limit {
-        Limit::Limited {
-            unit,
-            requests_per_unit,
-        } => Some((unit.name(), requests_per_unit)),
-        Limit::Unlimited => None,
-    }
-}
-
 fn rule_view(rule: &Rule) -> RuleView<'_> {
-    let rate = rate(rule.limit);
+    let rate = rule.limit.rate();
     RuleView {
         path: &rule.path_key,
         unit: rate.map(|(unit, _)| unit),
@@ -84,23 +73,8 @@ fn rule_view(rule: &Rule) -> RuleView<'_> {
     }
 }
 
-/// `<path>: unit=<UNIT> requests_per_unit=<n>, shadow_mode: <bool>, quota_mode: <bool>`, one
-/// line per rule, sorted; unlimited rules show `unit=UNKNOWN requests_per_unit=0`.
+/// The Go service's text dump of the loaded rules (see [`crate::config::Config::rlconfig`]).
 pub async fn rlconfig(api: Arc<Api>) -> Result<Response, ApiError> {
     let limits = api.limiter.limits();
-    let mut lines: Vec<String> = limits
-        .config()
-        .domains()
-        .iter()
-        .flat_map(|domain| &domain.rules)
-        .map(|rule| {
-            let (unit, requests_per_unit) = rate(rule.limit).unwrap_or(("UNKNOWN", 0));
-            format!(
-                "{}: unit={unit} requests_per_unit={requests_per_unit}, shadow_mode: {}, quota_mode: {}\n",
-                rule.path_key, rule.shadow_mode, rule.quota_mode
-            )
-        })
-        .collect();
-    lines.sort_unstable();
-    Ok(reply::text(StatusCode::OK, lines.concat()))
+    Ok(reply::text(StatusCode::OK, limits.config().rlconfig()))
 }

@@ -1,5 +1,6 @@
 //! The HTTP listener on `--http-addr`: the management API, envoyproxy/ratelimit's `/json`,
-//! `/healthcheck` and `/rlconfig`, and Prometheus `/metrics`, served by warp.
+//! `/healthcheck` and `/rlconfig`, Prometheus `/metrics`, and the API's own OpenAPI document
+//! (`/api/openapi.json`), served by warp.
 //!
 //! Every route answers with a `Response` of its own, errors included (JSON `{"error", "field"}`,
 //! statuses from [`error::ApiError::status`]); the one wrapper around all routes counts and times
@@ -13,12 +14,14 @@ mod counter_view;
 mod counters;
 pub mod error;
 mod health;
-mod json;
+pub mod json;
 mod limits;
 mod listener;
+pub mod openapi;
 mod reply;
 mod routes;
 mod scrape;
 
 pub use api::{Api, ApiOptions, CheckDefaults};
 pub use listener::{MAX_CONNECTIONS, serve};
+pub use routes::ROUTES;

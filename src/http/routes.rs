@@ -2,27 +2,46 @@
 //! `{"error", "field"}`), all counted and timed by one wrapper under the route pattern, never the
 //! raw path.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
+use warp::Filter;
 use warp::filters::BoxedFilter;
-use warp::http::HeaderMap;
+use warp::http::header::{ALLOW, HeaderValue};
+use warp::http::{HeaderMap, Method};
+use warp::path::FullPath;
 use warp::reply::Response;
-use warp::{Filter, Rejection};
 
 use super::api::Api;
 use super::counters::Listing;
 use super::error::ApiError;
 use super::reply::{self, Route};
-use super::{check, counters, health, json, limits, scrape};
+use super::{check, counters, health, json, limits, openapi, scrape};
 
 /// Hands every route the shared state.
 type State = BoxedFilter<(Arc<Api>,)>;
 
 /// The route label of requests no route took (unknown paths, wrong methods).
 const UNMATCHED: &str = "unmatched";
+
+/// Every route: its method and path pattern (`{key}` stands for one path segment), as the
+/// OpenAPI document (`docs/openapi.json`) lists them. A known path asked with another method is
+/// answered 405 with these methods in `Allow`.
+pub const ROUTES: [(Method, &str); 12] = [
+    (Method::POST, "/check"),
+    (Method::POST, "/json"),
+    (Method::GET, "/health"),
+    (Method::GET, "/healthcheck"),
+    (Method::GET, "/rlconfig"),
+    (Method::GET, "/metrics"),
+    (Method::GET, "/api/limits"),
+    (Method::GET, "/api/counters"),
+    (Method::GET, "/api/blocks"),
+    (Method::DELETE, "/api/counters/{key}"),
+    (Method::GET, "/api/nodes"),
+    (Method::GET, "/api/openapi.json"),
+];
 
 /// Every route, counted and timed.
 pub fn routes(api: Arc<Api>) -> BoxedFilter<(Response,)> {
@@ -69,6 +88,7 @@ pub fn routes(api: Arc<Api>) -> BoxedFilter<(Response,)> {
         })
         .boxed();
     let nodes = get_guarded(&state, "/api/nodes", health::nodes);
+    let openapi = get(&state, "/api/openapi.json", openapi::document);
 
     let routes = check
         .or(json)
@@ -91,7 +111,9 @@ pub fn routes(api: Arc<Api>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(nodes)
         .unify()
-        .recover(rejected)
+        .or(openapi)
+        .unify()
+        .or(warp::method().and(warp::path::full()).map(unmatched))
         .unify();
     warp::any()
         .map(Instant::now)
@@ -156,20 +178,64 @@ async fn respond(
     response
 }
 
-/// What no route took: an unknown path (404) or a known path with another method (405).
-async fn rejected(rejection: Rejection) -> Result<Response, Infallible> {
-    let error = if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-        ApiError::MethodNotAllowed
-    } else if rejection.is_not_found() {
+/// What no route took: a known path with another method (405, with `Allow`) or an unknown
+/// path (404).
+fn unmatched(method: Method, path: FullPath) -> Response {
+    let allowed: Vec<&str> = ROUTES
+        .iter()
+        .filter(|(_, pattern)| path_matches(pattern, path.as_str()))
+        .map(|(method, _)| method.as_str())
+        .collect();
+    let error = if allowed.is_empty() {
         ApiError::NotFound {
             field: None,
             message: "no such endpoint (see the README's HTTP API section)".into(),
         }
-    } else {
+    } else if allowed.contains(&method.as_str()) {
         ApiError::Malformed {
             field: None,
-            message: format!("the request cannot be read: {rejection:?}"),
+            message: "the request cannot be read".into(),
         }
+    } else {
+        ApiError::MethodNotAllowed
     };
-    Ok(reply::error(&error))
+    let mut response = reply::error(&error);
+    if !allowed.is_empty()
+        && let Ok(allow) = HeaderValue::from_str(&allowed.join(", "))
+    {
+        response.headers_mut().insert(ALLOW, allow);
+    }
+    response
+}
+
+/// Whether `path` is one of the paths `pattern` stands for (a trailing `/` is ignored, as the
+/// routes ignore it).
+fn path_matches(pattern: &str, path: &str) -> bool {
+    let path = path.strip_suffix('/').unwrap_or(path);
+    let mut segments = path.trim_start_matches('/').split('/');
+    pattern.trim_start_matches('/').split('/').all(|expected| {
+        segments.next().is_some_and(|segment| {
+            if expected.starts_with('{') {
+                !segment.is_empty()
+            } else {
+                segment == expected
+            }
+        })
+    }) && segments.next().is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_match_their_patterns_segment_by_segment() {
+        assert!(path_matches("/api/counters", "/api/counters"));
+        assert!(path_matches("/api/counters", "/api/counters/"));
+        assert!(path_matches("/api/counters/{key}", "/api/counters/1%7Cd"));
+        assert!(!path_matches("/api/counters/{key}", "/api/counters//"));
+        assert!(!path_matches("/api/counters/{key}", "/api/counters/a/b"));
+        assert!(!path_matches("/api/counters", "/api/countersx"));
+        assert!(!path_matches("/check", "/"));
+    }
 }

@@ -61,9 +61,14 @@ pub(super) fn unescape(text: &str) -> Option<String> {
     while at < bytes.len() {
         let byte = bytes[at];
         if byte == b'%' {
+            // Exactly what `escape_into` writes: two upper-case hex digits (`from_str_radix`
+            // alone would also take `+3` or `a0`) of a byte that needs escaping.
             let hex = text.get(at + 1..at + 3)?;
+            if !hex.bytes().all(|b| HEX.contains(&b)) {
+                return None;
+            }
             let decoded = u8::from_str_radix(hex, 16).ok()?;
-            if !needs_escape(decoded) || hex.bytes().any(|b| b.is_ascii_lowercase()) {
+            if !needs_escape(decoded) {
                 return None;
             }
             out.push(decoded);

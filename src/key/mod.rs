@@ -161,7 +161,36 @@ pub enum DecodedLevel {
     },
 }
 
+impl DecodedKey {
+    /// Encodes the key again: `decode(&key)?.encode() == key` for every key [`decode`] accepts.
+    pub fn encode(&self) -> String {
+        encode(
+            &self.domain,
+            self.scope,
+            self.levels.iter().map(DecodedLevel::as_level),
+        )
+    }
+}
+
 impl DecodedLevel {
+    /// The borrowed [`Level`] this was decoded from.
+    pub fn as_level(&self) -> Level<'_> {
+        match self {
+            DecodedLevel::Exact { key, value } => Level::Exact { key, value },
+            DecodedLevel::AnyValue { key, value } => Level::AnyValue { key, value },
+            DecodedLevel::Wildcard {
+                key,
+                pattern,
+                value,
+            } => Level::Wildcard {
+                key,
+                pattern,
+                value,
+            },
+            DecodedLevel::SharedWildcard { key, pattern } => Level::SharedWildcard { key, pattern },
+        }
+    }
+
     /// The descriptor entry's key.
     pub fn key(&self) -> &str {
         match self {
@@ -211,8 +240,15 @@ pub fn decode(key: &str) -> Option<DecodedKey> {
     })
 }
 
+/// A number as [`encode`] writes it: decimal digits, without leading zeros (so that each number
+/// has one text, and a decoded key encodes back to exactly the key it was read from).
 pub(crate) fn parse_number<T: std::str::FromStr>(text: &str) -> Option<T> {
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+    let canonical = match text.as_bytes() {
+        [] => false,
+        [b'0', _, ..] => false,
+        digits => digits.iter().all(u8::is_ascii_digit),
+    };
+    if !canonical {
         return None;
     }
     text.parse().ok()
@@ -324,6 +360,35 @@ mod tests {
         ] {
             assert_eq!(decode(bad), None, "{bad:?}");
         }
+    }
+
+    /// Found by the key_codec fuzz target: `c1|usser:42|000|10` decoded as the key of window 0,
+    /// which encodes as `c1|usser:42|0|10`; two texts named one counter in `/api/counters`.
+    #[test]
+    fn numbers_with_leading_zeros_are_not_keys() {
+        for bad in ["1|d|060|k=v", "1|d|60x05|k=v", "1|d|00|k=v"] {
+            assert_eq!(decode(bad), None, "{bad:?}");
+        }
+        for bad in ["c1|usser:42|000|10", "c1|k|060000|5", "c1|k|1000|01"] {
+            assert_eq!(CheckKey::decode(bad), None, "{bad:?}");
+        }
+        let zero = "1|d|0x0|k=v";
+        assert_eq!(decode(zero).map(|key| key.encode()).as_deref(), Some(zero));
+    }
+
+    /// Found by the key_codec fuzz target: `%+3` was read as the escape of byte 3 (the hex
+    /// parser takes a sign), so `1||3|%+3+3D=` decoded and encoded back as `1||3|%03+3D=`.
+    #[test]
+    fn escapes_are_two_upper_case_hex_digits() {
+        for bad in ["1||3|%+3+3D=", "1|d|1|k=%-1", "1|d|1|k=%7c", "1|d|1|k=% 3"] {
+            assert_eq!(decode(bad), None, "{bad:?}");
+        }
+        assert_eq!(CheckKey::decode("c1|%+3|1|1"), None);
+        let escaped = "1|d|1|k=%7C%0A";
+        assert_eq!(
+            decode(escaped).map(|key| key.encode()).as_deref(),
+            Some(escaped)
+        );
     }
 
     #[test]

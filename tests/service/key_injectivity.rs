@@ -7,7 +7,7 @@ use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descri
 use proptest::prelude::*;
 use ratelimiter::clock::{ManualClock, Unit};
 use ratelimiter::config::Config;
-use ratelimiter::key::{self, CheckKey, DecodedKey, DecodedLevel, Level, Scope};
+use ratelimiter::key::{self, CheckKey, DecodedKey, DecodedLevel, Scope};
 use ratelimiter::limiter::{
     Check, DescriptorCheck, LimitOverride, Limiter, LimiterOptions, Modes, Outcome,
 };
@@ -58,24 +58,6 @@ fn decoded_key() -> impl Strategy<Value = DecodedKey> {
     )
 }
 
-fn encode(decoded: &DecodedKey) -> String {
-    let levels = decoded.levels.iter().map(|level| match level {
-        DecodedLevel::Exact { key, value } => Level::Exact { key, value },
-        DecodedLevel::AnyValue { key, value } => Level::AnyValue { key, value },
-        DecodedLevel::Wildcard {
-            key,
-            pattern,
-            value,
-        } => Level::Wildcard {
-            key,
-            pattern,
-            value,
-        },
-        DecodedLevel::SharedWildcard { key, pattern } => Level::SharedWildcard { key, pattern },
-    });
-    key::encode(&decoded.domain, decoded.scope, levels)
-}
-
 /// A `/check` key: any caller key, and the full range of windows and limits the API accepts.
 fn check_key() -> impl Strategy<Value = CheckKey> {
     (tricky_text(), 1u64..40_000_000_000, 1u64..2_000_000_000).prop_map(
@@ -104,14 +86,14 @@ proptest! {
 
     #[test]
     fn check_keys_and_rule_keys_never_meet(check in check_key(), rule in decoded_key()) {
-        let rule_key = encode(&rule);
+        let rule_key = rule.encode();
         prop_assert_ne!(check.encode(), rule_key.clone());
         prop_assert_eq!(CheckKey::decode(&rule_key), None);
     }
 
     #[test]
     fn every_key_decodes_back_to_what_was_encoded(decoded in decoded_key()) {
-        let encoded = encode(&decoded);
+        let encoded = decoded.encode();
         let clean = !encoded.contains(['{', '}', '\n', '\0']);
         prop_assert!(clean, "{:?}", encoded);
         prop_assert_eq!(key::decode(&encoded), Some(decoded));
@@ -120,7 +102,7 @@ proptest! {
     #[test]
     fn different_inputs_never_share_a_key(a in decoded_key(), b in decoded_key()) {
         prop_assume!(a != b);
-        prop_assert_ne!(encode(&a), encode(&b));
+        prop_assert_ne!(a.encode(), b.encode());
     }
 }
 

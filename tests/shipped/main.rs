@@ -9,6 +9,7 @@ mod binary;
 mod demo;
 mod envoy_e2e;
 mod examples;
+mod openapi;
 mod prometheus;
 mod readme;
 mod validate;

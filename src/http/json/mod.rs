@@ -11,6 +11,8 @@ use std::sync::Arc;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
+use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitRequest;
+
 use super::api::Api;
 use super::error::ApiError;
 use super::reply;
@@ -19,11 +21,14 @@ use crate::rls;
 /// What the error for an empty or non-object body shows as an example.
 const EXAMPLE: &str = r#"{"domain": "edge", "descriptors": [{"entries": [{"key": "remote_address", "value": "10.0.0.1"}]}]}"#;
 
+/// Reads a `/json` body: one JSON object, the `RateLimitRequest` in protojson.
+pub fn parse(body: &[u8]) -> Result<RateLimitRequest, ApiError> {
+    reply::json_object(body, EXAMPLE).and_then(|fields| request::parse(&fields))
+}
+
 pub async fn handle(api: Arc<Api>, body: Result<Vec<u8>, ApiError>) -> Result<Response, ApiError> {
     let metrics = &api.metrics;
-    let request = reply::json_object(&body?, EXAMPLE)
-        .and_then(|fields| request::parse(&fields))
-        .inspect_err(|_| metrics.service_errors.inc())?;
+    let request = parse(&body?).inspect_err(|_| metrics.service_errors.inc())?;
     let check = rls::request::validate(&request, &api.options.request_limits)
         .inspect_err(|_| metrics.service_errors.inc())?;
     let decision = api.limiter.check(&check).await?;

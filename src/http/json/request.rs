@@ -91,7 +91,7 @@ fn known<'v, const N: usize>(
             .ok_or_else(|| {
                 ApiError::malformed(
                     &field,
-                    format!("unknown field; known: {}", names.join(", ")),
+                    format!("unknown field {name:?}; known: {}", names.join(", ")),
                 )
             })?;
         if found[index].is_some() {
@@ -151,11 +151,17 @@ fn boolean(value: Option<&Value>, path: &str) -> Result<bool, ApiError> {
     }
 }
 
-/// A non-negative whole number that fits `T`, written as a number or a string of digits.
+/// A non-negative whole number that fits `T`, written as a number (`5` or, as protojson reads
+/// it, `5.0`) or a string of digits.
 fn integer<T: Bounded>(value: Option<&Value>, path: &str) -> Result<T, ApiError> {
     let number = match value {
         None => return Ok(T::default()),
-        Some(Value::Number(number)) => number.as_u64(),
+        Some(Value::Number(number)) => number.as_u64().or_else(|| {
+            // Below 2^64, every whole f64 converts exactly.
+            let value = number.as_f64()?;
+            (value.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&value))
+                .then_some(value as u64)
+        }),
         Some(Value::String(digits)) => digits.parse().ok(),
         Some(_) => None,
     };
@@ -222,6 +228,32 @@ mod tests {
         assert_eq!(camel_case("requests_per_unit"), "requestsPerUnit");
     }
 
+    /// Found by schemathesis: `{"requestsPerUnit": 1139.0}` was refused, where protojson reads
+    /// any whole number.
+    #[test]
+    fn whole_numbers_written_as_floats_are_read() {
+        let request = parsed(
+            r#"{"domain": "d", "hits_addend": 2.0, "descriptors": [{"entries": [],
+                "limit": {"requests_per_unit": 1139.0, "unit": 2.0}, "hits_addend": 1e3}]}"#,
+        )
+        .unwrap();
+        assert_eq!(request.hits_addend, 2);
+        let limit = request.descriptors[0].limit.unwrap();
+        assert_eq!((limit.requests_per_unit, limit.unit), (1139, 2));
+        assert_eq!(
+            request.descriptors[0].hits_addend,
+            Some(UInt64Value { value: 1_000 })
+        );
+        for text in [
+            r#"{"hits_addend": 2.5}"#,
+            r#"{"hits_addend": -1.0}"#,
+            r#"{"hits_addend": 4294967296.0}"#,
+            r#"{"descriptors": [{"hits_addend": 1.8446744073709552e19}]}"#,
+        ] {
+            assert_eq!(parsed(text).unwrap_err().status().as_u16(), 400, "{text}");
+        }
+    }
+
     #[test]
     fn refusals_name_the_field_by_its_path() {
         for (text, field) in [
@@ -250,5 +282,22 @@ mod tests {
             assert_eq!(error.field().as_deref(), Some(field), "{text}: {error}");
             assert_eq!(error.status().as_u16(), 400);
         }
+    }
+
+    /// Found by the json_request fuzz target: `{"": null}` was refused naming the field `""`
+    /// with a message that did not say which field it was.
+    #[test]
+    fn an_unknown_field_is_named_in_the_message_even_when_empty() {
+        let error = parsed(r#"{"": null}"#).unwrap_err();
+        assert_eq!(error.field().as_deref(), Some(""));
+        assert!(
+            error.message().starts_with(r#"unknown field """#),
+            "{error}"
+        );
+        let error = parsed(r#"{"descriptors": [{"entries": [{"kye": "k"}]}]}"#).unwrap_err();
+        assert!(
+            error.message().starts_with(r#"unknown field "kye""#),
+            "{error}"
+        );
     }
 }
