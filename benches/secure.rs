@@ -7,6 +7,7 @@
 //! row runs briefly, as a smoke test. The tonic client costs about as much per call as the
 //! server, so throughput ratios understate the server's own differences; CPU per call does not.
 
+#[allow(dead_code)]
 #[path = "support/load.rs"]
 mod load;
 #[path = "support/process.rs"]
@@ -18,10 +19,8 @@ mod redis_harness;
 #[path = "../tests/common/tls.rs"]
 mod tls_harness;
 
-use std::time::Duration;
-
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient;
-use load::{Load, Measured};
+use load::Load;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -40,23 +39,7 @@ const TICKS_PER_SECOND: f64 = 100.0;
 
 fn main() {
     let full = std::env::args().any(|arg| arg == "--bench");
-    let load = if full {
-        Load {
-            connections: 4,
-            in_flight: 64,
-            warmup: Duration::from_secs(1),
-            duration: Duration::from_secs(5),
-            users: 10_000,
-        }
-    } else {
-        Load {
-            connections: 2,
-            in_flight: 8,
-            warmup: Duration::from_millis(50),
-            duration: Duration::from_millis(200),
-            users: 100,
-        }
-    };
+    let load = Load::for_run(full);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -130,6 +113,7 @@ async fn run(load: Load, rounds: usize) {
         load.connections, load.in_flight, load.duration
     );
     let mut samples: Vec<Vec<(f64, u64, f64)>> = vec![Vec::new(); variants.len()];
+    let mut rss = vec![0u64; variants.len()];
     for round in 1..=rounds {
         println!("round {round} of {rounds}");
         for (index, variant) in variants.iter().enumerate() {
@@ -138,7 +122,7 @@ async fn run(load: Load, rounds: usize) {
             let server = Server::ratelimiter(&args);
             let clients = clients(&server, &certs, variant.tls, load.connections).await;
             let before = server.cpu_ticks();
-            let measured = drive(clients, load).await;
+            let measured = load::grpc_over(clients, 1, load).await;
             // The ticks cover the warm-up too: spread them over the calls of the whole run,
             // estimated from the measured rate.
             let all_calls = measured.calls as f64
@@ -153,6 +137,7 @@ async fn run(load: Load, rounds: usize) {
                 measured.micros(0.99)
             );
             samples[index].push((measured.per_second(), measured.micros(0.99), cpu_micros));
+            rss[index] = rss[index].max(server.rss_kib());
         }
     }
     let median = |values: &[(f64, u64, f64)], pick: fn(&(f64, u64, f64)) -> f64| {
@@ -162,18 +147,19 @@ async fn run(load: Load, rounds: usize) {
     };
     let base = (median(&samples[0], |s| s.0), median(&samples[0], |s| s.2));
     println!(
-        "\n| row | requests/s | p99 µs | server CPU µs/call | requests/s vs plain | CPU/call vs plain |"
+        "\n| row | requests/s | p99 µs | server CPU µs/call | RSS MiB | requests/s vs plain | CPU/call vs plain |"
     );
-    println!("|---|---|---|---|---|---|");
-    for (variant, values) in variants.iter().zip(&samples) {
+    println!("|---|---|---|---|---|---|---|");
+    for ((variant, values), rss) in variants.iter().zip(&samples).zip(&rss) {
         let (rate, p99, cpu) = (
             median(values, |s| s.0),
             median(values, |s| s.1 as f64),
             median(values, |s| s.2),
         );
         println!(
-            "| {} | {rate:.0} | {p99:.0} | {cpu:.1} | {:.0}% | {:.2}x |",
+            "| {} | {rate:.0} | {p99:.0} | {cpu:.1} | {:.1} | {:.0}% | {:.2}x |",
             variant.name,
+            *rss as f64 / 1024.0,
             100.0 * rate / base.0,
             cpu / base.1
         );
@@ -215,15 +201,6 @@ async fn clients(
         ));
     }
     clients
-}
-
-async fn drive(clients: Vec<RateLimitServiceClient<Channel>>, load: Load) -> Measured {
-    load::drive(load, move |worker, user| {
-        let mut client = clients[worker % clients.len()].clone();
-        let request = load::request(1, user);
-        async move { client.should_rate_limit(request).await.is_ok() }
-    })
-    .await
 }
 
 /// An OTLP/gRPC receiver that drops what it is sent, on a free loopback port.

@@ -13,7 +13,8 @@ use std::time::Duration;
 use notify::event::{AccessKind, AccessMode};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::Notify;
-use tokio::time::Instant;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
 
 /// Quiet time that ends a burst: a save or a ConfigMap swap is several events within a few
 /// milliseconds, and an edit should still apply well within a second.
@@ -65,8 +66,40 @@ pub fn keep_watching(
     };
 }
 
+/// When to reread: after each burst of events on `changed`, and every `rescan` period without
+/// any (a safety net for filesystems that send no events).
+pub struct Changes {
+    changed: Arc<Notify>,
+    rescan: Interval,
+}
+
+impl Changes {
+    pub fn new(changed: Arc<Notify>, rescan: Duration) -> Changes {
+        let mut rescan = tokio::time::interval(rescan);
+        rescan.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Changes { changed, rescan }
+    }
+
+    /// Waits for the next time to reread (the first comes at once); `false` once `shutdown`
+    /// is cancelled.
+    pub async fn next(&mut self, shutdown: &CancellationToken) -> bool {
+        let woken_by_event = tokio::select! {
+            () = shutdown.cancelled() => return false,
+            () = self.changed.notified() => true,
+            _ = self.rescan.tick() => false,
+        };
+        if woken_by_event {
+            tokio::select! {
+                () = shutdown.cancelled() => return false,
+                () = settle(&self.changed) => {}
+            }
+        }
+        true
+    }
+}
+
 /// Waits until no event has come for [`DEBOUNCE`], or [`MAX_DEFER`] has passed.
-pub async fn settle(changed: &Notify) {
+async fn settle(changed: &Notify) {
     let give_up = Instant::now() + MAX_DEFER;
     loop {
         tokio::select! {

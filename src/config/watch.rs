@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{Reload, Reloader};
-use crate::watch::{DirectoryWatch, directory_of, keep_watching, settle};
+use crate::watch::{Changes, DirectoryWatch, directory_of, keep_watching};
 
 /// What the watcher does with each reload's outcome; it runs on the reload's blocking thread.
 pub type Apply = Box<dyn FnMut(Reload) + Send>;
@@ -47,20 +47,8 @@ impl ConfigWatcher {
     /// Reloads after every burst of changes until `shutdown` is cancelled. The first pass
     /// rereads at once, catching edits made between the first load and the watch.
     pub async fn run(mut self, shutdown: CancellationToken) {
-        let mut rescan = tokio::time::interval(RESCAN_INTERVAL);
-        rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let woken_by_event = tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = self.changed.notified() => true,
-                _ = rescan.tick() => false,
-            };
-            if woken_by_event {
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = settle(&self.changed) => {}
-                }
-            }
+        let mut changes = Changes::new(self.changed.clone(), RESCAN_INTERVAL);
+        while changes.next(&shutdown).await {
             self = match self.reload_off_runtime().await {
                 Ok(watcher) => watcher,
                 Err(error) => {

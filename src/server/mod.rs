@@ -172,17 +172,12 @@ pub async fn run(
     apply(first);
     tokio::spawn(ConfigWatcher::start(reloader, apply).run(background.clone()));
 
-    let mut serving = Serving::start(
-        &settings,
-        listeners,
-        tls,
-        limiter,
-        health.clone(),
-        nodes,
-        &metrics,
-        tracer,
-    )
-    .await;
+    let reporting = Telemetry {
+        health: health.clone(),
+        metrics: metrics.clone(),
+    };
+    let mut serving =
+        Serving::start(&settings, listeners, tls, limiter, reporting, nodes, tracer).await;
     let early_exit = tokio::select! {
         () = shutdown => None,
         result = serving.ended() => Some(result),
@@ -229,11 +224,11 @@ impl Serving {
         listeners: Listeners,
         tls: ListenerTls,
         limiter: Arc<Limiter>,
-        health: Arc<Health>,
+        telemetry: Telemetry,
         nodes: Arc<dyn NodeDirectory>,
-        metrics: &Arc<Metrics>,
         tracer: Option<Tracer>,
     ) -> Serving {
+        let Telemetry { health, metrics } = telemetry;
         let rls = RateLimitGrpc::new(
             limiter.clone(),
             metrics.clone(),

@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{Contents, ServerTls, TlsError};
-use crate::watch::{DirectoryWatch, directory_of, keep_watching, settle};
+use crate::watch::{Changes, DirectoryWatch, directory_of, keep_watching};
 
 /// How often the files are reread without any event (the config watcher's safety net, for
 /// filesystems that send no events). Reading three small files costs microseconds.
@@ -69,20 +69,8 @@ impl CertWatcher {
 
     /// Rereads after every burst of changes until `shutdown` is cancelled.
     pub async fn run(mut self, shutdown: CancellationToken) {
-        let mut rescan = tokio::time::interval(RESCAN_INTERVAL);
-        rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let woken_by_event = tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = self.changed.notified() => true,
-                _ = rescan.tick() => false,
-            };
-            if woken_by_event {
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = settle(&self.changed) => {}
-                }
-            }
+        let mut changes = Changes::new(self.changed.clone(), RESCAN_INTERVAL);
+        while changes.next(&shutdown).await {
             if let Some(outcome) = self.reload() {
                 (self.apply)(outcome);
             }

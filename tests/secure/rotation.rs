@@ -96,14 +96,21 @@ impl SecretVolume {
         self.dir.path().join(file)
     }
 
-    /// Writes a new timestamped directory and swaps `..data` onto it atomically.
+    /// Writes `name`'s certificate and key (and the CA) into a new timestamped directory and
+    /// swaps `..data` onto it atomically.
     fn update(&mut self, certs: &Certificates, name: &str) {
+        let (cert, key) = (format!("{name}.crt"), format!("{name}.key"));
+        self.update_with(&certs.file(&cert), &certs.file(&key), &certs.file("ca.crt"));
+    }
+
+    fn update_with(&mut self, cert: &Path, key: &Path, ca: &Path) {
         self.generation += 1;
         let data = format!("..2026_01_01_00_00_0{}", self.generation);
         let target = self.dir.path().join(&data);
         std::fs::create_dir(&target).unwrap();
-        install(certs, name, &target);
-        std::fs::copy(certs.file("ca.crt"), target.join("ca.crt")).unwrap();
+        for (from, to) in [(cert, "tls.crt"), (key, "tls.key"), (ca, "ca.crt")] {
+            std::fs::copy(from, target.join(to)).unwrap();
+        }
         let staging = self.dir.path().join("..data_tmp");
         std::os::unix::fs::symlink(&data, &staging).unwrap();
         std::fs::rename(&staging, self.dir.path().join("..data")).unwrap();
@@ -144,15 +151,11 @@ async fn a_kubernetes_secret_update_is_picked_up_and_a_broken_one_is_refused() {
     );
 
     // A certificate whose key is another's: refused, reported, and the previous one stays.
-    volume.generation += 1;
-    let data = format!("..2026_01_01_00_00_0{}", volume.generation);
-    let target = volume.path(&data);
-    std::fs::create_dir(&target).unwrap();
-    std::fs::copy(certs.file("server.crt"), target.join("tls.crt")).unwrap();
-    std::fs::copy(certs.file("client.key"), target.join("tls.key")).unwrap();
-    std::fs::copy(certs.file("ca.crt"), target.join("ca.crt")).unwrap();
-    std::os::unix::fs::symlink(&data, volume.path("..data_tmp")).unwrap();
-    std::fs::rename(volume.path("..data_tmp"), volume.path("..data")).unwrap();
+    volume.update_with(
+        &certs.file("server.crt"),
+        &certs.file("client.key"),
+        &certs.file("ca.crt"),
+    );
 
     let http = service.http();
     eventually("/health reports the refused certificate", || async {

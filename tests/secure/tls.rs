@@ -139,27 +139,36 @@ pub async fn get(stream: &mut TlsStream<TcpStream>, target: &str) -> (String, St
     }
 }
 
+/// The service with `flags`, each `{name}` replaced by the path of that file of `certs`.
+async fn start_with(certs: &Certificates, flags: &[&str]) -> Service {
+    let flags: Vec<String> = flags
+        .iter()
+        .map(
+            |flag| match flag.strip_prefix('{').and_then(|f| f.strip_suffix('}')) {
+                Some(name) => path(&certs.file(name)),
+                None => flag.to_string(),
+            },
+        )
+        .collect();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    Service::start(&[("edge.yaml", LIMITS)], &flags).await
+}
+
 #[tokio::test]
 async fn grpc_over_tls_serves_clients_that_trust_the_ca_and_not_plain_ones() {
     let certs = Certificates::create();
-    let (cert, key) = (
-        path(&certs.file("server.crt")),
-        path(&certs.file("server.key")),
-    );
-    let service = Service::start(
-        &[("edge.yaml", LIMITS)],
-        &["--grpc-tls-cert", &cert, "--grpc-tls-key", &key],
-    )
-    .await;
-    assert_eq!(
-        check_over_tls(service.grpc_addr, &certs, None).await,
-        Ok(Code::Ok)
-    );
-    assert_eq!(
-        served_certificate(service.grpc_addr, &certs.file("ca.crt")).await,
-        der(&certs.file("server.crt"))
-    );
-    let mut plain = common::connect(service.grpc_addr).await;
+    let tls = [
+        "--grpc-tls-cert",
+        "{server.crt}",
+        "--grpc-tls-key",
+        "{server.key}",
+    ];
+    let service = start_with(&certs, &tls).await;
+    let addr = service.grpc_addr;
+    assert_eq!(check_over_tls(addr, &certs, None).await, Ok(Code::Ok));
+    let served = served_certificate(addr, &certs.file("ca.crt")).await;
+    assert_eq!(served, der(&certs.file("server.crt")));
+    let mut plain = common::connect(addr).await;
     let refused = plain
         .should_rate_limit(common::request("edge", &[&[("user_id", "plain")]]))
         .await;
@@ -172,21 +181,17 @@ async fn grpc_over_tls_serves_clients_that_trust_the_ca_and_not_plain_ones() {
 #[tokio::test]
 async fn mutual_tls_admits_only_certificates_from_the_ca_with_an_allowed_san() {
     let certs = Certificates::create();
-    let file = |name: &str| path(&certs.file(name));
-    let service = Service::start(
-        &[("edge.yaml", LIMITS)],
-        &[
-            "--grpc-tls-cert",
-            &file("server.crt"),
-            "--grpc-tls-key",
-            &file("server.key"),
-            "--grpc-tls-client-ca",
-            &file("ca.crt"),
-            "--grpc-tls-client-san",
-            "other.client,envoy.client",
-        ],
-    )
-    .await;
+    let mutual = [
+        "--grpc-tls-cert",
+        "{server.crt}",
+        "--grpc-tls-key",
+        "{server.key}",
+        "--grpc-tls-client-ca",
+        "{ca.crt}",
+        "--grpc-tls-client-san",
+        "other.client,envoy.client",
+    ];
+    let service = start_with(&certs, &mutual).await;
     let addr = service.grpc_addr;
     assert_eq!(
         check_over_tls(addr, &certs, Some("client")).await,
@@ -209,31 +214,22 @@ async fn mutual_tls_admits_only_certificates_from_the_ca_with_an_allowed_san() {
 #[tokio::test]
 async fn the_http_listener_serves_tls_with_a_certificate_of_its_own() {
     let certs = Certificates::create();
-    let file = |name: &str| path(&certs.file(name));
-    let service = Service::start(
-        &[("edge.yaml", LIMITS)],
-        &[
-            "--http-tls-cert",
-            &file("server-next.crt"),
-            "--http-tls-key",
-            &file("server-next.key"),
-        ],
-    )
-    .await;
+    let tls = [
+        "--http-tls-cert",
+        "{server-next.crt}",
+        "--http-tls-key",
+        "{server-next.key}",
+    ];
+    let service = start_with(&certs, &tls).await;
     let mut stream = tls_stream(service.http_addr, &certs.file("ca.crt")).await;
-    assert_eq!(
-        stream.get_ref().1.peer_certificates().unwrap()[0].to_vec(),
-        der(&certs.file("server-next.crt"))
-    );
+    let served = stream.get_ref().1.peer_certificates().unwrap()[0].to_vec();
+    assert_eq!(served, der(&certs.file("server-next.crt")));
     let (status, body) = get(&mut stream, "/health").await;
     assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
     let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let http = &health["certificates"]["http"];
     assert!(
-        health["certificates"]["http"]["loaded_at"].is_string(),
-        "{body}"
-    );
-    assert!(
-        health["certificates"]["http"]["last_error"].is_null(),
+        http["loaded_at"].is_string() && http["last_error"].is_null(),
         "{body}"
     );
     // The gRPC listener stays plain.
@@ -244,17 +240,13 @@ async fn the_http_listener_serves_tls_with_a_certificate_of_its_own() {
 #[tokio::test]
 async fn a_certificate_that_does_not_match_its_key_stops_the_start() {
     let certs = Certificates::create();
-    let file = |name: &str| path(&certs.file(name));
-    let service = Service::start(
-        &[("edge.yaml", LIMITS)],
-        &[
-            "--grpc-tls-cert",
-            &file("server.crt"),
-            "--grpc-tls-key",
-            &file("client.key"),
-        ],
-    )
-    .await;
+    let tls = [
+        "--grpc-tls-cert",
+        "{server.crt}",
+        "--grpc-tls-key",
+        "{client.key}",
+    ];
+    let service = start_with(&certs, &tls).await;
     let error = service.stopped().await.expect_err("refused").to_string();
     assert!(
         error.contains("cannot serve TLS on the grpc listener"),
@@ -265,8 +257,7 @@ async fn a_certificate_that_does_not_match_its_key_stops_the_start() {
 #[tokio::test]
 async fn half_a_tls_configuration_is_refused_with_the_missing_flag() {
     let certs = Certificates::create();
-    let cert = path(&certs.file("server.crt"));
-    let service = Service::start(&[("edge.yaml", LIMITS)], &["--grpc-tls-cert", &cert]).await;
+    let service = start_with(&certs, &["--grpc-tls-cert", "{server.crt}"]).await;
     let error = service.stopped().await.expect_err("refused").to_string();
     assert_eq!(error, "--grpc-tls-cert needs --grpc-tls-key");
 }

@@ -16,6 +16,23 @@ descriptors:
 
 const SERVER_SPAN: &str = "envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit";
 
+/// The service tracing over `protocol` to `endpoint`, as `ratelimiter-test`.
+async fn traced_service(protocol: &str, endpoint: &str) -> Service {
+    Service::start(
+        &[("traced.yaml", LIMITS)],
+        &[
+            "--tracing",
+            "--tracing-protocol",
+            protocol,
+            "--tracing-endpoint",
+            endpoint,
+            "--tracing-service-name",
+            "ratelimiter-test",
+        ],
+    )
+    .await
+}
+
 /// Two calls for one user (OK, then OVER_LIMIT), each with `headers`.
 async fn two_calls(service: &Service, headers: &[(&'static str, String)]) {
     let mut client = service.client().await;
@@ -100,19 +117,7 @@ fn assert_attributes(servers: &[Received], stores: &[Received]) {
 async fn a_traceparent_call_is_continued_over_otlp_grpc_with_a_store_child() {
     let (receiver, spans) = otlp::grpc_receiver().await;
     let endpoint = format!("http://{receiver}");
-    let service = Service::start(
-        &[("traced.yaml", LIMITS)],
-        &[
-            "--tracing",
-            "--tracing-protocol",
-            "grpc",
-            "--tracing-endpoint",
-            &endpoint,
-            "--tracing-service-name",
-            "ratelimiter-test",
-        ],
-    )
-    .await;
+    let service = traced_service("grpc", &endpoint).await;
     let (trace, parent) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
     two_calls(
         &service,
@@ -133,19 +138,7 @@ async fn a_traceparent_call_is_continued_over_otlp_grpc_with_a_store_child() {
 async fn b3_headers_are_continued_over_otlp_http() {
     let (receiver, spans) = otlp::http_receiver().await;
     let endpoint = format!("http://{receiver}/v1/traces");
-    let service = Service::start(
-        &[("traced.yaml", LIMITS)],
-        &[
-            "--tracing",
-            "--tracing-protocol",
-            "http",
-            "--tracing-endpoint",
-            &endpoint,
-            "--tracing-service-name",
-            "ratelimiter-test",
-        ],
-    )
-    .await;
+    let service = traced_service("http", &endpoint).await;
     let (trace, parent) = ("80f198ee56343ba864fe8b2a57d3eff7", "e457b5a2e4d86bd1");
     two_calls(
         &service,
@@ -169,17 +162,7 @@ async fn b3_headers_are_continued_over_otlp_http() {
 async fn a_caller_that_did_not_sample_its_trace_gets_no_spans() {
     let (receiver, spans) = otlp::grpc_receiver().await;
     let endpoint = format!("http://{receiver}");
-    let service = Service::start(
-        &[("traced.yaml", LIMITS)],
-        &[
-            "--tracing",
-            "--tracing-protocol",
-            "grpc",
-            "--tracing-endpoint",
-            &endpoint,
-        ],
-    )
-    .await;
+    let service = traced_service("grpc", &endpoint).await;
     let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4737-00f067aa0ba902b7-00";
     two_calls(&service, &[("traceparent", unsampled.to_string())]).await;
     // A sampled call after them, to know the export has happened.
