@@ -8,8 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::parser::ValueSource;
-use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::http::check::{MAX_LIMIT, MAX_WINDOW_MS, MIN_WINDOW_MS};
 pub use crate::secret::Secret;
@@ -31,35 +30,6 @@ pub use tls::TlsSettings;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-}
-
-impl Cli {
-    /// Parses `args` and the environment read through `env`; for `serve`, the Go service's
-    /// variable names ([`go_names`]) fill what our own flags and variables left unset.
-    pub fn parse_with_go_names<T: Into<std::ffi::OsString> + Clone>(
-        args: impl IntoIterator<Item = T>,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Cli, clap::Error> {
-        let matches = Cli::command().try_get_matches_from(args)?;
-        let mut cli = Cli::from_arg_matches(&matches)?;
-        if let (Command::Serve(settings), Some(("serve", serve))) =
-            (&mut cli.command, matches.subcommand())
-        {
-            let given = |id: &str| {
-                matches!(
-                    serve.value_source(id),
-                    Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-                )
-            };
-            go_names::apply(settings, &given, env).map_err(|error| {
-                clap::Error::raw(
-                    clap::error::ErrorKind::ValueValidation,
-                    format!("{error}\n"),
-                )
-            })?;
-        }
-        Ok(cli)
-    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,11 +7,9 @@ use std::time::SystemTime;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{ServeError, options};
 use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::settings::ServeSettings;
-use crate::tls::{Apply, CertReload, CertWatcher, ServerTls, TlsOptions};
+use crate::tls::{Apply, CertReload, CertWatcher, ServerTls, TlsError, TlsOptions};
 
 /// Each listener's TLS, when it has one.
 #[derive(Default)]
@@ -20,24 +18,26 @@ pub struct ListenerTls {
     pub http: Option<Arc<ServerTls>>,
 }
 
-/// Loads both listeners' certificates and starts watching them until `background` is
-/// cancelled.
+/// A listener whose certificate cannot be served, and why.
+pub type Refused = (&'static str, TlsError);
+
+/// Loads the gRPC and the HTTP listener's certificates (each `None`: plain TCP) and starts
+/// watching them until `background` is cancelled.
 pub fn start(
-    settings: &ServeSettings,
+    (grpc, http): (Option<TlsOptions>, Option<TlsOptions>),
     health: &Arc<Health>,
     metrics: &Arc<Metrics>,
     background: &CancellationToken,
-) -> Result<ListenerTls, ServeError> {
-    let (grpc, http) = options::tls(settings).map_err(ServeError::Settings)?;
+) -> Result<ListenerTls, Refused> {
     let load = |listener: &'static str,
                 options: Option<TlsOptions>|
-     -> Result<Option<Arc<ServerTls>>, ServeError> {
+     -> Result<Option<Arc<ServerTls>>, Refused> {
         let Some(options) = options else {
             return Ok(None);
         };
         let tls = ServerTls::load(options)
             .map(Arc::new)
-            .map_err(|source| ServeError::Tls { listener, source })?;
+            .map_err(|error| (listener, error))?;
         health.certificate_loaded(listener, SystemTime::now());
         metrics.certificate_loaded(listener, true);
         let apply = reporter(listener, health.clone(), metrics.clone());

@@ -142,7 +142,9 @@ pub async fn run(
     }
 
     let background = CancellationToken::new();
-    let tls = certificates::start(&settings, &health, &metrics, &background)?;
+    let tls_options = options::tls(&settings).map_err(ServeError::Settings)?;
+    let tls = certificates::start(tls_options, &health, &metrics, &background)
+        .map_err(|(listener, source)| ServeError::Tls { listener, source })?;
     let traces = options::tracing(&settings)
         .map(|options| Tracing::start(&options))
         .transpose()?;

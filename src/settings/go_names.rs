@@ -8,7 +8,39 @@
 //! unless `udp`); and the client CA is the only trust anchor for client certificates (Go adds
 //! the system roots).
 
-use super::{OtlpProtocol, ServeSettings, StatsdProtocol};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
+
+use super::{Cli, Command, OtlpProtocol, ServeSettings, StatsdProtocol};
+
+impl Cli {
+    /// Parses `args` and the environment read through `env`; for `serve`, the Go service's
+    /// variable names (this module) fill what our own flags and variables left unset.
+    pub fn parse_with_go_names<T: Into<std::ffi::OsString> + Clone>(
+        args: impl IntoIterator<Item = T>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Cli, clap::Error> {
+        let matches = Cli::command().try_get_matches_from(args)?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        if let (Command::Serve(settings), Some(("serve", serve))) =
+            (&mut cli.command, matches.subcommand())
+        {
+            let given = |id: &str| {
+                matches!(
+                    serve.value_source(id),
+                    Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+                )
+            };
+            apply(settings, &given, env).map_err(|error| {
+                clap::Error::raw(
+                    clap::error::ErrorKind::ValueValidation,
+                    format!("{error}\n"),
+                )
+            })?;
+        }
+        Ok(cli)
+    }
+}
 
 /// A Go variable whose value the Go service would refuse (it panics at startup on those).
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -249,7 +281,6 @@ mod tests {
     use clap::Parser;
 
     use super::*;
-    use crate::settings::{Cli, Command};
 
     fn settings_with(vars: &[(&str, &str)], flags: &[&str]) -> Result<ServeSettings, GoNameError> {
         let mut args = vec!["ratelimiter", "serve"];
