@@ -5,9 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::tls::LIMITS;
 use crate::common::tls::Certificates;
+use crate::common::tls_client::{check_over_tls, der, get, path, served_certificate, tls_stream};
 use crate::common::{Code, Service};
-use crate::tls::{LIMITS, check_over_tls, der, get, path, served_certificate, tls_stream};
 
 /// A rotation shows within this (the watcher debounces 100 ms; a loaded machine is slower).
 const ROTATION: Duration = Duration::from_secs(10);

@@ -4,8 +4,8 @@
 
 use tonic::metadata::MetadataValue;
 
+use crate::common::otlp::{self, Received};
 use crate::common::{self, Service};
-use crate::otlp::{self, Received};
 
 const LIMITS: &str = "
 domain: traced

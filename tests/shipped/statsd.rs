@@ -142,7 +142,7 @@ async fn the_go_variables_push_statsd_over_tcp_with_tag_suffixes() {
     let port = listener.local_addr().unwrap().port().to_string();
     let config = common::config_dir(&[("basic.yaml", LIMITS)]);
     let node = Node::start_with_env(
-        &["--config", &crate::tls::path(config.path())],
+        &["--config", &crate::common::tls_client::path(config.path())],
         &[
             ("STATSD_HOST", "127.0.0.1"),
             ("STATSD_PORT", &port),
