@@ -27,7 +27,6 @@ mod table;
 mod tls_harness;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use load::{Load, Watch};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
@@ -64,23 +63,7 @@ enum Tls {
 
 fn main() {
     let full = std::env::args().any(|arg| arg == "--bench");
-    let load = if full {
-        Load {
-            connections: 4,
-            in_flight: 64,
-            warmup: Duration::from_secs(1),
-            duration: Duration::from_secs(5),
-            users: 10_000,
-        }
-    } else {
-        Load {
-            connections: 2,
-            in_flight: 8,
-            warmup: Duration::from_millis(50),
-            duration: Duration::from_millis(200),
-            users: 100,
-        }
-    };
+    let load = Load::for_run(full);
     let rounds = if full { ROUNDS } else { 1 };
     println!(
         "load: one generator thread, {} connections, {} calls in flight, memory store, 1 descriptor, {:?} per row, {rounds} round(s)\n",

@@ -111,7 +111,7 @@ impl Limiter {
         let span = self
             .tracer
             .as_ref()
-            .map(|tracer| tracer.store_span(self.store.kind(), ops.len()));
+            .and_then(|tracer| tracer.store_span(self.store.kind(), ops.len()));
         let counts = self.store.apply(ops).await;
         self.metrics
             .store_duration

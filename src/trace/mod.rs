@@ -155,9 +155,13 @@ impl Tracer {
     }
 
     /// The context of a span for one counter-store call, child of the current context's span
-    /// (the server span, when the call runs inside it).
-    pub fn store_span(&self, store: &'static str, operations: usize) -> Context {
+    /// (the server span, when the call runs inside it); `None` when that span is not recorded
+    /// (not sampled, or a call from outside any span such as `/json`).
+    pub fn store_span(&self, store: &'static str, operations: usize) -> Option<Context> {
         let parent = Context::current();
+        if !is_recording(&parent) {
+            return None;
+        }
         let span = self
             .inner
             .span_builder("ratelimit.store")
@@ -167,8 +171,14 @@ impl Tracer {
                 KeyValue::new("ratelimit.operations", operations as i64),
             ])
             .start_with_context(&self.inner, &parent);
-        parent.with_span(span)
+        Some(parent.with_span(span))
     }
+}
+
+/// Whether the span of `context` is recorded (sampled): an unrecorded one needs no attributes,
+/// no children and no end.
+pub fn is_recording(context: &Context) -> bool {
+    context.span().is_recording()
 }
 
 /// Ends the span of `context` with `attributes` and, for a failure, an error status.

@@ -173,6 +173,9 @@ async fn a_caller_that_did_not_sample_its_trace_gets_no_spans() {
         .metadata_mut()
         .insert("traceparent", MetadataValue::from_static(sampled));
     client.should_rate_limit(request).await.unwrap();
+    // /json runs outside any span: its store call must not start a trace of its own.
+    let json = r#"{"domain":"traced","descriptors":[{"entries":[{"key":"user","value":"w"}]}]}"#;
+    assert_eq!(service.http().post("/json", json).await.status, 200);
     service.stop().await.unwrap();
     spans
         .wait_for("the sampled call's span", |spans| {
@@ -182,12 +185,13 @@ async fn a_caller_that_did_not_sample_its_trace_gets_no_spans() {
                 .then_some(())
         })
         .await;
-    spans
-        .wait_for("no span of the unsampled trace", |spans| {
-            spans
-                .iter()
-                .all(|s| s.trace_id != "4bf92f3577b34da6a3ce929d0e0e4737")
-                .then_some(())
-        })
+    let received = spans
+        .wait_for("every span", |spans| Some(spans.to_vec()))
         .await;
+    assert!(
+        received
+            .iter()
+            .all(|s| s.trace_id == "4bf92f3577b34da6a3ce929d0e0e4738"),
+        "only the sampled call's spans (none for the unsampled trace, none for /json): {received:#?}"
+    );
 }
