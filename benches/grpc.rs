@@ -95,23 +95,7 @@ fn main() {
         args.get(at + 1).cloned()
     };
     let only = option("--only");
-    let mut load = if full {
-        Load {
-            connections: 4,
-            in_flight: 64,
-            warmup: Duration::from_secs(1),
-            duration: Duration::from_secs(5),
-            users: 10_000,
-        }
-    } else {
-        Load {
-            connections: 2,
-            in_flight: 8,
-            warmup: Duration::from_millis(50),
-            duration: Duration::from_millis(200),
-            users: 100,
-        }
-    };
+    let mut load = Load::for_run(full);
     if let Some(seconds) = option("--seconds") {
         load.duration = Duration::from_secs(seconds.parse().expect("--seconds N"));
     }

@@ -1,6 +1,8 @@
 //! What the service knows about its own health, shared by the parts that change it (shutdown,
-//! the counter store, config reloads) and the parts that report it (gRPC health, `/health`).
+//! the counter store, config and certificate reloads) and the parts that report it (gRPC
+//! health, `/health`).
 
+use std::collections::BTreeMap;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
@@ -32,17 +34,18 @@ impl Status {
     }
 }
 
-/// The outcome of the latest config loads.
+/// The outcome of the latest loads of something reloaded from files (the config, a listener's
+/// certificate).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigStatus {
-    /// When the config in force was loaded.
+pub struct LoadStatus {
+    /// When what is in force was loaded.
     pub loaded_at: SystemTime,
-    /// The latest failed load since then, if any: the previous config stays in force.
-    pub last_error: Option<ConfigFailure>,
+    /// The latest failed load since then, if any: what was loaded before stays in force.
+    pub last_error: Option<LoadFailure>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigFailure {
+pub struct LoadFailure {
     /// Each problem as `<file>: <message> at line L, column C`.
     pub errors: Vec<String>,
     /// When loads started failing (the first failure since the last good load).
@@ -53,7 +56,9 @@ pub struct ConfigFailure {
 pub struct Health {
     draining: AtomicBool,
     store_reachable: AtomicBool,
-    config: RwLock<ConfigStatus>,
+    config: RwLock<LoadStatus>,
+    /// Each TLS listener's certificate, by listener name (`grpc`, `http`).
+    certificates: RwLock<BTreeMap<&'static str, LoadStatus>>,
 }
 
 impl Health {
@@ -62,10 +67,11 @@ impl Health {
         Health {
             draining: AtomicBool::new(false),
             store_reachable: AtomicBool::new(true),
-            config: RwLock::new(ConfigStatus {
+            config: RwLock::new(LoadStatus {
                 loaded_at: config_loaded_at,
                 last_error: None,
             }),
+            certificates: RwLock::new(BTreeMap::new()),
         }
     }
 
@@ -91,36 +97,61 @@ impl Health {
         self.store_reachable.store(reachable, Ordering::Relaxed);
     }
 
-    pub fn config(&self) -> ConfigStatus {
+    pub fn config(&self) -> LoadStatus {
         self.config
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
     }
 
-    /// Records a good load: its time, and no error.
+    /// Records a good config load: its time, and no error.
     pub fn config_loaded(&self, at: SystemTime) {
-        let mut config = self
-            .config
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *config = ConfigStatus {
-            loaded_at: at,
-            last_error: None,
-        };
+        *write(&self.config) = LoadStatus::loaded(at);
     }
 
-    /// Records a failed load, each problem as one line; the failure's `since` stays at the
-    /// first failure in a row.
+    /// Records a failed config load, each problem as one line; the failure's `since` stays at
+    /// the first failure in a row.
     pub fn config_failed(&self, errors: Vec<String>, at: SystemTime) {
-        let mut config = self
-            .config
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let since = config
-            .last_error
-            .as_ref()
-            .map_or(at, |failure| failure.since);
-        config.last_error = Some(ConfigFailure { errors, since });
+        write(&self.config).failed(errors, at);
     }
+
+    /// Each TLS listener's certificate status, by listener name.
+    pub fn certificates(&self) -> BTreeMap<&'static str, LoadStatus> {
+        self.certificates
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Records that `listener` now serves a newly loaded certificate.
+    pub fn certificate_loaded(&self, listener: &'static str, at: SystemTime) {
+        write(&self.certificates).insert(listener, LoadStatus::loaded(at));
+    }
+
+    /// Records a certificate of `listener` that was refused (the previous one stays in use).
+    pub fn certificate_failed(&self, listener: &'static str, error: String, at: SystemTime) {
+        write(&self.certificates)
+            .entry(listener)
+            .or_insert_with(|| LoadStatus::loaded(at))
+            .failed(vec![error], at);
+    }
+}
+
+impl LoadStatus {
+    fn loaded(at: SystemTime) -> LoadStatus {
+        LoadStatus {
+            loaded_at: at,
+            last_error: None,
+        }
+    }
+
+    fn failed(&mut self, errors: Vec<String>, at: SystemTime) {
+        let since = self.last_error.as_ref().map_or(at, |failure| failure.since);
+        self.last_error = Some(LoadFailure { errors, since });
+    }
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -18,6 +18,7 @@
 //! - Faces: [`rls`] (the gRPC service: request validation, the tonic impl, responses, the gRPC
 //!   status of every error) and [`http`] (the management API, `/json`, `/health`, `/metrics`,
 //!   and the HTTP status of every error). Both reach counters only through the limiter.
+//! - [`statsd`]: pushes the metrics to statsd under the Go service's stat names.
 //! - [`limiter`]: the decision (match, count in one store batch, statuses), the limits in force,
 //!   the `/check` sliding windows, listings and resets; it records the decision metrics. With
 //!   Redis, a local cache of counters known to be over their limit.
@@ -29,7 +30,10 @@
 //!   (`store::redis`: options, connection keeping, Lua scripts, listing).
 //! - Leaves: [`key`] (injective counter keys), [`clock`] (units, the clock, epoch-aligned
 //!   windows), [`metrics`] (every Prometheus metric), [`health`] (the service's health, shared
-//!   by whoever changes and whoever reports it), [`secret`] (values never printed).
+//!   by whoever changes and whoever reports it), [`secret`] (values never printed), [`tls`]
+//!   (the listeners' certificates, mTLS and rotation), [`trace`] (OpenTelemetry spans and
+//!   their OTLP export), `watch` (directory watches, for the
+//!   config and the certificates).
 
 #![forbid(unsafe_code)]
 
@@ -46,4 +50,8 @@ pub mod rls;
 pub mod secret;
 pub mod server;
 pub mod settings;
+pub mod statsd;
 pub mod store;
+pub mod tls;
+pub mod trace;
+mod watch;

@@ -4,7 +4,6 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use ratelimiter::clock::SystemClock;
@@ -13,7 +12,9 @@ use ratelimiter::server::{self, Listeners, Telemetry};
 use ratelimiter::settings::{Cli, Command, LogFormat, ServeSettings};
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    let cli = Cli::parse_with_go_names(std::env::args_os(), &|name| std::env::var(name).ok())
+        .unwrap_or_else(|error| error.exit());
+    match cli.command {
         Command::Validate { path } => validate(&path),
         Command::Serve(settings) => serve(*settings),
     }

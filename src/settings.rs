@@ -13,8 +13,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::http::check::{MAX_LIMIT, MAX_WINDOW_MS, MIN_WINDOW_MS};
 pub use crate::secret::Secret;
 
+pub mod go_names;
 mod redis;
+mod telemetry;
+mod tls;
 pub use redis::{RedisSettings, RedisType, RegistrySettings};
+pub use telemetry::{OtlpProtocol, StatsdProtocol, StatsdSettings, TracingSettings};
+pub use tls::TlsSettings;
 
 /// Envoy-compatible external rate-limit service.
 ///
@@ -137,6 +142,15 @@ pub struct ServeSettings {
 
     #[command(flatten)]
     pub http: HttpSettings,
+
+    #[command(flatten)]
+    pub tls: TlsSettings,
+
+    #[command(flatten)]
+    pub tracing: TracingSettings,
+
+    #[command(flatten)]
+    pub statsd: StatsdSettings,
 }
 
 /// The HTTP API: what `/check` assumes when a request leaves it out, and who may administer.

@@ -1,7 +1,8 @@
 //! `ShouldRateLimit` calls straight on the `h2` crate, as light as a client can make them: each
 //! user's request message encoded once (prost, gRPC framing), headers from static parts, the
 //! answer's frames read and their flow-control capacity released, its trailers checked for
-//! `grpc-status: 0`. No tonic, tower or hyper, no per-call encoding or decoding.
+//! `grpc-status: 0`. No tonic, tower or hyper, no per-call encoding or decoding. Over TLS
+//! (rustls) when asked, to measure what TLS costs the server.
 
 use std::rc::Rc;
 
@@ -13,7 +14,10 @@ use h2::client::SendRequest;
 use http::header::{CONTENT_TYPE, TE};
 use http::{HeaderValue, Request, StatusCode, Uri};
 use prost::Message;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 use super::load::{Load, Turn};
 
@@ -71,13 +75,23 @@ pub async fn workers(
     descriptors: usize,
     load: Load,
 ) -> Vec<impl AsyncFnMut(u32) -> Turn + use<>> {
+    workers_over(address, descriptors, load, None).await
+}
+
+/// [`workers`], over TLS (for the name `localhost`) when `tls` is given.
+pub async fn workers_over(
+    address: &str,
+    descriptors: usize,
+    load: Load,
+    tls: Option<TlsConnector>,
+) -> Vec<impl AsyncFnMut(u32) -> Turn + use<>> {
     let messages = messages(descriptors, load.users);
     let uri: Uri = format!("http://{address}{PATH}")
         .parse()
         .expect("a valid URI");
     let mut senders = Vec::new();
     for _ in 0..load.connections {
-        senders.push(connect(address).await);
+        senders.push(connect(address, tls.as_ref()).await);
     }
     (0..load.in_flight)
         .map(|worker| {
@@ -91,11 +105,24 @@ pub async fn workers(
         .collect()
 }
 
-async fn connect(address: &str) -> SendRequest<Bytes> {
+async fn connect(address: &str, tls: Option<&TlsConnector>) -> SendRequest<Bytes> {
     let stream = TcpStream::connect(address)
         .await
         .expect("the server accepts");
     stream.set_nodelay(true).expect("TCP_NODELAY");
+    match tls {
+        None => handshake(stream).await,
+        Some(tls) => {
+            let name = ServerName::try_from("localhost").expect("a server name");
+            handshake(tls.connect(name, stream).await.expect("a TLS handshake")).await
+        }
+    }
+}
+
+async fn handshake<S>(stream: S) -> SendRequest<Bytes>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (sender, connection) = h2::client::handshake(stream)
         .await
         .expect("an HTTP/2 handshake");

@@ -1,6 +1,7 @@
 //! Liveness for operators and load balancers: `GET /health` (JSON, 503 while draining),
 //! `GET /healthcheck` (envoyproxy/ratelimit's `OK` or 500) and `GET /api/nodes`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -11,7 +12,7 @@ use warp::reply::Response;
 use super::api::Api;
 use super::error::ApiError;
 use super::{auth, reply};
-use crate::health::{ConfigStatus, Status};
+use crate::health::{LoadStatus, Status};
 use crate::registry::NodeInfo;
 
 #[derive(Serialize)]
@@ -19,7 +20,10 @@ struct HealthView<'a> {
     status: &'static str,
     node_id: &'a str,
     store: StoreView,
-    config: ConfigView,
+    config: LoadView,
+    /// Each TLS listener's certificate: when it was loaded, and the latest refused one.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    certificates: BTreeMap<&'static str, LoadView>,
 }
 
 #[derive(Serialize)]
@@ -28,11 +32,11 @@ struct StoreView {
     reachable: bool,
 }
 
-/// The config's load status, as `/health` and `/api/limits` show it.
+/// A load status (the config's, a certificate's), as `/health` and `/api/limits` show it.
 #[derive(Serialize)]
-pub struct ConfigView {
+pub struct LoadView {
     loaded_at: String,
-    /// The latest failed reload since then (the config loaded at `loaded_at` stays in force).
+    /// The latest failed reload since then (what was loaded at `loaded_at` stays in force).
     last_error: Option<FailureView>,
 }
 
@@ -42,9 +46,9 @@ struct FailureView {
     since: String,
 }
 
-impl ConfigView {
-    pub fn new(status: &ConfigStatus) -> ConfigView {
-        ConfigView {
+impl LoadView {
+    pub fn new(status: &LoadStatus) -> LoadView {
+        LoadView {
             loaded_at: timestamp(status.loaded_at),
             last_error: status.last_error.as_ref().map(|failure| FailureView {
                 errors: failure.errors.clone(),
@@ -73,7 +77,13 @@ pub async fn health(api: Arc<Api>) -> Result<Response, ApiError> {
             kind: api.limiter.store_kind(),
             reachable: api.health.is_store_reachable(),
         },
-        config: ConfigView::new(&api.health.config()),
+        config: LoadView::new(&api.health.config()),
+        certificates: api
+            .health
+            .certificates()
+            .iter()
+            .map(|(listener, status)| (*listener, LoadView::new(status)))
+            .collect(),
     };
     let code = if status.is_serving() {
         StatusCode::OK

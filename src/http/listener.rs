@@ -1,5 +1,6 @@
-//! Accepting HTTP connections: HTTP/1.1 only (an HTTP/2 preface is refused), at most
-//! [`MAX_CONNECTIONS`] at once (more wait in the kernel's backlog), each request's headers
+//! Accepting HTTP connections: HTTP/1.1 only (an HTTP/2 preface is refused), through a TLS
+//! handshake when TLS is on, at most [`MAX_CONNECTIONS`] at once (more wait in the kernel's
+//! backlog), each request's headers
 //! within [`HEADER_READ_TIMEOUT`] of the connection opening or of the previous response (so a
 //! connection that stays silent or idle is closed), and on shutdown no new connections while
 //! the open ones finish what they are doing.
@@ -18,6 +19,7 @@ use tokio::net::TcpListener;
 use super::api::Api;
 use super::routes::routes;
 use crate::accept::Slots;
+use crate::tls::{self, ServerTls};
 
 /// Connections served at once. Operators, scrapers and `/check` callers need far fewer; the cap
 /// keeps a flood of connections from taking the file descriptors the gRPC listener needs.
@@ -28,10 +30,11 @@ pub const MAX_CONNECTIONS: usize = 1_024;
 /// headers slowly (slowloris), cannot hold a connection and its slot forever.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves the routes on `listener` until `shutdown` completes, then closes the listener and
-/// waits for the open connections to finish (the caller bounds how long).
+/// Serves the routes on `listener` (over TLS with `tls`) until `shutdown` completes, then closes
+/// the listener and waits for the open connections to finish (the caller bounds how long).
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<Arc<ServerTls>>,
     api: Arc<Api>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
@@ -53,15 +56,21 @@ pub async fn serve(
                 None => break,
             },
         };
-        let connection = builder
-            .serve_connection(
-                TokioIo::new(stream),
-                TowerToHyperService::new(service.clone()),
-            )
-            .into_owned();
-        let connection = connections.watch(connection);
+        let (builder, service, tls) = (builder.clone(), service.clone(), tls.clone());
+        let watcher = connections.watcher();
+        // The handshake runs in the connection's task, so that a slow client holds up no other.
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            let link = match tls::accept(tls.as_deref(), stream, HEADER_READ_TIMEOUT).await {
+                Ok(link) => link,
+                Err(error) => {
+                    tracing::debug!(%error, "HTTP connection refused in its TLS handshake");
+                    return;
+                }
+            };
+            let connection = builder
+                .serve_connection(TokioIo::new(link), TowerToHyperService::new(service))
+                .into_owned();
+            if let Err(error) = watcher.watch(connection).await {
                 tracing::debug!(%error, "HTTP connection ended with an error");
             }
             drop(slot);

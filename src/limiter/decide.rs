@@ -7,6 +7,7 @@ use std::time::Instant;
 use super::plan::{Applied, Plan, drop_replaced, plan};
 use super::{Check, Counted, Decision, DescriptorCheck, Limiter, Outcome};
 use crate::store::{Count, CounterOp, StoreError};
+use crate::trace;
 
 /// A counted descriptor once the store has been asked or spared: where its count comes from.
 enum Source {
@@ -107,10 +108,21 @@ impl Limiter {
             return Ok(Vec::new());
         }
         let started = Instant::now();
+        let span = self
+            .tracer
+            .as_ref()
+            .and_then(|tracer| tracer.store_span(self.store.kind(), ops.len()));
         let counts = self.store.apply(ops).await;
         self.metrics
             .store_duration
             .observe(started.elapsed().as_secs_f64());
+        if let Some(span) = span {
+            trace::end(
+                &span,
+                Vec::new(),
+                counts.as_ref().err().map(ToString::to_string),
+            );
+        }
         let counts = counts.and_then(|counts| {
             if counts.len() == ops.len() {
                 Ok(counts)

@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::key::CheckKey;
 use crate::metrics::Metrics;
 use crate::store::{CounterPage, CounterStore, Slide, StoreError};
+use crate::trace::Tracer;
 pub use blocked::BlockedCounters;
 pub use limits::Limits;
 
@@ -113,6 +114,8 @@ pub struct Limiter {
     near_limit_ratio: f64,
     /// Counters known to be over their limit, answered without the store.
     blocked: Option<BlockedCounters>,
+    /// With tracing on: a span for each store call.
+    tracer: Option<Tracer>,
 }
 
 impl Limiter {
@@ -131,7 +134,14 @@ impl Limiter {
             near_limit_ratio: options.near_limit_ratio,
             blocked: (options.blocked_cache_keys > 0)
                 .then(|| BlockedCounters::new(options.blocked_cache_keys)),
+            tracer: None,
         }
+    }
+
+    /// This limiter, tracing each store call with `tracer` (a child of the caller's span).
+    pub fn traced(mut self, tracer: Option<Tracer>) -> Limiter {
+        self.tracer = tracer;
+        self
     }
 
     /// Puts `config` in force: requests from now on see it whole, requests under way finish on

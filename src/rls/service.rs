@@ -3,11 +3,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::Code;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::{
     RateLimitService, RateLimitServiceServer,
 };
 use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
 use tonic::codegen::{Context, Poll, Service, http};
+use tonic::metadata::{KeyRef, MetadataMap};
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
@@ -16,6 +18,7 @@ use super::response::{self, ResponseOptions};
 use crate::limiter::Limiter;
 use crate::metrics::Metrics;
 use crate::store::BoxFuture;
+use crate::trace::{self, Extractor, FutureExt, KeyValue, Tracer};
 
 pub struct RateLimitGrpc {
     limiter: Arc<Limiter>,
@@ -24,6 +27,8 @@ pub struct RateLimitGrpc {
     metrics: Arc<Metrics>,
     limits: RequestLimits,
     response: ResponseOptions,
+    /// With tracing on: a span for each call.
+    tracer: Option<Tracer>,
 }
 
 impl RateLimitGrpc {
@@ -32,12 +37,14 @@ impl RateLimitGrpc {
         metrics: Arc<Metrics>,
         limits: RequestLimits,
         response: ResponseOptions,
+        tracer: Option<Tracer>,
     ) -> RateLimitGrpc {
         RateLimitGrpc {
             limiter,
             metrics,
             limits,
             response,
+            tracer,
         }
     }
 
@@ -60,6 +67,63 @@ impl RateLimitGrpc {
         let decision = self.limiter.check(&check).await?;
         Ok(response::build(&request, &decision, &self.response))
     }
+
+    /// [`Self::answer`] inside a server span that continues the caller's trace.
+    async fn traced(
+        &self,
+        tracer: &Tracer,
+        request: Request<RateLimitRequest>,
+    ) -> Result<RateLimitResponse, Status> {
+        let (domain, descriptors) = (
+            &request.get_ref().domain,
+            request.get_ref().descriptors.len(),
+        );
+        let span = tracer.server_span(&Metadata(request.metadata()), domain, descriptors);
+        if !trace::is_recording(&span) {
+            return self.answer(request.into_inner()).await;
+        }
+        let answer = self
+            .answer(request.into_inner())
+            .with_context(span.clone())
+            .await;
+        let (outcome, code, error) = match &answer {
+            Ok(response) => {
+                let code = Code::try_from(response.overall_code).unwrap_or(Code::Unknown);
+                (code.as_str_name().to_string(), 0, None)
+            }
+            Err(status) => (
+                "ERROR".to_string(),
+                status.code() as i64,
+                Some(status.message().to_string()),
+            ),
+        };
+        let attributes = vec![
+            KeyValue::new("ratelimit.outcome", outcome),
+            KeyValue::new("ratelimit.store", self.limiter.store_kind()),
+            KeyValue::new("rpc.grpc.status_code", code),
+        ];
+        trace::end(&span, attributes, error);
+        answer
+    }
+}
+
+/// gRPC request metadata, read for trace headers.
+struct Metadata<'m>(&'m MetadataMap);
+
+impl Extractor for Metadata<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0
+            .keys()
+            .filter_map(|key| match key {
+                KeyRef::Ascii(key) => Some(key.as_str()),
+                KeyRef::Binary(_) => None,
+            })
+            .collect()
+    }
 }
 
 #[tonic::async_trait]
@@ -69,11 +133,11 @@ impl RateLimitService for RateLimitGrpc {
         request: Request<RateLimitRequest>,
     ) -> Result<Response<RateLimitResponse>, Status> {
         let started = Instant::now();
-        let answer = self.answer(request.into_inner()).await;
-        self.metrics.should_rate_limit_calls.inc();
-        self.metrics
-            .should_rate_limit_time
-            .observe(started.elapsed().as_secs_f64());
+        let answer = match &self.tracer {
+            None => self.answer(request.into_inner()).await,
+            Some(tracer) => self.traced(tracer, request).await,
+        };
+        self.metrics.observe_should_rate_limit(started.elapsed());
         answer.map(Response::new)
     }
 }

@@ -9,6 +9,7 @@
 //! stops answering HTTP/2 PINGs are dropped (`grpc_server`); connections are bounded in number
 //! and must speak within a deadline (`incoming`).
 
+mod certificates;
 mod incoming;
 pub mod options;
 mod reloads;
@@ -35,8 +36,12 @@ use crate::registry::{
 };
 use crate::rls::RateLimitGrpc;
 use crate::settings::ServeSettings;
+use crate::statsd::{StatsdError, StatsdPusher};
 use crate::store::redis::{RedisLink, RedisSetupError};
 use crate::store::{CounterStore, MemoryStore, RedisStore};
+use crate::tls::TlsError;
+use crate::trace::{TraceError, Tracer, Tracing};
+use certificates::ListenerTls;
 /// gRPC health service names reported: the overall server (""), the name the Go service uses,
 /// and the fully qualified rate-limit service.
 const HEALTH_SERVICE_NAMES: [&str; 3] = [
@@ -96,6 +101,17 @@ pub enum ServeError {
     Redis(#[from] RedisSetupError),
     #[error("cannot use the node registry: {0}")]
     Registry(#[from] RegistryError),
+    #[error("cannot serve TLS on the {listener} listener: {source}")]
+    Tls {
+        listener: &'static str,
+        source: TlsError,
+    },
+    #[error("{0}")]
+    Settings(String),
+    #[error("{0}")]
+    Tracing(#[from] TraceError),
+    #[error("{0}")]
+    Statsd(#[from] StatsdError),
 }
 
 fn list(errors: &[ConfigError]) -> String {
@@ -126,14 +142,24 @@ pub async fn run(
     }
 
     let background = CancellationToken::new();
+    let tls_options = options::tls(&settings).map_err(ServeError::Settings)?;
+    let tls = certificates::start(tls_options, &health, &metrics, &background)
+        .map_err(|(listener, source)| ServeError::Tls { listener, source })?;
+    let traces = options::tracing(&settings)
+        .map(|options| Tracing::start(&options))
+        .transpose()?;
+    let tracer = traces.as_ref().map(|traces| traces.tracer.clone());
+    if let Some(statsd) = options::statsd(&settings) {
+        let pusher = StatsdPusher::new(&statsd, metrics.clone())?;
+        tokio::spawn(pusher.run(background.clone()));
+        tracing::info!(addr = statsd.addr, "pushing stats to statsd");
+    }
     let me = this_node(&settings, &listeners);
     let (store, nodes, registry) =
         start_store(&settings, me, clock, &health, &metrics, &background).await?;
-    let limiter = Arc::new(Limiter::new(
-        store,
-        metrics.clone(),
-        options::limiter(&settings),
-    ));
+    let limiter = Arc::new(
+        Limiter::new(store, metrics.clone(), options::limiter(&settings)).traced(tracer.clone()),
+    );
     let mut apply = reloads::applier(
         limiter.clone(),
         health.clone(),
@@ -148,15 +174,12 @@ pub async fn run(
     apply(first);
     tokio::spawn(ConfigWatcher::start(reloader, apply).run(background.clone()));
 
-    let mut serving = Serving::start(
-        &settings,
-        listeners,
-        limiter,
-        health.clone(),
-        nodes,
-        &metrics,
-    )
-    .await;
+    let reporting = Telemetry {
+        health: health.clone(),
+        metrics: metrics.clone(),
+    };
+    let mut serving =
+        Serving::start(&settings, listeners, tls, limiter, reporting, nodes, tracer).await;
     let early_exit = tokio::select! {
         () = shutdown => None,
         result = serving.ended() => Some(result),
@@ -179,6 +202,10 @@ pub async fn run(
         }
     };
     background.cancel();
+    if let Some(traces) = traces {
+        // Blocks until the exporter, which runs on this runtime, has sent the last spans.
+        let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
+    }
     tracing::info!("stopped");
     outcome
 }
@@ -197,16 +224,19 @@ impl Serving {
     async fn start(
         settings: &ServeSettings,
         listeners: Listeners,
+        tls: ListenerTls,
         limiter: Arc<Limiter>,
-        health: Arc<Health>,
+        telemetry: Telemetry,
         nodes: Arc<dyn NodeDirectory>,
-        metrics: &Arc<Metrics>,
+        tracer: Option<Tracer>,
     ) -> Serving {
+        let Telemetry { health, metrics } = telemetry;
         let rls = RateLimitGrpc::new(
             limiter.clone(),
             metrics.clone(),
             options::request_limits(settings),
             options::responses(settings),
+            tracer,
         );
         let (grpc_health, health_service) = tonic_health::server::health_reporter();
         set_grpc_health(&grpc_health, ServingStatus::Serving).await;
@@ -224,12 +254,13 @@ impl Serving {
         );
         let http = tokio::spawn(http::serve(
             listeners.http,
+            tls.http,
             Arc::new(api),
             stop_accepting.clone().cancelled_owned(),
         ));
         tracing::info!("serving HTTP on {http_address}");
 
-        let incoming = incoming::connections(listeners.grpc);
+        let incoming = incoming::connections(listeners.grpc, tls.grpc);
         let grpc = grpc_server()
             .add_service(health_service)
             .add_service(rls.into_server(settings.requests.max_message_bytes))
