@@ -91,11 +91,7 @@ fn op(index: u32) -> CounterOp {
             value: &address,
         }],
     );
-    CounterOp {
-        key,
-        window_secs: 3_600,
-        delta: 1,
-    }
+    CounterOp::count_all(key, 3_600, 1_000, 1)
 }
 
 async fn report<F, Fut, E>(store: &str, case: &str, mut page: F)

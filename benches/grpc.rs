@@ -54,6 +54,8 @@ use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimit
 use load::{Load, Measured, Turn, Watch};
 use process::Node;
 use ratelimiter::key::{self, Level, Scope};
+use ratelimiter::store::redis::script_args;
+use ratelimiter::store::sliding::BUCKETS;
 use ratelimiter::store::{CounterOp, CounterStore};
 use redis_harness::{RedisCluster, RedisServer};
 use table::Table;
@@ -242,20 +244,21 @@ fn ops(user: u32) -> Vec<CounterOp> {
         key: "d0",
         value: &value,
     };
-    vec![CounterOp {
-        key: key::encode("bench", Scope::Rule { window_secs: 3_600 }, [level]),
-        window_secs: 3_600,
-        delta: 1,
-    }]
+    vec![CounterOp::count_all(
+        key::encode("bench", Scope::Rule { window_secs: 3_600 }, [level]),
+        3_600,
+        1_000,
+        1,
+    )]
 }
 
 /// The same operation as the store sends it to Redis.
 fn script_call(user: u32) -> redis_pipeline::Call {
     let [op] = <[CounterOp; 1]>::try_from(ops(user)).expect("one op");
+    let args = std::iter::once(BUCKETS as i64).chain(script_args(&op));
     redis_pipeline::Call {
         key: format!("{PREFIX}{}", op.key),
-        window_ms: op.window_secs * 1_000,
-        delta: op.delta,
+        args: args.map(|arg| arg.to_string()).collect(),
     }
 }
 

@@ -101,11 +101,7 @@ fn now<T>(future: impl Future<Output = T>) -> T {
 
 fn increments(c: &mut Criterion) {
     let store = Arc::new(MemoryStore::new(1_000_000, Arc::new(SystemClock)));
-    let op = |key: String| CounterOp {
-        key,
-        window_secs: 3_600,
-        delta: 1,
-    };
+    let op = |key: String| CounterOp::count_all(key, 3_600, 1_000, 1);
     let mut group = c.benchmark_group("memory store increment");
     let one = [op("1|edge|3600|user_id?alice".into())];
     group.bench_function("one thread, one key", |b| {
@@ -137,11 +133,7 @@ fn contended(store: &Arc<MemoryStore>, iterations: u64, shared: bool) -> Duratio
                         } else {
                             format!("1|edge|3600|user_id?{thread}-{index}")
                         };
-                        [CounterOp {
-                            key,
-                            window_secs: 3_600,
-                            delta: 1,
-                        }]
+                        [CounterOp::count_all(key, 3_600, 1_000, 1)]
                     })
                     .collect();
                 for iteration in 0..iterations {

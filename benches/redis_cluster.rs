@@ -187,11 +187,7 @@ async fn measure(url: &str, flags: &[&str], warmup: usize, rounds: usize) -> Mea
     let connected = redis_store::connect(url, flags, "bench:").await;
     let slots = connected.link.slot_map();
     let store = &*connected.store;
-    let op = |index| CounterOp {
-        key: key(index),
-        window_secs: 60,
-        delta: 1,
-    };
+    let op = |index| CounterOp::count_all(key(index), 60, 1_000, 1);
     let ops: Vec<CounterOp> = (0..DESCRIPTORS).map(op).collect();
     let one = &ops[..1];
     let master = |index| {

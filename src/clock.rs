@@ -98,10 +98,10 @@ pub struct Window {
 }
 
 impl Window {
-    /// The window of `length_secs` seconds that contains `now_ms`. Windows start at multiples of
-    /// their length since the epoch, so any two clocks that agree on the time agree on the window.
-    pub fn containing(now_ms: u64, length_secs: u64) -> Window {
-        let length_ms = length_secs.max(1).saturating_mul(1_000);
+    /// The window of `length_ms` that contains `now_ms`. Windows start at multiples of their
+    /// length since the epoch, so any two clocks that agree on the time agree on the window.
+    pub fn containing(now_ms: u64, length_ms: u64) -> Window {
+        let length_ms = length_ms.max(1);
         let start_ms = now_ms - now_ms % length_ms;
         Window {
             start_ms,
@@ -194,7 +194,7 @@ mod tests {
 
     #[test]
     fn windows_are_aligned_to_the_epoch() {
-        let window = Window::containing(2_222_500, 60);
+        let window = Window::containing(2_222_500, 60_000);
         assert_eq!(window.start_ms, 2_220_000);
         assert_eq!(window.end_ms, 2_280_000);
         assert_eq!(whole_seconds_up(window.remaining(2_222_500)), 58);

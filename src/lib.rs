@@ -1,9 +1,9 @@
 //! ratelimiter: an Envoy-compatible external rate-limit service.
 //!
 //! Envoy asks `ShouldRateLimit` before it forwards a request; the answer comes from limits
-//! written in envoyproxy/ratelimit's YAML format, counted in fixed windows aligned to the Unix
-//! epoch, in memory on one node or in Redis (single, Sentinel or Cluster) shared by a fleet whose
-//! nodes register there.
+//! written in envoyproxy/ratelimit's YAML format (plus windows of several units, sliding windows,
+//! token buckets and lists of limits), counted in memory on one node or in Redis (single,
+//! Sentinel or Cluster) shared by a fleet whose nodes register there.
 //!
 //! # Layout
 //!
@@ -15,9 +15,10 @@
 //! - [`server`]: the composition root, `server::run(settings, listeners, telemetry, clock,
 //!   shutdown)`; `server::options` is the one place settings become the plain option structs
 //!   the layers below take.
-//! - Faces: [`rls`] (the gRPC service: request validation, the tonic impl, responses, the gRPC
-//!   status of every error) and [`http`] (the management API, `/json`, `/health`, `/metrics`,
-//!   and the HTTP status of every error). Both reach counters only through the limiter.
+//! - Faces: [`rls`] (the gRPC service: request validation, the tonic endpoint, responses and
+//!   their wire messages, the gRPC status of every error) and [`http`] (the management API,
+//!   `/json`, `/health`, `/metrics`, and the HTTP status of every error). Both reach counters
+//!   only through the limiter.
 //! - [`statsd`]: pushes the metrics to statsd under the Go service's stat names.
 //! - [`limiter`]: the decision (match, count in one store batch, statuses), the limits in force,
 //!   the `/check` sliding windows, listings and resets; it records the decision metrics. With
@@ -26,18 +27,20 @@
 //! - [`config`]: YAML files to an immutable [`config::Config`] of compiled per-domain rule trees,
 //!   and the watcher that reloads it when the files change; what to do with each reload is the
 //!   caller's.
-//! - [`store`]: the `CounterStore` trait, the in-memory store and the Redis store
-//!   (`store::redis`: options, connection keeping, Lua scripts, listing).
-//! - Leaves: [`key`] (injective counter keys), [`clock`] (units, the clock, epoch-aligned
-//!   windows), [`metrics`] (every Prometheus metric), [`health`] (the service's health, shared
-//!   by whoever changes and whoever reports it), [`secret`] (values never printed), [`tls`]
-//!   (the listeners' certificates, mTLS and rotation), [`trace`] (OpenTelemetry spans and
-//!   their OTLP export), `watch` (directory watches, for the
-//!   config and the certificates).
+//! - [`store`]: the `CounterStore` trait, the counting rules of each algorithm (`sliding`,
+//!   `bucket`), the in-memory store and the Redis store (`store::redis`: options, connection
+//!   keeping, Lua scripts, listing).
+//! - Leaves: [`algorithm`] (the counting algorithms' names), [`key`] (injective counter keys),
+//!   [`clock`] (units, the clock, epoch-aligned windows), [`metrics`] (every Prometheus
+//!   metric), [`health`] (the service's health, shared by whoever changes and whoever reports
+//!   it), [`secret`] (values never printed), [`tls`] (the listeners' certificates, mTLS and
+//!   rotation), [`trace`] (OpenTelemetry spans and their OTLP export), `watch` (directory
+//!   watches, for the config and the certificates).
 
 #![forbid(unsafe_code)]
 
 mod accept;
+pub mod algorithm;
 pub mod clock;
 pub mod config;
 pub mod health;

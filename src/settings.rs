@@ -222,7 +222,8 @@ pub struct ResponseSettings {
     )]
     pub header_remaining: String,
 
-    /// Name of the reset header (seconds until the window ends).
+    /// Name of the reset header (seconds until the window ends, or for the other algorithms
+    /// until one more request would be admitted).
     #[arg(
         long,
         env = "RATELIMITER_HEADER_RESET",

@@ -11,11 +11,10 @@ use tokio::net::TcpStream;
 
 use super::load::{Load, Turn};
 
-/// One call of the script, as the store makes it: `EVALSHA sha 1 key window_ms delta`.
+/// One call of the script, as the store makes it: `EVALSHA sha 1 key args...`.
 pub struct Call {
     pub key: String,
-    pub window_ms: u64,
-    pub delta: i64,
+    pub args: Vec<String>,
 }
 
 /// `load.connections` workers on Redis at `address`, each sending `load.in_flight /
@@ -29,14 +28,11 @@ pub async fn workers(
     let commands: Rc<[Vec<u8>]> = calls
         .iter()
         .map(|call| {
-            let args = [
-                "EVALSHA",
-                sha,
-                "1",
-                &call.key,
-                &call.window_ms.to_string(),
-                &call.delta.to_string(),
-            ];
+            let head = ["EVALSHA", sha, "1", &call.key];
+            let args: Vec<&str> = head
+                .into_iter()
+                .chain(call.args.iter().map(String::as_str))
+                .collect();
             encode(&args)
         })
         .collect();

@@ -7,6 +7,7 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
+use ratelimiter::algorithm::Algorithm;
 use ratelimiter::key::{self, CheckKey, DecodedKey, DecodedLevel, Scope};
 
 #[derive(Arbitrary, Debug)]
@@ -29,6 +30,8 @@ struct RuleKey {
 enum ScopeInput {
     Rule(u64),
     Override(u64, u32),
+    /// An algorithm (by its index in `Algorithm::ALL`), a window, and whether it is a list's.
+    Limit(u8, u64, bool),
 }
 
 #[derive(Arbitrary, Debug)]
@@ -53,6 +56,11 @@ impl RuleKey {
             ScopeInput::Override(window_secs, requests_per_unit) => Scope::Override {
                 window_secs,
                 requests_per_unit,
+            },
+            ScopeInput::Limit(algorithm, window_secs, listed) => Scope::Limit {
+                algorithm: Algorithm::ALL[usize::from(algorithm) % Algorithm::ALL.len()],
+                window_secs,
+                listed,
             },
         };
         let levels = std::iter::once(self.first)

@@ -282,20 +282,18 @@ fn plan<'c>(config: &'c Config, domain: &str, descriptor: &RateLimitDescriptor) 
     let Some(rule) = tree.find(pairs) else {
         return Planned::NoLimit;
     };
-    match rule.limit {
+    match &rule.limit {
         Limit::Unlimited => Planned::Unlimited,
-        Limit::Limited {
-            unit,
-            requests_per_unit,
-        } => {
+        Limit::List(_) => unreachable!("the fuzz config has no lists of limits"),
+        Limit::Single(rate) => {
             let values = descriptor.entries.iter().map(|e| e.value.as_str());
             let scope = Scope::Rule {
-                window_secs: unit.seconds(),
+                window_secs: rate.window_secs(),
             };
             Planned::Counted {
                 rule: Some(rule),
-                unit,
-                requests_per_unit,
+                unit: rate.unit,
+                requests_per_unit: rate.requests_per_unit,
                 key: key::encode(domain, scope, rule.key_levels(values)),
             }
         }
@@ -329,10 +327,7 @@ fn expect(
         if let Planned::Counted {
             rule: Some(rule), ..
         } = plan
-            && rule
-                .name
-                .as_deref()
-                .is_some_and(|name| replaced.contains(&name))
+            && rule.names().any(|name| replaced.contains(&name))
         {
             *plan = Planned::NoLimit;
         }
@@ -366,7 +361,7 @@ fn expect(
                     .hits_addend
                     .as_ref()
                     .map_or(u64::from(request.hits_addend.max(1)), |h| h.value);
-                let window = Window::containing(now_ms, unit.seconds());
+                let window = Window::containing(now_ms, unit.seconds() * 1_000);
                 let slot = counters.entry(key.clone()).or_insert((window.start_ms, 0));
                 if slot.0 != window.start_ms {
                     *slot = (window.start_ms, 0);
@@ -395,7 +390,8 @@ fn expect(
                 );
                 assert_eq!(counted.resets_in, window.remaining(now_ms));
                 assert_eq!(counted.quota, quota);
-                assert_eq!(counted.name, rule.and_then(|rule| rule.name.clone()));
+                let name = rule.and_then(|rule| rule.names().next().map(str::to_string));
+                assert_eq!(counted.name, name);
                 if quota {
                     quotas.push(over);
                 } else {

@@ -3,6 +3,8 @@
 //! the [`ConfigWatcher`] whenever the files change.
 
 mod error;
+mod problems;
+mod rates;
 mod reload;
 mod sources;
 mod tree;
@@ -12,12 +14,14 @@ pub mod yaml;
 
 use std::collections::HashMap;
 
+use crate::algorithm::Algorithm;
+
 pub use error::ConfigError;
 #[cfg(test)]
 pub(crate) use reload::edits;
 pub use reload::{Reload, Reloader};
 pub use sources::{Sources, config_files, load};
-pub use tree::{DomainTree, LevelSpec, Limit, Pattern, Rule, Selector};
+pub use tree::{DomainTree, LevelSpec, Limit, Pattern, Rate, Rule, Selector};
 pub use watch::{Apply, ConfigWatcher};
 
 /// Every domain's limits, as loaded at one moment. Never changed once built; a reload builds a
@@ -41,16 +45,25 @@ impl Config {
 
     /// envoyproxy/ratelimit's `/rlconfig` text: `<path>: unit=<UNIT> requests_per_unit=<n>,
     /// shadow_mode: <bool>, quota_mode: <bool>`, one line per rule, sorted; unlimited rules show
-    /// `unit=UNKNOWN requests_per_unit=0`.
+    /// `unit=UNKNOWN requests_per_unit=0`. Our additions follow a limit's unit and requests
+    /// where they are not the defaults, and a list's limits are joined by `; `.
     pub fn rlconfig(&self) -> String {
         let mut lines: Vec<String> = self
             .domains
             .iter()
             .flat_map(|domain| &domain.rules)
             .map(|rule| {
-                let (unit, requests_per_unit) = rule.limit.rate().unwrap_or(("UNKNOWN", 0));
+                let limits = match &rule.limit {
+                    Limit::Unlimited => "unit=UNKNOWN requests_per_unit=0".to_string(),
+                    limit => limit
+                        .rates()
+                        .iter()
+                        .map(rlconfig_limit)
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                };
                 format!(
-                    "{}: unit={unit} requests_per_unit={requests_per_unit}, shadow_mode: {}, quota_mode: {}\n",
+                    "{}: {limits}, shadow_mode: {}, quota_mode: {}\n",
                     rule.path_key, rule.shadow_mode, rule.quota_mode
                 )
             })
@@ -103,6 +116,26 @@ impl Config {
     pub fn rule_count(&self) -> usize {
         self.domains.iter().map(|domain| domain.rules.len()).sum()
     }
+}
+
+/// One limit in `/rlconfig`: `unit=<UNIT> requests_per_unit=<n>`, then `unit_multiplier=`,
+/// `algorithm=` and `burst=` where they are not the defaults.
+fn rlconfig_limit(rate: &Rate) -> String {
+    let mut text = format!(
+        "unit={} requests_per_unit={}",
+        rate.unit.name(),
+        rate.requests_per_unit
+    );
+    if rate.unit_multiplier != 1 {
+        text.push_str(&format!(" unit_multiplier={}", rate.unit_multiplier));
+    }
+    if rate.algorithm != Algorithm::FixedWindow {
+        text.push_str(&format!(" algorithm={}", rate.algorithm));
+    }
+    if rate.algorithm == Algorithm::TokenBucket && rate.burst != rate.requests_per_unit {
+        text.push_str(&format!(" burst={}", rate.burst));
+    }
+    text
 }
 
 fn parse_file(name: &str, text: &str) -> Result<DomainTree, Vec<ConfigError>> {

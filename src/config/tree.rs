@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use envoy_types::pb::google::protobuf::Struct;
 
+use crate::algorithm::Algorithm;
 use crate::clock::Unit;
 use crate::key;
 
@@ -54,7 +55,7 @@ pub struct Rule {
     pub index: usize,
     pub path: Vec<LevelSpec>,
     pub limit: Limit,
-    pub name: Option<String>,
+    /// The names of the rules this one drops from a request (every limit's `replaces`).
     pub replaces: Vec<String>,
     pub shadow_mode: bool,
     pub quota_mode: bool,
@@ -64,21 +65,64 @@ pub struct Rule {
     pub path_key: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a rule limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Limit {
-    Limited { unit: Unit, requests_per_unit: u32 },
+    /// One limit, written as a mapping: the Go service's form.
+    Single(Rate),
+    /// Several limits, written as a list: a request must fit every one, and one refused by any
+    /// is counted by none.
+    List(Vec<Rate>),
     Unlimited,
 }
 
+/// One limit: requests per window of `unit` x `unit_multiplier`, counted by `algorithm`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rate {
+    pub unit: Unit,
+    /// 1 unless the config sets `unit_multiplier`.
+    pub unit_multiplier: u32,
+    pub requests_per_unit: u32,
+    pub algorithm: Algorithm,
+    /// The token bucket's size (`requests_per_unit` unless `burst` is set); a window's size is
+    /// its `requests_per_unit`.
+    pub burst: u32,
+    pub name: Option<String>,
+}
+
+impl Rate {
+    /// A fixed window of one unit, as the Go service counts.
+    pub fn fixed(unit: Unit, requests_per_unit: u32) -> Rate {
+        Rate {
+            unit,
+            unit_multiplier: 1,
+            requests_per_unit,
+            algorithm: Algorithm::FixedWindow,
+            burst: requests_per_unit,
+            name: None,
+        }
+    }
+
+    pub fn window_secs(&self) -> u64 {
+        self.unit.seconds() * u64::from(self.unit_multiplier)
+    }
+
+    /// The most hits admitted at once: a full bucket, or a window's limit.
+    pub fn capacity(&self) -> u32 {
+        match self.algorithm {
+            Algorithm::TokenBucket => self.burst,
+            Algorithm::FixedWindow | Algorithm::SlidingWindow => self.requests_per_unit,
+        }
+    }
+}
+
 impl Limit {
-    /// The unit's name and the requests per unit; `None` for an unlimited rule.
-    pub fn rate(self) -> Option<(&'static str, u32)> {
+    /// The limits counted, in config order (none for an unlimited rule).
+    pub fn rates(&self) -> &[Rate] {
         match self {
-            Limit::Limited {
-                unit,
-                requests_per_unit,
-            } => Some((unit.name(), requests_per_unit)),
-            Limit::Unlimited => None,
+            Limit::Single(rate) => std::slice::from_ref(rate),
+            Limit::List(rates) => rates,
+            Limit::Unlimited => &[],
         }
     }
 }
@@ -146,6 +190,14 @@ impl Choices {
 }
 
 impl Rule {
+    /// The names of the rule's limits, by which other rules `replaces` it.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.limit
+            .rates()
+            .iter()
+            .filter_map(|rate| rate.name.as_deref())
+    }
+
     /// The counter-key levels for a request's values (which this rule matched).
     pub fn key_levels<'a>(
         &'a self,

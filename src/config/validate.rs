@@ -9,20 +9,18 @@ use std::sync::Arc;
 use envoy_types::pb::google::protobuf::{ListValue, Struct, Value, value::Kind};
 
 use super::error::ConfigError;
-use super::tree::{Choices, DomainTree, LevelSpec, Limit, Node, Pattern, Rule, Selector};
-use super::yaml::{
-    At, DescriptorDoc, FileDoc, Item, MetaValue, RateLimitDoc, ReplaceDoc, Scalar, StrayKey,
-};
-use crate::clock::Unit;
+use super::problems::{Position, Problems, position};
+use super::rates;
+use super::tree::{Choices, DomainTree, LevelSpec, Node, Pattern, Rule, Selector};
+use super::yaml::{At, DescriptorDoc, FileDoc, Item, MetaValue, RateLimitsDoc};
 
 /// Checks a parsed file and builds its domain; every problem found is returned.
 pub fn compile(file: &str, doc: FileDoc) -> Result<DomainTree, Vec<ConfigError>> {
     let mut checker = Checker {
-        file,
-        errors: Vec::new(),
+        problems: Problems::new(file),
         rules: Vec::new(),
     };
-    checker.stray_keys(&doc.stray_keys);
+    checker.problems.stray_keys(&doc.stray_keys);
     let domain = doc.domain.as_ref().map(|d| d.value.as_str()).unwrap_or("");
     if domain.is_empty() {
         let at = doc.domain.as_ref().map(position);
@@ -30,7 +28,7 @@ pub fn compile(file: &str, doc: FileDoc) -> Result<DomainTree, Vec<ConfigError>>
     }
     let mut root = super::tree::Level::default();
     checker.descriptors(&doc.descriptors, &mut root, &[], domain);
-    if checker.errors.is_empty() {
+    if checker.problems.count() == 0 {
         Ok(DomainTree {
             name: domain.to_string(),
             index: 0,
@@ -38,40 +36,18 @@ pub fn compile(file: &str, doc: FileDoc) -> Result<DomainTree, Vec<ConfigError>>
             rules: checker.rules,
         })
     } else {
-        Err(checker.errors)
+        Err(checker.problems.into_errors())
     }
 }
 
 struct Checker<'f> {
-    file: &'f str,
-    errors: Vec<ConfigError>,
+    problems: Problems<'f>,
     rules: Vec<Rule>,
-}
-
-type Position = (usize, usize);
-
-fn position<T>(at: &At<T>) -> Position {
-    (
-        at.referenced.line() as usize,
-        at.referenced.column() as usize,
-    )
 }
 
 impl Checker<'_> {
     fn error(&mut self, message: impl Into<String>, at: Option<Position>) {
-        self.errors.push(ConfigError::new(self.file, message, at));
-    }
-
-    fn stray_keys(&mut self, keys: &[At<StrayKey>]) {
-        for key in keys {
-            let message = match &key.value {
-                StrayKey::Unknown(name) => format!("config error, unknown key '{name}'"),
-                StrayKey::NotText(text) => {
-                    format!("config error, key is not of type string: {text}")
-                }
-            };
-            self.error(message, Some(position(key)));
-        }
+        self.problems.error(message, at);
     }
 
     /// Checks and compiles one list of descriptors into `level`. `parent` is the path of levels
@@ -102,7 +78,7 @@ impl Checker<'_> {
         parent: &[LevelSpec],
         parent_key: &str,
     ) {
-        self.stray_keys(&doc.stray_keys);
+        self.problems.stray_keys(&doc.stray_keys);
         let key = doc.key.as_ref().map(|k| k.value.as_str()).unwrap_or("");
         if key.is_empty() {
             self.error("descriptor has empty key", Some(at));
@@ -189,132 +165,25 @@ impl Checker<'_> {
 
     fn rule(
         &mut self,
-        at: &At<RateLimitDoc>,
+        at: &At<RateLimitsDoc>,
         doc: &DescriptorDoc,
         path: &[LevelSpec],
         full_key: &str,
     ) -> Option<Rule> {
-        let rate_limit = &at.value;
-        let errors_before = self.errors.len();
-        self.stray_keys(&rate_limit.stray_keys);
-        let unit = self.unit(at);
-        let requests_per_unit = rate_limit
-            .requests_per_unit
-            .as_ref()
-            .map_or(Some(0), |n| self.requests_per_unit(n));
-        let name = rate_limit
-            .name
-            .as_ref()
-            .map(|n| n.value.clone())
-            .filter(|n| !n.is_empty());
-        let replaces = self.replaces(&rate_limit.replaces, name.as_deref());
+        let compiled = rates::compile(&mut self.problems, at);
         let metadata = doc.metadata.as_ref().and_then(|m| self.metadata(m));
-        if self.errors.len() > errors_before {
-            return None;
-        }
-        let limit = match (rate_limit.unlimited, unit, requests_per_unit) {
-            (true, _, _) => Limit::Unlimited,
-            (false, Some(unit), Some(requests_per_unit)) => Limit::Limited {
-                unit,
-                requests_per_unit,
-            },
-            _ => return None,
-        };
+        let compiled = compiled?;
         Some(Rule {
             index: self.rules.len(),
             path: path.to_vec(),
-            limit,
-            name,
-            replaces,
+            limit: compiled.limit,
+            replaces: compiled.replaces,
             shadow_mode: doc.shadow_mode,
             quota_mode: doc.quota_mode,
             detailed_metric: doc.detailed_metric,
             metadata,
             path_key: full_key.to_string(),
         })
-    }
-
-    /// The rate limit's unit; an unlimited rule must have none, any other a known one.
-    fn unit(&mut self, at: &At<RateLimitDoc>) -> Option<Unit> {
-        let rate_limit = &at.value;
-        let text = rate_limit
-            .unit
-            .as_ref()
-            .map(|u| u.value.as_str())
-            .unwrap_or("");
-        let unit_at = rate_limit
-            .unit
-            .as_ref()
-            .map(position)
-            .or(Some(position(at)));
-        let unit = Unit::parse(text);
-        match (rate_limit.unlimited, unit) {
-            (true, Some(_)) => {
-                self.error("should not specify rate limit unit when unlimited", unit_at)
-            }
-            (_, None) if !(rate_limit.unlimited && text.is_empty()) => {
-                self.error(format!("invalid rate limit unit '{text}'"), unit_at)
-            }
-            _ => {}
-        }
-        unit
-    }
-
-    /// The names of the rules this one `replaces`; never empty, never its own `name`.
-    fn replaces(&mut self, items: &[At<Item<ReplaceDoc>>], name: Option<&str>) -> Vec<String> {
-        let mut replaces = Vec::new();
-        for item in items {
-            let replaced = match &item.value {
-                Item::NotAMap(text) => {
-                    let message = format!(
-                        "config error, yaml file contains list of type other than map: {text}"
-                    );
-                    self.error(message, Some(position(item)));
-                    continue;
-                }
-                Item::Map(replace) => {
-                    self.stray_keys(&replace.stray_keys);
-                    replace
-                        .name
-                        .as_ref()
-                        .map(|n| n.value.as_str())
-                        .unwrap_or("")
-                }
-            };
-            if replaced.is_empty() {
-                self.error(
-                    "should not have an empty replaces entry",
-                    Some(position(item)),
-                );
-            } else if name == Some(replaced) {
-                self.error(
-                    "replaces should not contain name of same descriptor",
-                    Some(position(item)),
-                );
-            } else {
-                replaces.push(replaced.to_string());
-            }
-        }
-        replaces
-    }
-
-    fn requests_per_unit(&mut self, at: &At<Scalar>) -> Option<u32> {
-        if let Scalar::Int(n) = at.value
-            && let Ok(n) = u32::try_from(n)
-        {
-            return Some(n);
-        }
-        let prefix = match at.value {
-            Scalar::Float(_) => "error checking config",
-            _ => "error loading config file",
-        };
-        let message = format!(
-            "{prefix}: requests_per_unit must be an integer from 0 to {}, found {}",
-            u32::MAX,
-            at.value
-        );
-        self.error(message, Some(position(at)));
-        None
     }
 
     fn metadata(&mut self, at: &At<MetaValue>) -> Option<Arc<Struct>> {

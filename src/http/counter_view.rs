@@ -4,7 +4,8 @@
 
 use serde::Serialize;
 
-use crate::config::{Config, LevelSpec, Limit, Rule, Selector};
+use crate::algorithm::Algorithm;
+use crate::config::{Config, LevelSpec, Limit, Rate, Rule, Selector};
 use crate::key::{self, CheckKey, DecodedKey, DecodedLevel, Scope};
 use crate::store::CounterEntry;
 
@@ -28,7 +29,15 @@ pub enum Decoded {
         domain: String,
         entries: Vec<EntryView>,
         window_seconds: u64,
-        /// The rule's path (`domain.key_value...`) and name, when it is still in the config.
+        /// How it counts, but for the Go service's fixed windows (left out); a token bucket's
+        /// count is the tokens taken, its limit the burst.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        algorithm: Option<&'static str>,
+        /// One limit of a rule's list (decided with the others); left out when not.
+        #[serde(skip_serializing_if = "is_false")]
+        listed: bool,
+        /// The rule's path (`domain.key_value...`) and the limit's name, when it is still in
+        /// the config.
         rule: Option<RuleView>,
     },
     /// A counter for a request's own limit (`RateLimitDescriptor.limit`).
@@ -116,26 +125,23 @@ fn decode(raw: &str, config: &Config) -> (Option<Decoded>, Option<u64>) {
             }),
             Some(u64::from(requests_per_unit)),
         ),
-        Scope::Rule { window_secs } => {
-            let rule = config.domain(&domain).and_then(|tree| {
+        Scope::Rule { .. } | Scope::Limit { .. } => {
+            let found = config.domain(&domain).and_then(|tree| {
                 tree.rules
                     .iter()
-                    .find(|rule| counts_for(rule, window_secs, &levels))
+                    .find_map(|rule| Some((rule, counted_by(rule, scope, &levels)?)))
             });
-            let limit = rule.and_then(|rule| match rule.limit {
-                Limit::Limited {
-                    requests_per_unit, ..
-                } => Some(u64::from(requests_per_unit)),
-                Limit::Unlimited => None,
-            });
-            let rule = rule.map(|rule| RuleView {
+            let limit = found.map(|(_, rate)| u64::from(rate.capacity()));
+            let rule = found.map(|(rule, rate)| RuleView {
                 path: rule.path_key.clone(),
-                name: rule.name.clone(),
+                name: rate.name.clone(),
             });
             let decoded = Decoded::Rule {
                 domain,
                 entries,
-                window_seconds: window_secs,
+                window_seconds: scope.window_secs(),
+                algorithm: matches!(scope, Scope::Limit { .. }).then(|| scope.algorithm().name()),
+                listed: matches!(scope, Scope::Limit { listed: true, .. }),
                 rule,
             };
             (Some(decoded), limit)
@@ -143,17 +149,32 @@ fn decode(raw: &str, config: &Config) -> (Option<Decoded>, Option<u64>) {
     }
 }
 
-/// Whether `rule` makes counters with this window and these levels.
-fn counts_for(rule: &Rule, window_secs: u64, levels: &[DecodedLevel]) -> bool {
-    let same_window =
-        matches!(rule.limit, Limit::Limited { unit, .. } if unit.seconds() == window_secs);
-    same_window
-        && rule.path.len() == levels.len()
+fn is_false(flag: &bool) -> bool {
+    !flag
+}
+
+/// The limit of `rule` that makes counters of this scope and these levels, if any.
+fn counted_by<'r>(rule: &'r Rule, scope: Scope, levels: &[DecodedLevel]) -> Option<&'r Rate> {
+    let same_path = rule.path.len() == levels.len()
         && rule
             .path
             .iter()
             .zip(levels)
-            .all(|(spec, level)| level_matches(spec, level))
+            .all(|(spec, level)| level_matches(spec, level));
+    if !same_path {
+        return None;
+    }
+    let same = |rate: &&Rate| {
+        rate.algorithm == scope.algorithm() && rate.window_secs() == scope.window_secs()
+    };
+    match (&rule.limit, scope) {
+        (Limit::Single(rate), Scope::Rule { .. }) if rate.algorithm == Algorithm::FixedWindow => {
+            Some(rate).filter(same)
+        }
+        (Limit::Single(rate), Scope::Limit { listed: false, .. }) => Some(rate).filter(same),
+        (Limit::List(rates), Scope::Limit { listed: true, .. }) => rates.iter().find(same),
+        _ => None,
+    }
 }
 
 fn level_matches(spec: &LevelSpec, level: &DecodedLevel) -> bool {

@@ -8,13 +8,20 @@
 //! decides when a window rolls over.
 //!
 //! ```text
-//! key   := "1|" domain "|" scope ("|" level)+
-//! scope := window_secs | window_secs "x" requests_per_unit      (a request's own limit)
+//! key   := "1|" domain "|" scope ("|" level)+ ["|{" tag "}"]
+//! scope := window_secs                               a rule's fixed window (the Go service's)
+//!        | window_secs "x" requests_per_unit         a request's own limit
+//!        | ("f" | "s" | "t") window_secs             a fixed or sliding window, a token bucket
 //! level := k "=" v | k "?" v | k "~" pattern "=" v | k "~" pattern
 //!          exact      any value  wildcard              shared wildcard (share_threshold)
+//! tag   := 16 hex digits                             limits of a list only
 //! ```
 //!
-//! No `{` or `}` survives escaping, so no request value can pick a Redis Cluster hash slot.
+//! No `{` or `}` survives escaping, so no request value can pick a Redis Cluster hash slot. The
+//! limits of one list must be counted in one script call, so on a Cluster in one hash slot: their
+//! keys end with a hash tag that the encoder derives from everything but the scope (a 64-bit
+//! FNV-1a of the domain and levels as written), the same for every limit of the list and for
+//! every node, and chosen by no client.
 //!
 //! The HTTP `/check` counts sliding windows under keys of their own, which carry the caller's
 //! key, the window and the limit (so that each counter shows its own limit, and the same key
@@ -26,13 +33,18 @@
 //! ```
 
 mod check;
+mod decode;
 mod escape;
+mod tag;
 
 pub use check::CheckKey;
-use escape::{escape_into, push_number, unescape};
+pub use decode::{DecodedKey, DecodedLevel, decode};
+use escape::{escape_into, push_number};
+
+use crate::algorithm::Algorithm;
 
 /// Encoding version, the key's first component; bump it when the layout changes.
-const VERSION: &str = "1";
+pub(crate) const VERSION: &str = "1";
 
 /// First component of `/check` keys; versioned like [`VERSION`].
 const CHECK_TAG: &str = "c1";
@@ -47,13 +59,39 @@ pub enum Scope {
         window_secs: u64,
         requests_per_unit: u32,
     },
+    /// A limit the Go service cannot express: another algorithm, or (`listed`) one limit of a
+    /// rule's list, whose keys share a hash tag.
+    Limit {
+        algorithm: Algorithm,
+        window_secs: u64,
+        listed: bool,
+    },
 }
 
 impl Scope {
     pub fn window_secs(self) -> u64 {
         match self {
-            Scope::Rule { window_secs } | Scope::Override { window_secs, .. } => window_secs,
+            Scope::Rule { window_secs }
+            | Scope::Override { window_secs, .. }
+            | Scope::Limit { window_secs, .. } => window_secs,
         }
+    }
+
+    /// How the counter counts: a fixed window but for [`Scope::Limit`].
+    pub fn algorithm(self) -> Algorithm {
+        match self {
+            Scope::Limit { algorithm, .. } => algorithm,
+            Scope::Rule { .. } | Scope::Override { .. } => Algorithm::FixedWindow,
+        }
+    }
+}
+
+/// The letter of an algorithm in a [`Scope::Limit`].
+pub(crate) fn algorithm_letter(algorithm: Algorithm) -> char {
+    match algorithm {
+        Algorithm::FixedWindow => 'f',
+        Algorithm::SlidingWindow => 's',
+        Algorithm::TokenBucket => 't',
     }
 }
 
@@ -85,6 +123,7 @@ pub fn encode<'a>(
     key.push_str(VERSION);
     key.push('|');
     escape_into(&mut key, domain);
+    let domain_end = key.len();
     key.push('|');
     match scope {
         Scope::Rule { window_secs } => push_number(&mut key, window_secs),
@@ -96,7 +135,16 @@ pub fn encode<'a>(
             key.push('x');
             push_number(&mut key, requests_per_unit.into());
         }
+        Scope::Limit {
+            algorithm,
+            window_secs,
+            ..
+        } => {
+            key.push(algorithm_letter(algorithm));
+            push_number(&mut key, window_secs);
+        }
     }
+    let levels_start = key.len();
     for level in levels {
         key.push('|');
         match level {
@@ -128,116 +176,11 @@ pub fn encode<'a>(
             }
         }
     }
+    if let Scope::Limit { listed: true, .. } = scope {
+        let tag = tag::of(&key[VERSION.len() + 1..domain_end], &key[levels_start..]);
+        tag::push(&mut key, tag);
+    }
     key
-}
-
-/// A key taken apart again; the inverse of [`encode`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DecodedKey {
-    pub domain: String,
-    pub scope: Scope,
-    pub levels: Vec<DecodedLevel>,
-}
-
-/// An owned [`Level`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DecodedLevel {
-    Exact {
-        key: String,
-        value: String,
-    },
-    AnyValue {
-        key: String,
-        value: String,
-    },
-    Wildcard {
-        key: String,
-        pattern: String,
-        value: String,
-    },
-    SharedWildcard {
-        key: String,
-        pattern: String,
-    },
-}
-
-impl DecodedKey {
-    /// Encodes the key again: `decode(&key)?.encode() == key` for every key [`decode`] accepts.
-    pub fn encode(&self) -> String {
-        encode(
-            &self.domain,
-            self.scope,
-            self.levels.iter().map(DecodedLevel::as_level),
-        )
-    }
-}
-
-impl DecodedLevel {
-    /// The borrowed [`Level`] this was decoded from.
-    pub fn as_level(&self) -> Level<'_> {
-        match self {
-            DecodedLevel::Exact { key, value } => Level::Exact { key, value },
-            DecodedLevel::AnyValue { key, value } => Level::AnyValue { key, value },
-            DecodedLevel::Wildcard {
-                key,
-                pattern,
-                value,
-            } => Level::Wildcard {
-                key,
-                pattern,
-                value,
-            },
-            DecodedLevel::SharedWildcard { key, pattern } => Level::SharedWildcard { key, pattern },
-        }
-    }
-
-    /// The descriptor entry's key.
-    pub fn key(&self) -> &str {
-        match self {
-            DecodedLevel::Exact { key, .. }
-            | DecodedLevel::AnyValue { key, .. }
-            | DecodedLevel::Wildcard { key, .. }
-            | DecodedLevel::SharedWildcard { key, .. } => key,
-        }
-    }
-
-    /// The value the counter stands for: the request's value, or the pattern when shared.
-    pub fn value(&self) -> &str {
-        match self {
-            DecodedLevel::Exact { value, .. }
-            | DecodedLevel::AnyValue { value, .. }
-            | DecodedLevel::Wildcard { value, .. } => value,
-            DecodedLevel::SharedWildcard { pattern, .. } => pattern,
-        }
-    }
-}
-
-/// Takes a key apart; `None` when it was not made by [`encode`].
-pub fn decode(key: &str) -> Option<DecodedKey> {
-    let mut parts = key.split('|');
-    if parts.next()? != VERSION {
-        return None;
-    }
-    let domain = unescape(parts.next()?)?;
-    let scope_text = parts.next()?;
-    let scope = match scope_text.split_once('x') {
-        None => Scope::Rule {
-            window_secs: parse_number(scope_text)?,
-        },
-        Some((window, requests)) => Scope::Override {
-            window_secs: parse_number(window)?,
-            requests_per_unit: parse_number(requests)?,
-        },
-    };
-    let levels = parts.map(decode_level).collect::<Option<Vec<_>>>()?;
-    if levels.is_empty() {
-        return None;
-    }
-    Some(DecodedKey {
-        domain,
-        scope,
-        levels,
-    })
 }
 
 /// A number as [`encode`] writes it: decimal digits, without leading zeros (so that each number
@@ -252,33 +195,6 @@ pub(crate) fn parse_number<T: std::str::FromStr>(text: &str) -> Option<T> {
         return None;
     }
     text.parse().ok()
-}
-
-fn decode_level(text: &str) -> Option<DecodedLevel> {
-    let split = text.find(['=', '?', '~'])?;
-    let key = unescape(&text[..split])?;
-    let rest = &text[split + 1..];
-    match text.as_bytes()[split] {
-        b'=' => Some(DecodedLevel::Exact {
-            key,
-            value: unescape(rest)?,
-        }),
-        b'?' => Some(DecodedLevel::AnyValue {
-            key,
-            value: unescape(rest)?,
-        }),
-        _ => match rest.split_once('=') {
-            Some((pattern, value)) => Some(DecodedLevel::Wildcard {
-                key,
-                pattern: unescape(pattern)?,
-                value: unescape(value)?,
-            }),
-            None => Some(DecodedLevel::SharedWildcard {
-                key,
-                pattern: unescape(rest)?,
-            }),
-        },
-    }
 }
 
 #[cfg(test)]

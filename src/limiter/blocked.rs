@@ -1,5 +1,7 @@
 //! Counters known to be over their limit, remembered on this node so that a client hammering a
-//! blocked key costs almost no store traffic (the Go service's `LOCAL_CACHE_SIZE_IN_BYTES`). An
+//! blocked key costs almost no store traffic (the Go service's `LOCAL_CACHE_SIZE_IN_BYTES`).
+//! Only the Go service's fixed windows are cached: the other algorithms refuse without counting,
+//! so their store answers stay cheap and exact. An
 //! entry is keyed by the full counter identity (the counter key, which holds domain, rule path,
 //! window and values) and holds the limit it was over: after a reload that raises the limit, or
 //! for a request carrying another limit, it does not answer.
@@ -85,6 +87,7 @@ impl BlockedCounters {
         let answers = blocked.limit == limit && now < blocked.until && now < blocked.window_ends;
         answers.then(|| Count {
             value: blocked.count,
+            fits: false,
             resets_in: blocked.window_ends - now,
         })
     }
@@ -120,6 +123,7 @@ mod tests {
     fn count(value: u64, resets_in_ms: u64) -> Count {
         Count {
             value,
+            fits: false,
             resets_in: Duration::from_millis(resets_in_ms),
         }
     }

@@ -1,4 +1,4 @@
-//! One decision, in four steps: plan every descriptor (match, key), drop the replaced ones, ask
+//! One decision, in four steps: plan every descriptor (match, keys), drop the replaced ones, ask
 //! the store about the counted ones in one batch (or answer a known-blocked counter from the
 //! local cache), and read the counts back into outcomes.
 
@@ -9,10 +9,10 @@ use super::{Check, Counted, Decision, DescriptorCheck, Limiter, Outcome};
 use crate::store::{Count, CounterOp, StoreError};
 use crate::trace;
 
-/// A counted descriptor once the store has been asked or spared: where its count comes from.
+/// A counted descriptor once the store has been asked or spared: where its counts come from.
 enum Source {
-    /// The store's answer to `ops[index]`.
-    Store(usize),
+    /// The store's answers to `ops[first..]`, one per limit.
+    Store { first: usize },
     /// The local cache of counters known to be over their limit.
     Blocked(Count),
 }
@@ -53,9 +53,18 @@ impl Limiter {
                 },
                 Step::Unlimited => Outcome::Unlimited,
                 Step::Counted(limit, source) => {
-                    let count = self.read(source, &ops, &counts, limit, now);
-                    let counted = self.counted(limit, count);
-                    self.record(&limits, limit, descriptor, &counted);
+                    let counted = match source {
+                        Source::Store { first } => {
+                            let answered = &counts[first..first + limit.rates.len()];
+                            self.learn(&limit, &ops[first], answered, now);
+                            self.counted(&limit, answered)
+                        }
+                        Source::Blocked(count) => {
+                            self.metrics.blocked_cache_hits.inc();
+                            self.counted(&limit, &[count])
+                        }
+                    };
+                    self.record(&limits, &limit, descriptor, &counted);
                     Outcome::Counted(counted)
                 }
             })
@@ -66,9 +75,9 @@ impl Limiter {
         })
     }
 
-    /// Where a planned descriptor's count will come from: the blocked cache when it knows the
-    /// counter is over (and the request adds hits), else a new op for the store (the key moved
-    /// into it, not copied).
+    /// Where a planned descriptor's counts will come from: the blocked cache when it knows the
+    /// counter is over (a lone fixed window, and the request adds hits), else new ops for the
+    /// store (the keys moved into them, not copied).
     fn step<'c>(
         &self,
         plan: Plan<'c>,
@@ -76,28 +85,27 @@ impl Limiter {
         now: Instant,
         ops: &mut Vec<CounterOp>,
     ) -> Step<'c> {
-        let (limit, key) = match plan {
+        let limit = match plan {
             Plan::NoLimit => return Step::NoLimit,
             Plan::Unlimited => return Step::Unlimited,
-            Plan::Counted { limit, key } => (limit, key),
+            Plan::Counted(limit) => limit,
         };
-        let known = (descriptor.hits >= 0)
+        let first = ops.len();
+        ops.extend(limit.ops(descriptor));
+        let known = (limit.counts_all() && descriptor.hits >= 0)
             .then(|| {
+                let requests_per_unit = limit.rates[0].requests_per_unit;
                 self.blocked
                     .as_ref()?
-                    .get(&key, limit.requests_per_unit, now)
+                    .get(&ops[first].key, requests_per_unit, now)
             })
             .flatten();
         let source = match known {
-            Some(count) => Source::Blocked(count),
-            None => {
-                ops.push(CounterOp {
-                    key,
-                    window_secs: limit.unit.seconds(),
-                    delta: descriptor.hits,
-                });
-                Source::Store(ops.len() - 1)
+            Some(count) => {
+                ops.truncate(first);
+                Source::Blocked(count)
             }
+            None => Source::Store { first },
         };
         Step::Counted(limit, source)
     }
@@ -141,49 +149,43 @@ impl Limiter {
         counts
     }
 
-    /// A descriptor's count, from the store's answer (which the blocked cache learns) or from
-    /// the cache.
-    fn read(
-        &self,
-        source: Source,
-        ops: &[CounterOp],
-        counts: &[Count],
-        limit: Applied<'_>,
-        now: Instant,
-    ) -> Count {
-        match source {
-            Source::Store(index) => {
-                // Within bounds: `count` returned one count per op.
-                let count = counts[index];
-                if let Some(blocked) = &self.blocked {
-                    blocked.learn(&ops[index].key, limit.requests_per_unit, count, now);
-                }
-                count
-            }
-            Source::Blocked(count) => {
-                self.metrics.blocked_cache_hits.inc();
-                count
-            }
+    /// Lets the blocked cache learn a lone fixed window's count from the store.
+    fn learn(&self, limit: &Applied<'_>, op: &CounterOp, counts: &[Count], now: Instant) {
+        if let (Some(blocked), true) = (&self.blocked, limit.counts_all()) {
+            blocked.learn(&op.key, limit.rates[0].requests_per_unit, counts[0], now);
         }
     }
 
-    fn counted(&self, limit: Applied<'_>, count: Count) -> Counted {
-        let Applied {
-            rule,
-            unit,
-            requests_per_unit,
-            ..
-        } = limit;
-        let over = count.value > u64::from(requests_per_unit);
+    /// The outcome of a descriptor counted against `limit`'s rates (`counts`, one each): over
+    /// when any rate's hits do not fit, reported as the deciding rate: when refused, the
+    /// refusing one with the longest wait; when admitted, the one with the least remaining.
+    fn counted(&self, limit: &Applied<'_>, counts: &[Count]) -> Counted {
+        let remaining = |index: usize| {
+            u64::from(limit.rates[index].capacity()).saturating_sub(counts[index].value)
+        };
+        let over = counts.iter().any(|count| !count.fits);
+        let deciding = (0..counts.len())
+            .filter(|&index| !over || !counts[index].fits)
+            .min_by_key(|&index| {
+                let wait = std::cmp::Reverse(counts[index].resets_in);
+                (if over { 0 } else { remaining(index) }, wait)
+            })
+            .unwrap_or_default();
+        let rate = &limit.rates[deciding];
+        let rule = limit.rule;
         let shadow = rule.is_some_and(|rule| rule.shadow_mode);
         Counted {
             over_limit: over && !shadow,
-            unit,
-            requests_per_unit,
-            name: rule.and_then(|rule| rule.name.clone()),
-            count: count.value,
-            remaining: u64::from(requests_per_unit).saturating_sub(count.value) as u32,
-            resets_in: count.resets_in,
+            refused: over && !limit.counts_all(),
+            unit: rate.unit,
+            unit_multiplier: rate.unit_multiplier,
+            requests_per_unit: rate.requests_per_unit,
+            capacity: rate.capacity(),
+            algorithm: rate.algorithm,
+            name: rate.name.clone(),
+            count: counts[deciding].value,
+            remaining: u32::try_from(remaining(deciding)).unwrap_or(u32::MAX),
+            resets_in: counts[deciding].resets_in,
             quota: self.modes.global_quota || rule.is_some_and(|rule| rule.quota_mode),
             metadata: rule.and_then(|rule| rule.metadata.clone()),
         }

@@ -7,6 +7,7 @@
 
 mod blocked;
 mod decide;
+mod decisions;
 mod limits;
 mod plan;
 mod stats;
@@ -18,6 +19,7 @@ use arc_swap::ArcSwap;
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
 use envoy_types::pb::google::protobuf::Struct;
 
+use crate::algorithm::Algorithm;
 use crate::clock::Unit;
 use crate::config::Config;
 use crate::key::CheckKey;
@@ -75,15 +77,28 @@ pub enum Outcome {
     Counted(Counted),
 }
 
+/// A counted descriptor, reported as its deciding limit (the only one, or the list's: when
+/// refused, the refusing limit with the longest wait; when admitted, the one with the least
+/// remaining).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Counted {
     pub over_limit: bool,
+    /// The request's hits were refused uncounted (every algorithm but the Go service's fixed
+    /// windows, which count hits over the limit too); also under shadow mode.
+    pub refused: bool,
     pub unit: Unit,
+    pub unit_multiplier: u32,
     pub requests_per_unit: u32,
+    /// The most admitted at once: `requests_per_unit`, or a token bucket's burst.
+    pub capacity: u32,
+    pub algorithm: Algorithm,
     pub name: Option<String>,
-    /// The count after this request's hits.
+    /// Hits in the window (or tokens taken from the bucket), after this request's when counted.
     pub count: u64,
+    /// How many more hits fit now.
     pub remaining: u32,
+    /// A fixed window: until it ends. Otherwise: until the refused hits would fit, or until one
+    /// hit more than `remaining` would.
     pub resets_in: Duration,
     pub quota: bool,
     pub metadata: Option<Arc<Struct>>,
@@ -116,6 +131,7 @@ pub struct Limiter {
     blocked: Option<BlockedCounters>,
     /// With tracing on: a span for each store call.
     tracer: Option<Tracer>,
+    decisions: decisions::Decisions,
 }
 
 impl Limiter {
@@ -130,6 +146,7 @@ impl Limiter {
             retired: Mutex::new(None),
             store,
             modes: options.modes,
+            decisions: decisions::Decisions::new(&metrics),
             metrics,
             near_limit_ratio: options.near_limit_ratio,
             blocked: (options.blocked_cache_keys > 0)

@@ -1,9 +1,12 @@
-//! Planning a request: which limit each descriptor falls under (its rule, or the request's own
-//! limit) and the key of the counter it is counted in, before anything is counted.
+//! Planning a request: which limits each descriptor falls under (its rule's, or the request's
+//! own) and the keys of the counters it is counted in, before anything is counted.
 
-use crate::clock::Unit;
-use crate::config::{DomainTree, Limit, Rule};
+use std::borrow::Cow;
+
+use crate::algorithm::Algorithm;
+use crate::config::{DomainTree, Limit, Rate, Rule};
 use crate::key::{self, Scope};
+use crate::store::{Admission, CounterOp};
 
 use super::{DescriptorCheck, LimitOverride};
 
@@ -11,17 +14,18 @@ use super::{DescriptorCheck, LimitOverride};
 pub(super) enum Plan<'c> {
     NoLimit,
     Unlimited,
-    Counted { limit: Applied<'c>, key: String },
+    Counted(Applied<'c>),
 }
 
-/// The limit a counted descriptor is counted against.
-#[derive(Clone, Copy)]
+/// The limits a counted descriptor is counted against.
 pub(super) struct Applied<'c> {
     pub domain: &'c DomainTree,
     /// The config's rule; `None` for a request's own limit.
     pub rule: Option<&'c Rule>,
-    pub unit: Unit,
-    pub requests_per_unit: u32,
+    /// One limit, or a list's (in config order).
+    pub rates: Cow<'c, [Rate]>,
+    /// The limits are a list: all or nothing.
+    pub listed: bool,
 }
 
 pub(super) fn plan<'c>(
@@ -36,23 +40,12 @@ pub(super) fn plan<'c>(
         requests_per_unit,
     }) = descriptor.limit_override
     {
-        let scope = Scope::Override {
-            window_secs: unit.seconds(),
-            requests_per_unit,
-        };
-        let levels = descriptor.entries.iter().map(|entry| key::Level::Exact {
-            key: &entry.key,
-            value: &entry.value,
+        return Plan::Counted(Applied {
+            domain,
+            rule: None,
+            rates: Cow::Owned(vec![Rate::fixed(unit, requests_per_unit)]),
+            listed: false,
         });
-        return Plan::Counted {
-            limit: Applied {
-                domain,
-                rule: None,
-                unit,
-                requests_per_unit,
-            },
-            key: key::encode(&domain.name, scope, levels),
-        };
     }
     let pairs = descriptor
         .entries
@@ -61,40 +54,84 @@ pub(super) fn plan<'c>(
     let Some(rule) = domain.find(pairs) else {
         return Plan::NoLimit;
     };
-    match rule.limit {
+    match &rule.limit {
         Limit::Unlimited => Plan::Unlimited,
-        Limit::Limited {
-            unit,
-            requests_per_unit,
-        } => {
-            let values = descriptor.entries.iter().map(|entry| entry.value.as_str());
-            let scope = Scope::Rule {
-                window_secs: unit.seconds(),
-            };
-            Plan::Counted {
-                limit: Applied {
-                    domain,
-                    rule: Some(rule),
-                    unit,
-                    requests_per_unit,
-                },
-                key: key::encode(&domain.name, scope, rule.key_levels(values)),
-            }
-        }
+        limit => Plan::Counted(Applied {
+            domain,
+            rule: Some(rule),
+            rates: Cow::Borrowed(limit.rates()),
+            listed: matches!(limit, Limit::List(_)),
+        }),
     }
 }
 
-/// Drops every counted rule whose name another counted rule of this request `replaces`.
+impl Applied<'_> {
+    /// Whether the descriptor is counted as the Go service counts: one fixed window of a rule or
+    /// of the request, every hit counted, over the limit too.
+    pub(super) fn counts_all(&self) -> bool {
+        !self.listed && self.rates[0].algorithm == Algorithm::FixedWindow
+    }
+
+    /// The store ops that count `descriptor` against these limits, one per limit, decided
+    /// together when they are a list.
+    pub(super) fn ops<'a>(
+        &'a self,
+        descriptor: &'a DescriptorCheck<'_>,
+    ) -> impl Iterator<Item = CounterOp> + 'a {
+        self.rates.iter().enumerate().map(move |(index, rate)| {
+            let admission = match index {
+                _ if self.counts_all() => Admission::CountAll,
+                0 => Admission::Fit,
+                _ => Admission::WithPrevious,
+            };
+            CounterOp {
+                key: self.key(rate, descriptor),
+                algorithm: rate.algorithm,
+                window_ms: rate.window_secs() * 1_000,
+                limit: rate.requests_per_unit.into(),
+                burst: rate.burst.into(),
+                delta: descriptor.hits,
+                admission,
+            }
+        })
+    }
+
+    /// The key of `rate`'s counter for `descriptor`.
+    fn key(&self, rate: &Rate, descriptor: &DescriptorCheck<'_>) -> String {
+        let window_secs = rate.window_secs();
+        let Some(rule) = self.rule else {
+            let scope = Scope::Override {
+                window_secs,
+                requests_per_unit: rate.requests_per_unit,
+            };
+            let levels = descriptor.entries.iter().map(|entry| key::Level::Exact {
+                key: &entry.key,
+                value: &entry.value,
+            });
+            return key::encode(&self.domain.name, scope, levels);
+        };
+        let scope = if self.counts_all() {
+            Scope::Rule { window_secs }
+        } else {
+            Scope::Limit {
+                algorithm: rate.algorithm,
+                window_secs,
+                listed: self.listed,
+            }
+        };
+        let values = descriptor.entries.iter().map(|entry| entry.value.as_str());
+        key::encode(&self.domain.name, scope, rule.key_levels(values))
+    }
+}
+
+/// Drops every counted rule with a name another counted rule of this request `replaces`.
 pub(super) fn drop_replaced(plans: &mut [Plan<'_>]) {
     let replaced: Vec<&str> = plans
         .iter()
         .filter_map(|plan| match plan {
-            Plan::Counted {
-                limit: Applied {
-                    rule: Some(rule), ..
-                },
-                ..
-            } => Some(rule.replaces.iter().map(String::as_str)),
+            Plan::Counted(Applied {
+                rule: Some(rule), ..
+            }) => Some(rule.replaces.iter().map(String::as_str)),
             _ => None,
         })
         .flatten()
@@ -103,8 +140,8 @@ pub(super) fn drop_replaced(plans: &mut [Plan<'_>]) {
         return;
     }
     for plan in plans.iter_mut() {
-        let is_replaced = matches!(plan, Plan::Counted { limit: Applied { rule: Some(rule), .. }, .. }
-            if rule.name.as_deref().is_some_and(|name| replaced.contains(&name)));
+        let is_replaced = matches!(plan, Plan::Counted(Applied { rule: Some(rule), .. })
+            if rule.names().any(|name| replaced.contains(&name)));
         if is_replaced {
             *plan = Plan::NoLimit;
         }

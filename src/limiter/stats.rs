@@ -1,4 +1,5 @@
-//! A counted descriptor's hits in its rule's metrics, apportioned as the Go service does.
+//! A counted descriptor's hits in its rule's metrics, apportioned as the Go service does; hits a
+//! limit refused without counting them are all over the limit.
 
 use super::limits::Limits;
 use super::plan::Applied;
@@ -11,17 +12,23 @@ impl Limiter {
     pub(super) fn record(
         &self,
         limits: &Limits,
-        limit: Applied<'_>,
+        limit: &Applied<'_>,
         descriptor: &DescriptorCheck<'_>,
         counted: &Counted,
     ) {
         let Ok(hits) = u64::try_from(descriptor.hits) else {
             return;
         };
-        let requests = u64::from(counted.requests_per_unit);
-        let near_threshold = (requests as f64 * self.near_limit_ratio).floor() as u64;
+        self.decisions
+            .count(counted.algorithm, !counted.over_limit && !counted.refused);
+        let capacity = u64::from(counted.capacity);
+        let near_threshold = (capacity as f64 * self.near_limit_ratio).floor() as u64;
         let record = |counters: &RuleCounters, shadow: bool| {
-            counters.record(hits, counted.count, requests, near_threshold, shadow)
+            if counted.refused {
+                counters.record_refused(hits, shadow)
+            } else {
+                counters.record(hits, counted.count, capacity, near_threshold, shadow)
+            }
         };
         let domain = &limit.domain.name;
         let values = || {

@@ -67,6 +67,9 @@ pub struct Metrics {
     pub blocked_cache_hits: IntCounter,
     /// `ratelimiter_tls_certificate_loads_total{listener, result}`
     certificate_loads: IntCounterVec,
+    /// `ratelimiter_limit_decisions_total{algorithm, result}`: counted descriptors by the
+    /// algorithm of the limit that decided them (labels from fixed sets; resolve once).
+    pub limit_decisions: IntCounterVec,
     /// `ratelimiter_http_requests_total{route, status}`
     http_requests: IntCounterVec,
     /// `ratelimiter_http_request_duration_seconds{route, status}`
@@ -169,6 +172,12 @@ impl Metrics {
                 "ratelimiter_tls_certificate_loads_total",
                 "TLS certificate loads, by listener and result (loaded, or rejected: the previous certificate stays in use)",
                 &["listener", "result"],
+            ),
+            limit_decisions: counter_vec(
+                &r,
+                "ratelimiter_limit_decisions_total",
+                "Counted descriptors, by the algorithm of the limit that decided them and whether they were admitted",
+                &["algorithm", "result"],
             ),
             http_requests: counter_vec(
                 &r,

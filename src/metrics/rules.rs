@@ -136,6 +136,21 @@ impl RuleCounters {
     }
 }
 
+impl RuleCounters {
+    /// Records `hits` a limit refused without counting them (every algorithm but the Go
+    /// service's fixed windows): all of them are over the limit.
+    pub fn record_refused(&self, hits: u64, shadow: bool) {
+        if hits == 0 {
+            return;
+        }
+        self.total_hits.inc_by(hits);
+        self.over_limit.inc_by(hits);
+        if shadow {
+            self.shadow_mode.inc_by(hits);
+        }
+    }
+}
+
 /// `key1` (the first segment) and `key2` (the others, joined with dots), with the Go service's
 /// sanitising of the characters statsd cannot carry (`:` and `|` become `_`).
 fn labels(segments: &[String]) -> (String, String) {

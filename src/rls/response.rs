@@ -1,15 +1,15 @@
 //! Turning a [`Decision`] into a `RateLimitResponse` the way envoyproxy/ratelimit fills one:
 //! statuses in request order, the overall code, and optionally the `RateLimit-*` headers of the
-//! tightest descriptor and the dynamic metadata Envoy can route on.
+//! tightest descriptor and the dynamic metadata Envoy can route on. A window of several units
+//! also says `unit_multiplier`, so that Envoy's `x-ratelimit-limit` has the right `w=`.
 
 use envoy_types::pb::envoy::config::core::v3::HeaderValue;
-use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::{
-    Code, DescriptorStatus, RateLimit,
-};
-use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
-use envoy_types::pb::google::protobuf::Duration;
+use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitRequest;
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::Code;
+use envoy_types::pb::google::protobuf::{Duration, UInt32Value};
 
 use super::metadata;
+use super::wire::{DescriptorStatus, RateLimit, RateLimitResponse};
 use crate::clock::whole_seconds_up;
 use crate::limiter::{Counted, Decision, Outcome};
 
@@ -68,7 +68,6 @@ pub fn build(
         dynamic_metadata: options
             .dynamic_metadata
             .then(|| metadata::build(request, decision)),
-        ..Default::default()
     }
 }
 
@@ -93,13 +92,15 @@ fn status(outcome: &Outcome) -> DescriptorStatus {
                 name: counted.name.clone().unwrap_or_default(),
                 requests_per_unit: counted.requests_per_unit,
                 unit: counted.unit.proto_number(),
+                unit_multiplier: (counted.unit_multiplier != 1).then_some(UInt32Value {
+                    value: counted.unit_multiplier,
+                }),
             }),
             limit_remaining: counted.remaining,
             duration_until_reset: Some(Duration {
                 seconds: whole_seconds_up(counted.resets_in) as i64,
                 nanos: 0,
             }),
-            quota: None,
         },
     }
 }

@@ -34,7 +34,7 @@ use crate::metrics::Metrics;
 use crate::registry::{
     LocalNode, NodeDirectory, NodeInfo, NodeRegistry, NodeState, RegistryError, advertised_address,
 };
-use crate::rls::RateLimitGrpc;
+use crate::rls::{RateLimitEndpoint, RateLimitGrpc};
 use crate::settings::ServeSettings;
 use crate::statsd::{StatsdError, StatsdPusher};
 use crate::store::redis::{RedisLink, RedisSetupError};
@@ -263,7 +263,10 @@ impl Serving {
         let incoming = incoming::connections(listeners.grpc, tls.grpc);
         let grpc = grpc_server()
             .add_service(health_service)
-            .add_service(rls.into_server(settings.requests.max_message_bytes))
+            .add_service(RateLimitEndpoint::new(
+                rls,
+                settings.requests.max_message_bytes,
+            ))
             .serve_with_incoming_shutdown(incoming, stop_accepting.clone().cancelled_owned());
         let grpc = tokio::spawn(grpc);
         tracing::info!("serving gRPC on {grpc_address}");

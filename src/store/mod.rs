@@ -1,6 +1,13 @@
 //! Counter stores: where counts live, behind one batch-shaped trait. The limiter hands a store
 //! every counter operation of a request at once, so a remote store can answer in one round trip.
+//!
+//! Each op counts by its algorithm: a fixed window ([`crate::clock::Window`]), a sliding window
+//! ([`sliding`]) or a token bucket ([`bucket`]), and every store keeps the same rules. Ops that
+//! must be decided together (the limits of one list) are a run: an op marked
+//! [`Admission::WithPrevious`] joins the one before it, and the hits of a run are counted only
+//! when every op of it fits, atomically.
 
+pub mod bucket;
 pub mod memory;
 pub mod redis;
 pub mod sliding;
@@ -9,6 +16,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use crate::algorithm::Algorithm;
+
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
 pub use sliding::Slide;
@@ -16,20 +25,73 @@ pub use sliding::Slide;
 /// A boxed future, so that stores can be used as trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// One change to one counter: add `delta` (negative to refund, zero to read) in the current fixed
-/// window of `window_secs` seconds. A counter whose window has passed starts again from zero.
+/// One change to one counter: `delta` hits (negative to refund, zero to only look) counted by
+/// `algorithm` against `limit` per window of `window_ms`. A counter whose window has passed, or
+/// that was counted by another algorithm or window, starts again from nothing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CounterOp {
     /// An injective key from [`crate::key::encode`].
     pub key: String,
-    pub window_secs: u64,
+    pub algorithm: Algorithm,
+    /// A window's length; a token bucket refills `limit` tokens per window.
+    pub window_ms: u64,
+    /// Hits per window.
+    pub limit: u64,
+    /// The most a token bucket holds; windows ignore it.
+    pub burst: u64,
     pub delta: i64,
+    pub admission: Admission,
 }
 
-/// A counter's value after an operation, and when its window ends, both by the store's clock.
+/// When an op's hits are counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Always, over the limit too: the Go service's fixed windows (other algorithms treat it as
+    /// [`Admission::Fit`]).
+    CountAll,
+    /// When they fit: with zero hits, the op fits when one more hit would.
+    Fit,
+    /// When they fit and so do the hits of every op of its run (the op before it and the run
+    /// that one is in): all or nothing. On a Redis Cluster a run's keys share a hash slot.
+    WithPrevious,
+}
+
+impl CounterOp {
+    /// A fixed window of `window_secs` that counts every hit, as the Go service does.
+    pub fn count_all(key: String, window_secs: u64, limit: u64, delta: i64) -> CounterOp {
+        CounterOp {
+            key,
+            algorithm: Algorithm::FixedWindow,
+            window_ms: window_secs.max(1).saturating_mul(1_000),
+            limit,
+            burst: limit,
+            delta,
+            admission: Admission::CountAll,
+        }
+    }
+
+    /// The most hits that fit at once: a full bucket, or a window's limit.
+    pub fn capacity(&self) -> u64 {
+        match self.algorithm {
+            Algorithm::TokenBucket => self.burst,
+            Algorithm::FixedWindow | Algorithm::SlidingWindow => self.limit,
+        }
+    }
+}
+
+/// What an op found or left, by the store's clock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Count {
+    /// Hits counted in the window (fixed, sliding) or tokens taken (a token bucket: its burst
+    /// less the whole tokens it holds), after the op when its hits were counted, as found
+    /// otherwise.
     pub value: u64,
+    /// Whether the op's own hits fit its limit (for [`Admission::CountAll`]: whether the count
+    /// is within it). A run counts its hits only when every op of it fits.
+    pub fits: bool,
+    /// A fixed window: until it ends. Otherwise: until the op's hits would fit when they do not
+    /// (the whole window when they never can), else until one hit more than the capacity left
+    /// would (zero when nothing is counted).
     pub resets_in: Duration,
 }
 
@@ -57,14 +119,39 @@ pub trait CounterStore: Send + Sync + 'static {
     fn apply<'a>(&'a self, ops: &'a [CounterOp]) -> BoxFuture<'a, Result<Vec<Count>, StoreError>>;
 
     /// Checks `hits` against `limit` over the sliding `window` ending now, counting them only if
-    /// admitted (see [`sliding`] for the rules every store keeps).
+    /// admitted (see [`sliding`] for the rules every store keeps): one sliding-window op.
     fn slide<'a>(
         &'a self,
         key: &'a str,
         window: Duration,
         limit: u64,
         hits: u64,
-    ) -> BoxFuture<'a, Result<Slide, StoreError>>;
+    ) -> BoxFuture<'a, Result<Slide, StoreError>> {
+        Box::pin(async move {
+            let op = CounterOp {
+                key: key.to_string(),
+                algorithm: Algorithm::SlidingWindow,
+                window_ms: window.as_millis() as u64,
+                limit,
+                burst: limit,
+                delta: i64::try_from(hits).unwrap_or(i64::MAX),
+                admission: Admission::Fit,
+            };
+            let count = self.apply(std::slice::from_ref(&op)).await?;
+            let count = count.first().ok_or_else(|| {
+                StoreError::Protocol("no count for a sliding-window check".into())
+            })?;
+            Ok(Slide {
+                allowed: count.fits,
+                count: count.value,
+                retry_after: if count.fits {
+                    Duration::ZERO
+                } else {
+                    count.resets_in
+                },
+            })
+        })
+    }
 
     /// Live counters whose key starts with `prefix`: about `limit` of them, from `cursor`
     /// (`None` to start). Each call does bounded work, so a page may hold fewer than `limit`

@@ -6,12 +6,9 @@ use std::time::Duration;
 
 use ratelimiter::store::{CounterOp, CounterStore};
 
+/// The Go service's fixed window: every hit counted, whatever the limit.
 pub fn op(key: &str, window_secs: u64, delta: i64) -> CounterOp {
-    CounterOp {
-        key: key.to_string(),
-        window_secs,
-        delta,
-    }
+    CounterOp::count_all(key.to_string(), window_secs, u64::MAX, delta)
 }
 
 pub async fn values(store: &dyn CounterStore, ops: &[CounterOp]) -> Vec<u64> {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
 use proptest::prelude::*;
+use ratelimiter::algorithm::Algorithm;
 use ratelimiter::clock::{ManualClock, Unit};
 use ratelimiter::config::Config;
 use ratelimiter::key::{self, CheckKey, DecodedKey, DecodedLevel, Scope};
@@ -13,6 +14,7 @@ use ratelimiter::limiter::{
 };
 use ratelimiter::metrics::Metrics;
 use ratelimiter::store::MemoryStore;
+use ratelimiter::store::redis::slot;
 
 /// Text that leans on the characters a naive encoding would trip on.
 fn tricky_text() -> impl Strategy<Value = String> {
@@ -37,6 +39,7 @@ fn level() -> impl Strategy<Value = DecodedLevel> {
 }
 
 fn scope() -> impl Strategy<Value = Scope> {
+    let algorithm = prop::sample::select(Algorithm::ALL.to_vec());
     prop_oneof![
         (1u64..40_000_000).prop_map(|window_secs| Scope::Rule { window_secs }),
         (1u64..40_000_000, any::<u32>()).prop_map(|(window_secs, requests_per_unit)| {
@@ -45,6 +48,13 @@ fn scope() -> impl Strategy<Value = Scope> {
                 requests_per_unit,
             }
         }),
+        (algorithm, 1u64..40_000_000, any::<bool>()).prop_map(
+            |(algorithm, window_secs, listed)| Scope::Limit {
+                algorithm,
+                window_secs,
+                listed,
+            }
+        ),
     ]
 }
 
@@ -94,7 +104,16 @@ proptest! {
     #[test]
     fn every_key_decodes_back_to_what_was_encoded(decoded in decoded_key()) {
         let encoded = decoded.encode();
-        let clean = !encoded.contains(['{', '}', '\n', '\0']);
+        // Braces only in the tag the encoder derives for a list's keys, at the end.
+        let untagged = match decoded.scope {
+            Scope::Limit { listed: true, .. } => {
+                let (untagged, tag) = encoded.rsplit_once("|{").expect("a list's key ends with its tag");
+                prop_assert!(tag.len() == 17 && tag.ends_with('}'), "{:?}", encoded);
+                untagged
+            }
+            _ => encoded.as_str(),
+        };
+        let clean = !untagged.contains(['{', '}', '\n', '\0']);
         prop_assert!(clean, "{:?}", encoded);
         prop_assert_eq!(key::decode(&encoded), Some(decoded));
     }
@@ -103,6 +122,26 @@ proptest! {
     fn different_inputs_never_share_a_key(a in decoded_key(), b in decoded_key()) {
         prop_assume!(a != b);
         prop_assert_ne!(a.encode(), b.encode());
+    }
+
+    /// The limits of one list are counted in one script call, so on a Cluster in one slot:
+    /// whatever their algorithms and windows, the keys of one descriptor share it.
+    #[test]
+    fn the_keys_of_a_list_share_a_hash_slot(
+        decoded in decoded_key(),
+        algorithms in (prop::sample::select(Algorithm::ALL.to_vec()), prop::sample::select(Algorithm::ALL.to_vec())),
+        windows in (1u64..40_000_000, 1u64..40_000_000),
+    ) {
+        let listed = |algorithm, window_secs| {
+            DecodedKey {
+                scope: Scope::Limit { algorithm, window_secs, listed: true },
+                ..decoded.clone()
+            }
+            .encode()
+        };
+        let first = listed(algorithms.0, windows.0);
+        let second = listed(algorithms.1, windows.1);
+        prop_assert_eq!(slot(&first), slot(&second), "{} and {}", first, second);
     }
 }
 
@@ -122,6 +161,14 @@ descriptors:
   - key: a
     value: "x_y"
     rate_limit: {unit: hour, requests_per_unit: 1000}
+  - key: b
+    rate_limit:
+      - {unit: hour, requests_per_unit: 1000}
+      - {unit: minute, unit_multiplier: 60, requests_per_unit: 1000, algorithm: sliding_window}
+      - {unit: second, requests_per_unit: 1000, algorithm: token_bucket, burst: 2000}
+  - key: b
+    value: y
+    rate_limit: {unit: hour, requests_per_unit: 1000, algorithm: sliding_window}
 "#;
 
 /// A descriptor: entries with keys the config knows, values that collide under `_`-joining,

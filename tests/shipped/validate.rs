@@ -93,6 +93,47 @@ const INVALID: &[(&str, &str, Option<usize>)] = &[
         "error loading config file: duplicate mapping key: domain",
         Some(2),
     ),
+    // Our extensions: limits the Go service cannot express, refused where they make no sense.
+    (
+        "burst_without_token_bucket.yaml",
+        "burst can only be used with algorithm token_bucket",
+        Some(7),
+    ),
+    (
+        "unit_multiplier_zero.yaml",
+        "unit_multiplier must be an integer from 1 to 4294967295, found 0",
+        Some(6),
+    ),
+    (
+        "window_over_a_year.yaml",
+        "a window (unit x unit_multiplier) must be at most a year (31536000 seconds), found 31622400 seconds",
+        Some(7),
+    ),
+    (
+        "empty_limit_list.yaml",
+        "rate_limit list must not be empty",
+        Some(5),
+    ),
+    (
+        "unlimited_in_limit_list.yaml",
+        "unlimited cannot be used in a rate_limit list",
+        Some(7),
+    ),
+    (
+        "algorithm_on_zero_requests.yaml",
+        "an algorithm has no meaning with requests_per_unit 0, which refuses every request",
+        Some(7),
+    ),
+    (
+        "unknown_algorithm.yaml",
+        "invalid rate limit algorithm 'leaky_bucket' (fixed_window, sliding_window or token_bucket)",
+        Some(7),
+    ),
+    (
+        "duplicate_limit_in_list.yaml",
+        "duplicate limit in rate_limit list: sliding_window over 60 seconds",
+        Some(6),
+    ),
 ];
 
 #[test]

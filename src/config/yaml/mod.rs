@@ -46,7 +46,7 @@ pub enum StrayKey {
 pub struct DescriptorDoc {
     pub key: Option<At<String>>,
     pub value: Option<At<String>>,
-    pub rate_limit: Option<At<RateLimitDoc>>,
+    pub rate_limit: Option<At<RateLimitsDoc>>,
     pub descriptors: Vec<At<Item<DescriptorDoc>>>,
     pub shadow_mode: bool,
     pub quota_mode: bool,
@@ -57,14 +57,31 @@ pub struct DescriptorDoc {
     pub stray_keys: Vec<At<StrayKey>>,
 }
 
+/// A descriptor's `rate_limit`: one map (the Go service's form) or a list of them (ours).
+#[derive(Debug)]
+pub enum RateLimitsDoc {
+    One(Box<RateLimitDoc>),
+    List(Vec<At<Item<RateLimitDoc>>>),
+}
+
 #[derive(Debug, Default)]
 pub struct RateLimitDoc {
     pub unit: Option<At<String>>,
     pub requests_per_unit: Option<At<Scalar>>,
-    pub unlimited: bool,
+    pub unit_multiplier: Option<At<Scalar>>,
+    pub algorithm: Option<At<String>>,
+    pub burst: Option<At<Scalar>>,
+    /// `unlimited`, where it was written (null reads as false).
+    pub unlimited: Option<At<bool>>,
     pub name: Option<At<String>>,
     pub replaces: Vec<At<Item<ReplaceDoc>>>,
     pub stray_keys: Vec<At<StrayKey>>,
+}
+
+impl RateLimitDoc {
+    pub fn is_unlimited(&self) -> bool {
+        self.unlimited.as_ref().is_some_and(|flag| flag.value)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -151,11 +168,7 @@ impl Fields for DescriptorDoc {
         match name {
             "key" => self.key = read_text(map)?,
             "value" => self.value = read_text(map)?,
-            "rate_limit" => {
-                self.rate_limit = map
-                    .next_value::<Option<At<MapOf<RateLimitDoc>>>>()?
-                    .map(unwrap_map)
-            }
+            "rate_limit" => self.rate_limit = map.next_value()?,
             "descriptors" => self.descriptors = read_list(map)?,
             "shadow_mode" => self.shadow_mode = read_flag(map)?,
             "quota_mode" => self.quota_mode = read_flag(map)?,
@@ -177,7 +190,17 @@ impl Fields for RateLimitDoc {
         match name {
             "unit" => self.unit = read_text(map)?,
             "requests_per_unit" => self.requests_per_unit = Some(map.next_value()?),
-            "unlimited" => self.unlimited = read_flag(map)?,
+            "unit_multiplier" => self.unit_multiplier = Some(map.next_value()?),
+            "algorithm" => self.algorithm = read_text(map)?,
+            "burst" => self.burst = Some(map.next_value()?),
+            "unlimited" => {
+                let flag: At<Option<bool>> = map.next_value()?;
+                self.unlimited = Some(At {
+                    value: flag.value.unwrap_or(false),
+                    referenced: flag.referenced,
+                    defined: flag.defined,
+                });
+            }
             "name" => self.name = read_text(map)?,
             "replaces" => self.replaces = read_list(map)?,
             _ => return Ok(false),
@@ -224,30 +247,26 @@ fn read_list<'de, T: Fields, A: MapAccess<'de>>(map: &mut A) -> Result<Vec<At<It
         .unwrap_or_default())
 }
 
-/// A map that must be a map (a `rate_limit` that is a scalar is a YAML type error).
-struct MapOf<T>(T);
-
-fn unwrap_map<T>(at: At<MapOf<T>>) -> At<T> {
-    At {
-        value: at.value.0,
-        referenced: at.referenced,
-        defined: at.defined,
-    }
-}
-
-impl<'de, T: Fields> Deserialize<'de> for MapOf<T> {
+impl<'de> Deserialize<'de> for RateLimitsDoc {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct MapVisitor<T>(PhantomData<T>);
-        impl<'de, T: Fields> Visitor<'de> for MapVisitor<T> {
-            type Value = MapOf<T>;
+        struct RateLimitsVisitor;
+        impl<'de> Visitor<'de> for RateLimitsVisitor {
+            type Value = RateLimitsDoc;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a map")
+                f.write_str("a map or a list of maps")
             }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<MapOf<T>, A::Error> {
-                read_fields(map).map(MapOf)
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RateLimitsDoc, A::Error> {
+                read_fields(map).map(|doc| RateLimitsDoc::One(Box::new(doc)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RateLimitsDoc, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(RateLimitsDoc::List(items))
             }
         }
-        deserializer.deserialize_map(MapVisitor(PhantomData))
+        deserializer.deserialize_any(RateLimitsVisitor)
     }
 }
 

@@ -1,16 +1,14 @@
 //! `RateLimitResponse` to protojson as Go's `protojson.Marshal` writes it: lowerCamelCase names
 //! in field-number order, default values left out, enums by name (`"OVER_LIMIT"`), durations as strings (`"58s"`). Only
-//! the fields the service fills are mapped (`raw_body` and `quota` are never set).
+//! the fields the service fills are mapped (see [`crate::rls::wire`]).
 
 use envoy_types::pb::envoy::config::core::v3::HeaderValue;
-use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitResponse;
-use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::{
-    Code, DescriptorStatus, RateLimit,
-};
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::Code;
 use envoy_types::pb::google::protobuf::{Duration, Struct, Value as ProtoValue, value::Kind};
 use serde_json::{Map, Value};
 
 use crate::clock::Unit;
+use crate::rls::wire::{DescriptorStatus, RateLimit, RateLimitResponse};
 
 pub fn render(response: &RateLimitResponse) -> Value {
     let mut fields = Map::new();
@@ -24,11 +22,6 @@ pub fn render(response: &RateLimitResponse) -> Value {
         &mut fields,
         "responseHeadersToAdd",
         response.response_headers_to_add.iter().map(header),
-    );
-    put_list(
-        &mut fields,
-        "requestHeadersToAdd",
-        response.request_headers_to_add.iter().map(header),
     );
     if let Some(metadata) = &response.dynamic_metadata {
         fields.insert("dynamicMetadata".into(), structure(metadata));
@@ -63,6 +56,9 @@ fn current_limit(limit: &RateLimit) -> Value {
         let unit = Unit::from_proto_number(limit.unit)
             .map_or_else(|| limit.unit.into(), |unit| unit.name().into());
         fields.insert("unit".into(), unit);
+    }
+    if let Some(multiplier) = &limit.unit_multiplier {
+        fields.insert("unitMultiplier".into(), multiplier.value.into());
     }
     Value::Object(fields)
 }
@@ -160,13 +156,13 @@ mod tests {
                         name: String::new(),
                         requests_per_unit: 3,
                         unit: Unit::Minute.proto_number(),
+                        unit_multiplier: None,
                     }),
                     limit_remaining: 0,
                     duration_until_reset: Some(Duration {
                         seconds: 58,
                         nanos: 0,
                     }),
-                    quota: None,
                 },
                 DescriptorStatus {
                     code: Code::Ok as i32,
@@ -180,6 +176,20 @@ mod tests {
             r#"{"overallCode":"OVER_LIMIT","statuses":[{"code":"OVER_LIMIT","currentLimit":{"requestsPerUnit":3,"unit":"MINUTE"},"durationUntilReset":"58s"},{"code":"OK"}]}"#
         );
         assert_eq!(render(&RateLimitResponse::default()).to_string(), "{}");
+    }
+
+    #[test]
+    fn a_window_of_several_units_names_its_multiplier() {
+        let limit = RateLimit {
+            name: String::new(),
+            requests_per_unit: 100,
+            unit: Unit::Minute.proto_number(),
+            unit_multiplier: Some(envoy_types::pb::google::protobuf::UInt32Value { value: 5 }),
+        };
+        assert_eq!(
+            current_limit(&limit).to_string(),
+            r#"{"requestsPerUnit":100,"unit":"MINUTE","unitMultiplier":5}"#
+        );
     }
 
     #[test]

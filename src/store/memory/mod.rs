@@ -8,6 +8,7 @@
 //! see.
 
 mod listing;
+mod meter;
 mod shard;
 
 use std::hash::BuildHasher;
@@ -15,11 +16,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use shard::{Capacity, Counter, Shard, lock};
+use meter::{Verdict, judge};
+use shard::{Capacity, Shard, lock};
 
-use super::sliding::{Buckets, Slide};
-use super::{BoxFuture, Count, CounterOp, CounterPage, CounterStore, StoreError};
-use crate::clock::{Clock, Window};
+use super::{Admission, BoxFuture, Count, CounterOp, CounterPage, CounterStore, StoreError};
+use crate::clock::Clock;
 
 /// Shards (a power of two). Enough that two cores never meet on one lock by chance, few enough
 /// that a full sweep stays cheap.
@@ -107,78 +108,108 @@ impl MemoryStore {
         }
     }
 
-    /// The key's shard, locked, and the key's hash: hashed once, for the shard and for the map
-    /// inside it (which is only ever asked with this hash).
-    fn shard(&self, key: &str) -> (MutexGuard<'_, Shard>, u64) {
+    /// The key's shard and hash: hashed once, for the shard and for the map inside it (which is
+    /// only ever asked with this hash).
+    fn locate(&self, key: &str) -> (usize, u64) {
         let hash = self.hasher.hash_one(key);
         // The map places keys by the hash's low bits and tags them with its top bits; the shard
         // is chosen by a multiplicative mix of all of them, so neither loses entropy.
         let index = (hash.wrapping_mul(SHARD_MIX) >> (64 - SHARDS.trailing_zeros())) as usize;
-        (lock(&self.shards[index]), hash)
+        (index, hash)
     }
 
+    /// One op alone: judged and counted under its shard's lock.
     fn apply_one(&self, op: &CounterOp, now: u64) -> Count {
-        let window = Window::containing(now, op.window_secs);
-        let (mut shard, hash) = self.shard(&op.key);
-        let value = shard.add(
+        let (index, hash) = self.locate(&op.key);
+        let mut shard = lock(&self.shards[index]);
+        let verdict = judge(shard.peek(hash, &op.key), op, now);
+        let counted = verdict_counts(op, verdict.fits);
+        self.settle(&mut shard, hash, op, verdict, counted, now)
+    }
+
+    /// A run of ops decided together: the shards of its keys are locked in index order (so two
+    /// runs never wait for each other in a circle), every op is judged, and the hits are counted
+    /// only when all of them fit. The ops of a run count distinct keys.
+    fn apply_run(&self, ops: &[CounterOp], now: u64) -> Vec<Count> {
+        let located: Vec<(usize, u64)> = ops.iter().map(|op| self.locate(&op.key)).collect();
+        let mut order: Vec<usize> = located.iter().map(|&(index, _)| index).collect();
+        order.sort_unstable();
+        order.dedup();
+        let mut guards: Vec<MutexGuard<'_, Shard>> = order
+            .iter()
+            .map(|&index| lock(&self.shards[index]))
+            .collect();
+        let guard = |index: usize| order.binary_search(&index).unwrap_or_default();
+        let verdicts: Vec<Verdict> = ops
+            .iter()
+            .zip(&located)
+            .map(|(op, &(index, hash))| judge(guards[guard(index)].peek(hash, &op.key), op, now))
+            .collect();
+        let all_fit = verdicts.iter().all(|verdict| verdict.fits);
+        ops.iter()
+            .zip(located)
+            .zip(verdicts)
+            .map(|((op, (index, hash)), verdict)| {
+                let shard = &mut guards[guard(index)];
+                self.settle(shard, hash, op, verdict, verdict_counts(op, all_fit), now)
+            })
+            .collect()
+    }
+
+    /// Counts an op's hits when `counted`, and answers the op's count.
+    fn settle(
+        &self,
+        shard: &mut Shard,
+        hash: u64,
+        op: &CounterOp,
+        verdict: Verdict,
+        counted: bool,
+        now: u64,
+    ) -> Count {
+        if !counted {
+            return verdict.refused;
+        }
+        let capacity = self.shard_capacity;
+        shard.commit(
             hash,
-            op,
-            window,
+            &op.key,
+            verdict.change,
             now,
-            self.shard_capacity,
+            capacity,
             &self.live_evictions,
         );
-        Count {
-            value,
-            resets_in: window.remaining(now),
-        }
+        verdict.counted
     }
+}
 
-    fn slide_one(&self, key: &str, window: Duration, limit: u64, hits: u64) -> Slide {
-        let now = self.clock.now_ms();
-        let (mut shard, hash) = self.shard(key);
-        shard.uses += 1;
-        let uses = shard.uses;
-        if let Some(slot) = shard.slot_mut(hash, key) {
-            slot.last_used = uses;
-            if let Counter::Sliding(buckets) = &mut slot.counter {
-                return buckets.admit(now, window, limit, hits);
-            }
-        }
-        let mut buckets = Box::<Buckets>::default();
-        let slide = buckets.admit(now, window, limit, hits);
-        if slide.count > 0 {
-            let counter = Counter::Sliding(buckets);
-            shard.insert(
-                hash,
-                key,
-                counter,
-                now,
-                self.shard_capacity,
-                &self.live_evictions,
-            );
-        }
-        slide
+/// Whether an op's hits are counted: always for [`Admission::CountAll`], else when they and the
+/// rest of its run fit (`run_fits`) and there are hits to count or refund.
+fn verdict_counts(op: &CounterOp, run_fits: bool) -> bool {
+    match op.admission {
+        Admission::CountAll if op.algorithm == crate::algorithm::Algorithm::FixedWindow => true,
+        _ => run_fits && op.delta != 0,
     }
 }
 
 impl CounterStore for MemoryStore {
     fn apply<'a>(&'a self, ops: &'a [CounterOp]) -> BoxFuture<'a, Result<Vec<Count>, StoreError>> {
         let now = self.clock.now_ms();
-        let counts = ops.iter().map(|op| self.apply_one(op, now)).collect();
+        let mut counts = Vec::with_capacity(ops.len());
+        let mut start = 0;
+        while start < ops.len() {
+            let end = start
+                + 1
+                + ops[start + 1..]
+                    .iter()
+                    .take_while(|op| op.admission == Admission::WithPrevious)
+                    .count();
+            match &ops[start..end] {
+                [op] => counts.push(self.apply_one(op, now)),
+                run => counts.extend(self.apply_run(run, now)),
+            }
+            start = end;
+        }
         Box::pin(std::future::ready(Ok(counts)))
-    }
-
-    fn slide<'a>(
-        &'a self,
-        key: &'a str,
-        window: Duration,
-        limit: u64,
-        hits: u64,
-    ) -> BoxFuture<'a, Result<Slide, StoreError>> {
-        Box::pin(std::future::ready(Ok(
-            self.slide_one(key, window, limit, hits)
-        )))
     }
 
     fn list<'a>(
@@ -192,8 +223,8 @@ impl CounterStore for MemoryStore {
 
     fn reset<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
         let now = self.clock.now_ms();
-        let (mut shard, hash) = self.shard(key);
-        let removed = shard.remove(hash, key);
+        let (index, hash) = self.locate(key);
+        let removed = lock(&self.shards[index]).remove(hash, key);
         Box::pin(std::future::ready(Ok(
             removed.is_some_and(|slot| slot.counter.expires_ms() > now)
         )))

@@ -4,13 +4,13 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use indexmap::IndexMap;
 use indexmap::map::RawEntryApiV1;
 use indexmap::map::raw_entry_v1::RawEntryMut;
 
-use crate::clock::Window;
-use crate::store::CounterOp;
+use crate::store::bucket::Bucket;
 use crate::store::sliding::Buckets;
 
 /// Counters sampled to find one to evict; Redis's default `maxmemory-samples` is 5, and 8 gets
@@ -53,10 +53,12 @@ pub(super) struct Slot {
 }
 
 pub(super) enum Counter {
-    /// A fixed window (the RLS): the count of the window that ends at `ends_ms`.
+    /// A fixed window: the count of the window that ends at `ends_ms`.
     Fixed { ends_ms: u64, count: u64 },
-    /// A sliding window (`/check`); boxed, as it is larger and rarer.
+    /// A sliding window; boxed, as it is larger and rarer.
     Sliding(Box<Buckets>),
+    /// A token bucket that is not full; boxed like a sliding window.
+    Bucket(Box<Bucket>),
 }
 
 impl Counter {
@@ -65,15 +67,38 @@ impl Counter {
         match self {
             Counter::Fixed { ends_ms, .. } => *ends_ms,
             Counter::Sliding(buckets) => buckets.expires_ms(),
+            Counter::Bucket(bucket) => bucket.full_at_ms(),
         }
     }
 
+    /// Hits counted, or tokens taken from a bucket.
     pub(super) fn value(&self, now_ms: u64) -> u64 {
         match self {
             Counter::Fixed { count, .. } => *count,
             Counter::Sliding(buckets) => buckets.count(now_ms),
+            Counter::Bucket(bucket) => {
+                let now = bucket.at(bucket.shape, now_ms.saturating_mul(1_000));
+                bucket.shape.burst.saturating_sub(now.remaining())
+            }
         }
     }
+}
+
+/// What counting an op's hits does to its counter.
+pub(super) enum Change {
+    Keep,
+    /// The fixed window ending at `ends_ms` holds `count`.
+    Fixed {
+        ends_ms: u64,
+        count: u64,
+    },
+    /// `delta` hits added to (or refunded from) the sliding window of `window`.
+    Slide {
+        window: Duration,
+        delta: i64,
+    },
+    /// The bucket as it is now; a full one is dropped.
+    Refill(Bucket),
 }
 
 /// Locks a shard. Nothing panics while a shard is locked, but should it ever happen the data is
@@ -123,46 +148,57 @@ impl Shard {
         }
     }
 
-    pub(super) fn add(
+    /// The counter held for `key`, marked as used.
+    pub(super) fn peek(&mut self, hash: u64, key: &str) -> Option<&Counter> {
+        self.uses += 1;
+        let uses = self.uses;
+        let slot = self.slot_mut(hash, key)?;
+        slot.last_used = uses;
+        Some(&slot.counter)
+    }
+
+    /// Makes a change a verdict on `key` called for.
+    pub(super) fn commit(
         &mut self,
         hash: u64,
-        op: &CounterOp,
-        window: Window,
+        key: &str,
+        change: Change,
         now: u64,
         capacity: Capacity,
         live_evictions: &AtomicU64,
-    ) -> u64 {
-        self.uses += 1;
-        let uses = self.uses;
-        if let Some(slot) = self.slot_mut(hash, &op.key) {
-            slot.last_used = uses;
-            let current = match slot.counter {
-                Counter::Fixed { ends_ms, count } if ends_ms == window.end_ms => count,
-                _ => 0,
-            };
-            let count = add_delta(current, op.delta);
-            slot.counter = Counter::Fixed {
-                ends_ms: window.end_ms,
-                count,
-            };
-            return count;
-        }
-        let count = add_delta(0, op.delta);
-        if count > 0 {
+    ) {
+        let slot = self.slot_mut(hash, key);
+        let counter = match (change, slot) {
+            (Change::Keep, _) => return,
+            (Change::Fixed { ends_ms, count }, Some(slot))
+                if matches!(slot.counter, Counter::Fixed { .. }) =>
+            {
+                slot.counter = Counter::Fixed { ends_ms, count };
+                return;
+            }
             // Reading or refunding a counter that does not exist leaves nothing to store.
-            self.insert(
-                hash,
-                &op.key,
-                Counter::Fixed {
-                    ends_ms: window.end_ms,
-                    count,
-                },
-                now,
-                capacity,
-                live_evictions,
-            );
-        }
-        count
+            (Change::Fixed { count: 0, .. }, None) => return,
+            (Change::Fixed { ends_ms, count }, _) => Counter::Fixed { ends_ms, count },
+            (Change::Slide { window, delta }, Some(slot)) => match &mut slot.counter {
+                Counter::Sliding(buckets) => return buckets.apply(now, window, delta),
+                _ if delta <= 0 => return,
+                _ => sliding(now, window, delta),
+            },
+            (Change::Slide { window, delta }, None) if delta > 0 => sliding(now, window, delta),
+            (Change::Slide { .. }, None) => return,
+            (Change::Refill(bucket), _) if bucket.is_full() => {
+                self.remove(hash, key);
+                return;
+            }
+            (Change::Refill(bucket), Some(slot)) if matches!(slot.counter, Counter::Bucket(_)) => {
+                if let Counter::Bucket(held) = &mut slot.counter {
+                    **held = bucket;
+                }
+                return;
+            }
+            (Change::Refill(bucket), _) => Counter::Bucket(Box::new(bucket)),
+        };
+        self.insert(hash, key, counter, now, capacity, live_evictions);
     }
 
     /// Adds a counter for a key the shard does not hold.
@@ -253,19 +289,19 @@ impl Shard {
     }
 }
 
-/// The bytes a counter takes: its key, its slot, and a sliding window's buckets.
-fn footprint(key: &str, counter: &Counter) -> usize {
-    let buckets = match counter {
-        Counter::Fixed { .. } => 0,
-        Counter::Sliding(_) => std::mem::size_of::<Buckets>(),
-    };
-    key.len() + SLOT_OVERHEAD + buckets
+/// A sliding window holding its first hits.
+fn sliding(now: u64, window: Duration, delta: i64) -> Counter {
+    let mut buckets = Box::<Buckets>::default();
+    buckets.apply(now, window, delta);
+    Counter::Sliding(buckets)
 }
 
-fn add_delta(count: u64, delta: i64) -> u64 {
-    if delta >= 0 {
-        count.saturating_add(delta as u64)
-    } else {
-        count.saturating_sub(delta.unsigned_abs())
-    }
+/// The bytes a counter takes: its key, its slot, and a sliding window's or a bucket's box.
+fn footprint(key: &str, counter: &Counter) -> usize {
+    let boxed = match counter {
+        Counter::Fixed { .. } => 0,
+        Counter::Sliding(_) => std::mem::size_of::<Buckets>(),
+        Counter::Bucket(_) => std::mem::size_of::<Bucket>(),
+    };
+    key.len() + SLOT_OVERHEAD + boxed
 }

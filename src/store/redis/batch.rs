@@ -15,15 +15,15 @@ use redis::{
 use super::cluster::{self, SlotMap};
 use super::connect::Connection;
 
-/// Runs `script` over `keys` and returns the two integers each key's part of the script
+/// Runs `script` over `keys` and returns the `N` integers each key's part of the script
 /// answers, in key order. `args` adds the arguments of one call, given the indexes of its keys.
-pub async fn run(
+pub async fn run<const N: usize>(
     connection: Connection,
     slots: Option<Arc<SlotMap>>,
     script: &Script,
     keys: &[String],
     args: impl Fn(&mut Cmd, &[usize]),
-) -> RedisResult<Vec<[i64; 2]>> {
+) -> RedisResult<Vec<[i64; N]>> {
     if keys.is_empty() {
         return Ok(Vec::new());
     }
@@ -55,32 +55,32 @@ pub async fn run(
             replies[index] = reply;
         }
     }
-    pairs(keys.len(), &groups, replies)
+    rows(keys.len(), &groups, replies)
 }
 
-/// Puts each call's reply back in key order: `replies[i]` answers `groups[i]` with two numbers
+/// Puts each call's reply back in key order: `replies[i]` answers `groups[i]` with `N` numbers
 /// per key. A missing reply, or one with the wrong count, is an error and never a count of 0:
 /// a zero would admit the request.
-fn pairs(
+fn rows<const N: usize>(
     keys: usize,
     groups: &[(u16, Vec<usize>)],
     replies: Vec<Reply>,
-) -> RedisResult<Vec<[i64; 2]>> {
+) -> RedisResult<Vec<[i64; N]>> {
     if replies.len() != groups.len() {
         return Err(wrong_count("a counter batch", replies.len(), groups.len()));
     }
-    let mut out = vec![[0, 0]; keys];
+    let mut out = vec![[0; N]; keys];
     for ((_, group), reply) in groups.iter().zip(replies) {
         let numbers = Vec::<i64>::from_redis_value(reply?.extract_error()?)?;
-        if numbers.len() != 2 * group.len() {
+        if numbers.len() != N * group.len() {
             return Err(wrong_count(
                 "a counter script",
                 numbers.len(),
-                2 * group.len(),
+                N * group.len(),
             ));
         }
-        for (&index, pair) in group.iter().zip(numbers.chunks_exact(2)) {
-            out[index] = [pair[0], pair[1]];
+        for (&index, row) in group.iter().zip(numbers.chunks_exact(N)) {
+            out[index].copy_from_slice(row);
         }
     }
     Ok(out)
@@ -201,14 +201,14 @@ mod tests {
     #[test]
     fn replies_go_back_in_key_order() {
         let groups = vec![(1, vec![0, 2]), (2, vec![1])];
-        let out = pairs(3, &groups, vec![reply(&[5, 10, 7, 20]), reply(&[6, 30])]).unwrap();
+        let out = rows::<2>(3, &groups, vec![reply(&[5, 10, 7, 20]), reply(&[6, 30])]).unwrap();
         assert_eq!(out, [[5, 10], [6, 30], [7, 20]]);
     }
 
     #[test]
     fn a_short_batch_reply_is_an_error_not_a_count_of_zero() {
         let groups = vec![(1, vec![0]), (2, vec![1])];
-        let error = pairs(2, &groups, vec![reply(&[5, 10])]).unwrap_err();
+        let error = rows::<2>(2, &groups, vec![reply(&[5, 10])]).unwrap_err();
         assert_eq!(error.kind(), ErrorKind::UnexpectedReturnType);
         assert!(error.to_string().contains("1 values where 2"), "{error}");
     }
@@ -216,7 +216,7 @@ mod tests {
     #[test]
     fn a_short_script_reply_is_an_error_not_a_count_of_zero() {
         let groups = vec![(1, vec![0, 1])];
-        assert!(pairs(2, &groups, vec![reply(&[5, 10])]).is_err());
-        assert!(pairs(2, &groups, vec![reply(&[5, 10, 1, 2, 3, 4])]).is_err());
+        assert!(rows::<2>(2, &groups, vec![reply(&[5, 10])]).is_err());
+        assert!(rows::<2>(2, &groups, vec![reply(&[5, 10, 1, 2, 3, 4])]).is_err());
     }
 }

@@ -80,7 +80,7 @@ pub async fn page(
                 SCANS_PER_PAGE,
             )
             .await?;
-            let values = batch::run(connection, slots, &scripts::READ, &keys, |call, _| {
+            let values = batch::run::<2>(connection, slots, &scripts::READ, &keys, |call, _| {
                 call.arg(BUCKETS);
             })
             .await?;

@@ -2,7 +2,8 @@
 //! Cluster), so that every node behind Envoy counts against the same limits.
 //!
 //! A request's operations go in one script call on a single server; on a Cluster, in one call
-//! per hash slot, sent as one pipeline per master, all masters at once (`batch`). Every request
+//! per hash slot, sent as one pipeline per master, all masters at once (`batch`); the ops of a
+//! run share a slot (the key encoder tags a list's keys), so a run is always one call. Every request
 //! is bounded by [`RedisOptions::timeout`]. Keys are the limiter's injective keys behind a
 //! prefix. Time comes from Redis, never from the nodes, so nodes with skewed clocks still share
 //! each window.
@@ -26,8 +27,9 @@ pub use link::RedisLink;
 pub use list::scan_all;
 pub use options::{RedisKind, RedisOptions, TlsFiles};
 
-use super::sliding::{BUCKETS, Slide, bucket_width_ms};
-use super::{BoxFuture, Count, CounterOp, CounterPage, CounterStore, StoreError};
+use super::sliding::BUCKETS;
+use super::{Admission, BoxFuture, Count, CounterOp, CounterPage, CounterStore, StoreError};
+use crate::algorithm::Algorithm;
 
 pub struct RedisStore {
     link: Arc<RedisLink>,
@@ -50,60 +52,69 @@ impl RedisStore {
     async fn apply_all(&self, ops: &[CounterOp]) -> Result<Vec<Count>, StoreError> {
         let keys: Vec<String> = ops.iter().map(|op| self.redis_key(&op.key)).collect();
         let slots = self.link.slot_map();
+        if slots.is_some() {
+            runs_share_slots(ops, &keys)?;
+        }
         let answers = self
             .link
             .run(|connection| {
-                batch::run(connection, slots, &scripts::COUNT, &keys, |call, group| {
-                    for op in group.iter().map(|&index| &ops[index]) {
-                        call.arg(op.window_secs.max(1).saturating_mul(1_000))
-                            .arg(op.delta);
+                batch::run::<3>(connection, slots, &scripts::APPLY, &keys, |call, group| {
+                    call.arg(BUCKETS);
+                    for &index in group {
+                        call.arg(&script_args(&ops[index])[..]);
                     }
                 })
             })
             .await?;
         Ok(answers
             .into_iter()
-            .map(|[value, resets_in_ms]| Count {
+            .map(|[value, resets_in_ms, fits]| Count {
                 value: value.max(0) as u64,
+                fits: fits == 1,
                 resets_in: millis(resets_in_ms),
             })
             .collect())
     }
+}
 
-    async fn slide_one(
-        &self,
-        key: &str,
-        window: Duration,
-        limit: u64,
-        hits: u64,
-    ) -> Result<Slide, StoreError> {
-        let key = self.redis_key(key);
-        let answer: Vec<i64> = self
-            .link
-            .run(|mut connection| async move {
-                scripts::SLIDE
-                    .key(&key)
-                    .arg(bucket_width_ms(window))
-                    .arg(window.as_millis() as u64)
-                    .arg(limit)
-                    .arg(hits)
-                    .arg(BUCKETS)
-                    .invoke_async(&mut connection)
-                    .await
-            })
-            .await?;
-        match answer[..] {
-            [allowed, count, retry_ms] => Ok(Slide {
-                allowed: allowed == 1,
-                count: count.max(0) as u64,
-                retry_after: millis(retry_ms),
-            }),
-            _ => Err(StoreError::Protocol(format!(
-                "the sliding window script answered {} numbers, not 3",
-                answer.len()
-            ))),
-        }
+/// A run is one script call, so on a Cluster its keys must share a hash slot.
+fn runs_share_slots(ops: &[CounterOp], keys: &[String]) -> Result<(), StoreError> {
+    let apart = (1..ops.len()).find(|&index| {
+        ops[index].admission == Admission::WithPrevious
+            && slot(&keys[index]) != slot(&keys[index - 1])
+    });
+    match apart {
+        Some(index) => Err(StoreError::Protocol(format!(
+            "{:?} is decided with {:?} but lies in another hash slot",
+            ops[index].key,
+            ops[index - 1].key
+        ))),
+        None => Ok(()),
     }
+}
+
+/// The numbers `apply.lua` takes for one op, after its first argument (the sliding windows'
+/// buckets per window, [`BUCKETS`]): algorithm, window ms, limit, burst, delta, admission.
+pub fn script_args(op: &CounterOp) -> [i64; 6] {
+    let algorithm = match op.algorithm {
+        Algorithm::FixedWindow => 0,
+        Algorithm::SlidingWindow => 1,
+        Algorithm::TokenBucket => 2,
+    };
+    let admission = match op.admission {
+        Admission::CountAll => 0,
+        Admission::Fit => 1,
+        Admission::WithPrevious => 2,
+    };
+    let number = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+    [
+        algorithm,
+        number(op.window_ms.max(1)),
+        number(op.limit),
+        number(op.burst),
+        op.delta,
+        admission,
+    ]
 }
 
 fn millis(ms: i64) -> Duration {
@@ -116,16 +127,6 @@ impl CounterStore for RedisStore {
             return Box::pin(std::future::ready(Ok(Vec::new())));
         }
         Box::pin(self.apply_all(ops))
-    }
-
-    fn slide<'a>(
-        &'a self,
-        key: &'a str,
-        window: Duration,
-        limit: u64,
-        hits: u64,
-    ) -> BoxFuture<'a, Result<Slide, StoreError>> {
-        Box::pin(self.slide_one(key, window, limit, hits))
     }
 
     fn list<'a>(
