@@ -173,3 +173,34 @@ impl Ports {
         .collect()
     }
 }
+
+/// What the shipped front proxy answered to a user's `GET /api/orders`: the status and Envoy's
+/// `x-ratelimit-*` headers.
+pub struct Answer {
+    pub status: u16,
+    pub limit: Option<String>,
+    pub remaining: Option<String>,
+    pub reset: Option<u64>,
+}
+
+/// `GET <base>/api/orders` as `user` (the `x-user-id` header the shipped front proxy limits on).
+pub async fn get(base: &str, user: &str) -> Answer {
+    let response = reqwest::Client::new()
+        .get(format!("{base}/api/orders"))
+        .header("x-user-id", user)
+        .send()
+        .await
+        .expect("Envoy answers");
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|value| value.to_str().unwrap().to_string())
+    };
+    Answer {
+        status: response.status().as_u16(),
+        limit: header("x-ratelimit-limit"),
+        remaining: header("x-ratelimit-remaining"),
+        reset: header("x-ratelimit-reset").map(|reset| reset.parse().unwrap()),
+    }
+}

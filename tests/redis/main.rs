@@ -6,6 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod algorithms;
 mod failover;
 mod faults;
 mod harness;

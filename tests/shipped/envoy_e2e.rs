@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::common;
-use crate::common::envoy::{self, Envoy};
+use crate::common::envoy::{self, Envoy, get};
 use crate::common::http::Http;
 use crate::common::process::Node;
 use crate::common::redis::RedisServer;
@@ -57,34 +57,6 @@ async fn front_proxy(nodes: &[&Node], deny: bool) -> (Envoy, String) {
     let envoy = Envoy::start("front-proxy.yaml", FRONT_PROXY, &args).await;
     let base = format!("http://127.0.0.1:{}", envoy.ports.listener);
     (envoy, base)
-}
-
-struct Answer {
-    status: u16,
-    limit: Option<String>,
-    remaining: Option<String>,
-    reset: Option<u64>,
-}
-
-async fn get(base: &str, user: &str) -> Answer {
-    let response = reqwest::Client::new()
-        .get(format!("{base}/api/orders"))
-        .header("x-user-id", user)
-        .send()
-        .await
-        .expect("Envoy answers");
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .map(|value| value.to_str().unwrap().to_string())
-    };
-    Answer {
-        status: response.status().as_u16(),
-        limit: header("x-ratelimit-limit"),
-        remaining: header("x-ratelimit-remaining"),
-        reset: header("x-ratelimit-reset").map(|reset| reset.parse().unwrap()),
-    }
 }
 
 async fn statuses(base: &str, user: &str, count: usize) -> Vec<u16> {

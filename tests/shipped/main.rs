@@ -8,6 +8,7 @@ mod common;
 
 mod binary;
 mod demo;
+mod envoy_algorithms;
 mod envoy_e2e;
 mod envoy_tls_tracing;
 mod examples;
