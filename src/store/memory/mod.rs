@@ -118,13 +118,26 @@ impl MemoryStore {
         (index, hash)
     }
 
-    /// One op alone: judged and counted under its shard's lock.
+    /// One op alone: judged and counted under its shard's lock, with one lookup of its key
+    /// unless the counter must be created, replaced or dropped.
     fn apply_one(&self, op: &CounterOp, now: u64) -> Count {
         let (index, hash) = self.locate(&op.key);
         let mut shard = lock(&self.shards[index]);
-        let verdict = judge(shard.peek(hash, &op.key), op, now);
-        let counted = verdict_counts(op, verdict.fits);
-        self.settle(&mut shard, hash, op, verdict, counted, now)
+        let found = shard.peek(hash, &op.key);
+        let verdict = judge(found.as_deref(), op, now);
+        if !verdict_counts(op, verdict.fits) {
+            return verdict.refused;
+        }
+        let change = match found {
+            Some(counter) => match counter.update(verdict.change, now) {
+                None => return verdict.counted,
+                Some(change) => change,
+            },
+            None => verdict.change,
+        };
+        let capacity = self.shard_capacity;
+        shard.place(hash, &op.key, change, now, capacity, &self.live_evictions);
+        verdict.counted
     }
 
     /// A run of ops decided together: the shards of its keys are locked in index order (so two
@@ -143,7 +156,9 @@ impl MemoryStore {
         let verdicts: Vec<Verdict> = ops
             .iter()
             .zip(&located)
-            .map(|(op, &(index, hash))| judge(guards[guard(index)].peek(hash, &op.key), op, now))
+            .map(|(op, &(index, hash))| {
+                judge(guards[guard(index)].peek(hash, &op.key).as_deref(), op, now)
+            })
             .collect();
         let all_fit = verdicts.iter().all(|verdict| verdict.fits);
         ops.iter()

@@ -71,6 +71,33 @@ impl Counter {
         }
     }
 
+    /// Makes `change` to this counter when it keeps the counter's kind (the common case, with
+    /// no second lookup); gives the change back when the shard must replace or drop it.
+    pub(super) fn update(&mut self, change: Change, now: u64) -> Option<Change> {
+        match (self, change) {
+            (_, Change::Keep) => None,
+            (
+                Counter::Fixed { ends_ms, count },
+                Change::Fixed {
+                    ends_ms: end,
+                    count: value,
+                },
+            ) => {
+                (*ends_ms, *count) = (end, value);
+                None
+            }
+            (Counter::Sliding(buckets), Change::Slide { window, delta }) => {
+                buckets.apply(now, window, delta);
+                None
+            }
+            (Counter::Bucket(held), Change::Refill(bucket)) if !bucket.is_full() => {
+                **held = bucket;
+                None
+            }
+            (_, change) => Some(change),
+        }
+    }
+
     /// Hits counted, or tokens taken from a bucket.
     pub(super) fn value(&self, now_ms: u64) -> u64 {
         match self {
@@ -149,12 +176,12 @@ impl Shard {
     }
 
     /// The counter held for `key`, marked as used.
-    pub(super) fn peek(&mut self, hash: u64, key: &str) -> Option<&Counter> {
+    pub(super) fn peek(&mut self, hash: u64, key: &str) -> Option<&mut Counter> {
         self.uses += 1;
         let uses = self.uses;
         let slot = self.slot_mut(hash, key)?;
         slot.last_used = uses;
-        Some(&slot.counter)
+        Some(&mut slot.counter)
     }
 
     /// Makes a change a verdict on `key` called for.
@@ -167,36 +194,39 @@ impl Shard {
         capacity: Capacity,
         live_evictions: &AtomicU64,
     ) {
-        let slot = self.slot_mut(hash, key);
-        let counter = match (change, slot) {
-            (Change::Keep, _) => return,
-            (Change::Fixed { ends_ms, count }, Some(slot))
-                if matches!(slot.counter, Counter::Fixed { .. }) =>
-            {
-                slot.counter = Counter::Fixed { ends_ms, count };
-                return;
-            }
-            // Reading or refunding a counter that does not exist leaves nothing to store.
-            (Change::Fixed { count: 0, .. }, None) => return,
-            (Change::Fixed { ends_ms, count }, _) => Counter::Fixed { ends_ms, count },
-            (Change::Slide { window, delta }, Some(slot)) => match &mut slot.counter {
-                Counter::Sliding(buckets) => return buckets.apply(now, window, delta),
-                _ if delta <= 0 => return,
-                _ => sliding(now, window, delta),
+        let change = match self.slot_mut(hash, key) {
+            Some(slot) => match slot.counter.update(change, now) {
+                None => return,
+                Some(change) => change,
             },
-            (Change::Slide { window, delta }, None) if delta > 0 => sliding(now, window, delta),
-            (Change::Slide { .. }, None) => return,
-            (Change::Refill(bucket), _) if bucket.is_full() => {
+            None => change,
+        };
+        self.place(hash, key, change, now, capacity, live_evictions);
+    }
+
+    /// Makes a change that [`Counter::update`] gave back: a new counter for the key (replacing
+    /// one of another kind), or none.
+    pub(super) fn place(
+        &mut self,
+        hash: u64,
+        key: &str,
+        change: Change,
+        now: u64,
+        capacity: Capacity,
+        live_evictions: &AtomicU64,
+    ) {
+        let counter = match change {
+            Change::Keep => return,
+            // Reading or refunding a counter that does not exist leaves nothing to store.
+            Change::Fixed { count: 0, .. } if self.slot_mut(hash, key).is_none() => return,
+            Change::Fixed { ends_ms, count } => Counter::Fixed { ends_ms, count },
+            Change::Slide { delta, .. } if delta <= 0 => return,
+            Change::Slide { window, delta } => sliding(now, window, delta),
+            Change::Refill(bucket) if bucket.is_full() => {
                 self.remove(hash, key);
                 return;
             }
-            (Change::Refill(bucket), Some(slot)) if matches!(slot.counter, Counter::Bucket(_)) => {
-                if let Counter::Bucket(held) = &mut slot.counter {
-                    **held = bucket;
-                }
-                return;
-            }
-            (Change::Refill(bucket), _) => Counter::Bucket(Box::new(bucket)),
+            Change::Refill(bucket) => Counter::Bucket(Box::new(bucket)),
         };
         self.insert(hash, key, counter, now, capacity, live_evictions);
     }
