@@ -137,10 +137,30 @@ fn made_keys(keys: Keys) {
     assert_eq!(CheckKey::decode(&ed).as_ref(), Some(&d), "{ed:?}");
     assert_eq!(a == b, ea == eb, "{a:?} and {b:?} give {ea:?} and {eb:?}");
     assert_eq!(c == d, ec == ed, "{c:?} and {d:?} give {ec:?} and {ed:?}");
-    for rule_key in [&ea, &eb] {
+    for (rule, rule_key) in [(&a, &ea), (&b, &eb)] {
         for check_key in [&ec, &ed] {
             assert_ne!(rule_key, check_key);
         }
-        assert!(!rule_key.contains(['{', '}', '\n']), "{rule_key:?}");
+        assert!(
+            !untagged(rule, rule_key).contains(['{', '}', '\n']),
+            "{rule_key:?}"
+        );
     }
+}
+
+/// A rule key without the hash tag a list's keys end with (`|{` 16 lower-case hex digits `}`),
+/// the only braces a key may hold: no client text can choose a Cluster slot.
+fn untagged<'k>(rule: &DecodedKey, key: &'k str) -> &'k str {
+    if !matches!(rule.scope, Scope::Limit { listed: true, .. }) {
+        return key;
+    }
+    let (untagged, tag) = key
+        .rsplit_once("|{")
+        .expect("a list's key ends with its tag");
+    let hex = tag.strip_suffix('}').expect("a tag ends with a brace");
+    assert!(
+        hex.len() == 16 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+        "{key:?}"
+    );
+    untagged
 }

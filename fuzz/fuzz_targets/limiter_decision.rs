@@ -1,10 +1,18 @@
 //! Request validation and the whole limiter decision on the memory store, driven by a sequence
 //! of structured requests and clock moves against a config with every kind of rule (exact, any
 //! value, wildcard, shared wildcard, nested, unlimited, whitelist, shadow, quota, replaces,
-//! zero). A model beside the service predicts every validation error, which rule or override
-//! each descriptor counts under, each counter's value (windows epoch-aligned, refunds saturating
-//! at zero) and the overall code; the decision never admits a request past a limit.
+//! zero), and generated rules of every algorithm, windows of several units and lists of limits.
+//! A model beside the service predicts every validation error, which rule or override each
+//! descriptor counts under, each Go-style counter's value (windows epoch-aligned, refunds
+//! saturating at zero), when the other algorithms must admit and must refuse (see `meters`), and
+//! the overall code; the decision never admits a request past a limit, and a list counts all of
+//! its limits or none.
 #![no_main]
+
+#[path = "limiter_decision/generated.rs"]
+mod generated;
+#[path = "limiter_decision/meters.rs"]
+mod meters;
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -16,9 +24,12 @@ use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descri
 };
 use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitRequest;
 use envoy_types::pb::google::protobuf::UInt64Value;
+use generated::{AskGenerated, GENERATED, GeneratedRule};
 use libfuzzer_sys::fuzz_target;
+use meters::Meters;
+use ratelimiter::algorithm::Algorithm;
 use ratelimiter::clock::{Clock, ManualClock, Unit, Window};
-use ratelimiter::config::{Config, Limit, Rule};
+use ratelimiter::config::{Config, Limit, Rate, Rule};
 use ratelimiter::key::{self, Scope};
 use ratelimiter::limiter::{Decision, Limiter, LimiterOptions, Modes, Outcome};
 use ratelimiter::metrics::Metrics;
@@ -38,9 +49,10 @@ const LIMITS: RequestLimits = RequestLimits {
 };
 
 /// The words the config uses, so that requests match its rules often.
-const WORDS: [&str; 20] = [
+const WORDS: [&str; 24] = [
     "fuzz", "other", "user", "plan", "gold", "client", "path", "/api/x", "/api/", "files",
-    "files/a", "files/b", "shadow", "quota", "zero", "white", "listed", "", "alice", "bob",
+    "files/a", "files/b", "shadow", "quota", "zero", "white", "listed", "", "alice", "bob", "m0",
+    "m1", "m2", "m3",
 ];
 
 /// 2 s into a minute, as the service's tests start their clocks.
@@ -51,13 +63,19 @@ struct Input {
     global_shadow: bool,
     global_quota: bool,
     steps: Vec<Step>,
+    /// Last, so that an input short of bytes gets rules of zeros (see `GeneratedRate::yaml`).
+    rules: [GeneratedRule; GENERATED],
 }
 
 #[derive(Arbitrary, Debug)]
 enum Step {
     Ask(Ask),
+    /// Asks the generated rules, often.
+    AskGenerated(AskGenerated),
     /// Moves the clock forward by this many milliseconds.
     Wait(u32),
+    /// Moves the clock forward by this many tens of milliseconds: steps within a window.
+    Tick(u8),
 }
 
 #[derive(Arbitrary, Debug)]
@@ -121,13 +139,11 @@ impl Ask {
     }
 }
 
-/// The fuzz config, parsed once; each input's limiter gets a copy.
-fn config() -> &'static Config {
-    static CONFIG: OnceLock<Config> = OnceLock::new();
-    CONFIG.get_or_init(|| {
-        Config::from_sources([("limiter_config.yaml", CONFIG_TEXT)])
-            .expect("the fuzz config is valid")
-    })
+/// The fuzz config with the input's generated rules.
+fn config(rules: &[GeneratedRule]) -> Config {
+    let text = format!("{CONFIG_TEXT}{}", generated::yaml(rules));
+    Config::from_sources([("limiter_config.yaml", text.as_str())])
+        .unwrap_or_else(|errors| panic!("the generated config is valid: {errors:?}\n{text}"))
 }
 
 fn metrics() -> Arc<Metrics> {
@@ -137,8 +153,13 @@ fn metrics() -> Arc<Metrics> {
         .clone()
 }
 
-/// Each counter's window start and count, as the store should hold them.
-type Counters = HashMap<String, (u64, u64)>;
+/// Each Go-style counter's window start and count, as the store should hold them; and the
+/// counters of the other algorithms.
+#[derive(Default)]
+struct Model {
+    counters: HashMap<String, (u64, u64)>,
+    meters: Meters,
+}
 
 fuzz_target!(|input: Input| {
     let clock = Arc::new(ManualClock::new(START_MS));
@@ -153,24 +174,32 @@ fuzz_target!(|input: Input| {
         blocked_cache_keys: 0,
     };
     let limiter = Limiter::new(store, metrics(), options);
-    limiter.install(config().clone());
-    let mut counters = Counters::new();
+    let config = config(&input.rules);
+    limiter.install(config.clone());
+    let mut model = Model::default();
     for step in input.steps.iter().take(64) {
-        match step {
-            Step::Wait(ms) => clock.set(clock.now_ms() + u64::from(*ms)),
-            Step::Ask(ask) => {
-                let request = ask.request();
-                let checked = request::validate(&request, &LIMITS);
-                assert_eq!(
-                    checked.as_ref().err(),
-                    refusal(&request).as_ref(),
-                    "{request:?}"
-                );
-                let Ok(check) = checked else { continue };
-                let decision = block_on(limiter.check(&check)).expect("the memory store answers");
-                expect(&request, &decision, modes, clock.now_ms(), &mut counters);
+        let request = match step {
+            Step::Wait(ms) => {
+                clock.set(clock.now_ms() + u64::from(*ms));
+                continue;
             }
-        }
+            Step::Tick(tens) => {
+                clock.set(clock.now_ms() + 10 * u64::from(*tens));
+                continue;
+            }
+            Step::Ask(ask) => ask.request(),
+            Step::AskGenerated(ask) => ask.request(),
+        };
+        let checked = request::validate(&request, &LIMITS);
+        assert_eq!(
+            checked.as_ref().err(),
+            refusal(&request).as_ref(),
+            "{request:?}"
+        );
+        let Ok(check) = checked else { continue };
+        let decision = block_on(limiter.check(&check)).expect("the memory store answers");
+        let now_ms = clock.now_ms();
+        expect(&config, &request, &decision, modes, now_ms, &mut model);
     }
 });
 
@@ -246,12 +275,30 @@ fn refusal(request: &RateLimitRequest) -> Option<RequestError> {
 enum Planned<'c> {
     NoLimit,
     Unlimited,
+    /// As the Go service counts: one fixed window, every hit, over the limit too.
     Counted {
         rule: Option<&'c Rule>,
         unit: Unit,
+        unit_multiplier: u32,
         requests_per_unit: u32,
         key: String,
     },
+    /// Another algorithm, or a list: the hits are counted only when every limit admits them.
+    Metered {
+        rule: &'c Rule,
+        rates: &'c [Rate],
+        keys: Vec<String>,
+    },
+}
+
+impl<'c> Planned<'c> {
+    fn rule(&self) -> Option<&'c Rule> {
+        match self {
+            Planned::Counted { rule, .. } => *rule,
+            Planned::Metered { rule, .. } => Some(rule),
+            Planned::NoLimit | Planned::Unlimited => None,
+        }
+    }
 }
 
 fn plan<'c>(config: &'c Config, domain: &str, descriptor: &RateLimitDescriptor) -> Planned<'c> {
@@ -271,6 +318,7 @@ fn plan<'c>(config: &'c Config, domain: &str, descriptor: &RateLimitDescriptor) 
         return Planned::Counted {
             rule: None,
             unit,
+            unit_multiplier: 1,
             requests_per_unit: limit.requests_per_unit,
             key: key::encode(domain, scope, levels),
         };
@@ -282,32 +330,65 @@ fn plan<'c>(config: &'c Config, domain: &str, descriptor: &RateLimitDescriptor) 
     let Some(rule) = tree.find(pairs) else {
         return Planned::NoLimit;
     };
+    let values = || descriptor.entries.iter().map(|e| e.value.as_str());
     match &rule.limit {
-        Limit::Unlimited => Planned::Unlimited,
-        Limit::List(_) => unreachable!("the fuzz config has no lists of limits"),
-        Limit::Single(rate) => {
-            let values = descriptor.entries.iter().map(|e| e.value.as_str());
+        Limit::Unlimited { .. } => Planned::Unlimited,
+        Limit::Single(rate) if rate.algorithm == Algorithm::FixedWindow => {
             let scope = Scope::Rule {
                 window_secs: rate.window_secs(),
             };
             Planned::Counted {
                 rule: Some(rule),
                 unit: rate.unit,
+                unit_multiplier: rate.unit_multiplier,
                 requests_per_unit: rate.requests_per_unit,
-                key: key::encode(domain, scope, rule.key_levels(values)),
+                key: key::encode(domain, scope, rule.key_levels(values())),
             }
+        }
+        limit => {
+            let rates = limit.rates();
+            let keys = rates
+                .iter()
+                .map(|rate| {
+                    let scope = Scope::Limit {
+                        algorithm: rate.algorithm,
+                        window_secs: rate.window_secs(),
+                        listed: matches!(limit, Limit::List(_)),
+                    };
+                    key::encode(domain, scope, rule.key_levels(values()))
+                })
+                .collect();
+            Planned::Metered { rule, rates, keys }
         }
     }
 }
 
+/// A descriptor's hits: its own `hits_addend`, else the request's (0 meaning 1); negative to
+/// refund.
+fn hits_of(request: &RateLimitRequest, descriptor: &RateLimitDescriptor) -> (u64, i64) {
+    let hits = descriptor
+        .hits_addend
+        .as_ref()
+        .map_or(u64::from(request.hits_addend.max(1)), |h| h.value);
+    let signed = i64::try_from(hits).expect("validated");
+    (
+        hits,
+        if descriptor.is_negative_hits {
+            -signed
+        } else {
+            signed
+        },
+    )
+}
+
 fn expect(
+    config: &Config,
     request: &RateLimitRequest,
     decision: &Decision,
     modes: Modes,
     now_ms: u64,
-    counters: &mut Counters,
+    model: &mut Model,
 ) {
-    let config = config();
     let mut plans: Vec<Planned> = request
         .descriptors
         .iter()
@@ -315,19 +396,16 @@ fn expect(
         .collect();
     let replaced: Vec<&str> = plans
         .iter()
-        .filter_map(|plan| match plan {
-            Planned::Counted {
-                rule: Some(rule), ..
-            } => Some(rule.replaces.iter().map(String::as_str)),
-            _ => None,
+        .filter_map(|plan| {
+            plan.rule()
+                .map(|rule| rule.replaces.iter().map(String::as_str))
         })
         .flatten()
         .collect();
     for plan in &mut plans {
-        if let Planned::Counted {
-            rule: Some(rule), ..
-        } = plan
-            && rule.names().any(|name| replaced.contains(&name))
+        if plan
+            .rule()
+            .is_some_and(|rule| rule.names().any(|name| replaced.contains(&name)))
         {
             *plan = Planned::NoLimit;
         }
@@ -340,29 +418,29 @@ fn expect(
         .zip(&decision.outcomes)
         .zip(&request.descriptors)
     {
-        match (plan, outcome) {
+        let (hits, delta) = hits_of(request, descriptor);
+        let (over, quota) = match (plan, outcome) {
             (Planned::NoLimit, Outcome::NoLimit { quota }) => {
                 assert_eq!(*quota, modes.global_quota);
-                if *quota {
-                    quotas.push(false);
-                }
+                (false, *quota)
             }
-            (Planned::Unlimited, Outcome::Unlimited) => {}
+            (Planned::Unlimited, Outcome::Unlimited) => continue,
             (
                 Planned::Counted {
                     rule,
                     unit,
+                    unit_multiplier,
                     requests_per_unit,
                     key,
                 },
                 Outcome::Counted(counted),
             ) => {
-                let hits = descriptor
-                    .hits_addend
-                    .as_ref()
-                    .map_or(u64::from(request.hits_addend.max(1)), |h| h.value);
-                let window = Window::containing(now_ms, unit.seconds() * 1_000);
-                let slot = counters.entry(key.clone()).or_insert((window.start_ms, 0));
+                let window_ms = unit.seconds() * u64::from(*unit_multiplier) * 1_000;
+                let window = Window::containing(now_ms, window_ms);
+                let slot = model
+                    .counters
+                    .entry(key.clone())
+                    .or_insert((window.start_ms, 0));
                 if slot.0 != window.start_ms {
                     *slot = (window.start_ms, 0);
                 }
@@ -377,8 +455,12 @@ fn expect(
                 let over = count > u64::from(*requests_per_unit) && !shadow;
                 assert_eq!(counted.count, count, "{key}");
                 assert_eq!(
-                    (counted.unit, counted.requests_per_unit),
-                    (*unit, *requests_per_unit)
+                    (
+                        counted.unit,
+                        counted.unit_multiplier,
+                        counted.requests_per_unit
+                    ),
+                    (*unit, *unit_multiplier, *requests_per_unit)
                 );
                 assert_eq!(
                     counted.over_limit, over,
@@ -392,13 +474,21 @@ fn expect(
                 assert_eq!(counted.quota, quota);
                 let name = rule.and_then(|rule| rule.names().next().map(str::to_string));
                 assert_eq!(counted.name, name);
-                if quota {
-                    quotas.push(over);
-                } else {
-                    regular_over |= over;
-                }
+                (over, quota)
+            }
+            (Planned::Metered { rule, rates, keys }, Outcome::Counted(counted)) => {
+                let over =
+                    meters::check(rule, rates, keys, delta, counted, now_ms, &mut model.meters);
+                let quota = modes.global_quota || rule.quota_mode;
+                assert_eq!(counted.quota, quota);
+                (over, quota)
             }
             _ => panic!("descriptor {descriptor:?} planned otherwise than {outcome:?}"),
+        };
+        if quota {
+            quotas.push(over);
+        } else {
+            regular_over |= over;
         }
     }
     let all_quotas_over = !quotas.is_empty() && quotas.iter().all(|over| *over);

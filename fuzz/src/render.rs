@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
+use ratelimiter::algorithm::Algorithm;
 use ratelimiter::config::yaml::MetaValue;
-use ratelimiter::config::{Config, DomainTree, LevelSpec, Limit, Rule, Selector};
+use ratelimiter::config::{Config, DomainTree, LevelSpec, Limit, Rate, Rule, Selector};
 
 /// A YAML double-quoted scalar holding exactly `text`.
 pub fn quoted(text: &str) -> String {
@@ -170,29 +171,31 @@ fn write_children(out: &mut String, node: &Node<'_>, depth: usize) {
 }
 
 fn write_rule(out: &mut String, rule: &Rule, indent: &str) {
-    let mut rate_limit = Vec::new();
-    match rule.limit {
-        Limit::Limited {
-            unit,
-            requests_per_unit,
-        } => {
-            rate_limit.push(format!("unit: {}", unit.name()));
-            rate_limit.push(format!("requests_per_unit: {requests_per_unit}"));
+    let mut replaces = rule
+        .replaces
+        .iter()
+        .map(|name| format!("{{name: {}}}", quoted(name)));
+    // The rule's `replaces` (a list's, joined) go on its first limit.
+    let mut fields = |mut limit: Vec<String>| {
+        let replaces: Vec<String> = replaces.by_ref().collect();
+        if !replaces.is_empty() {
+            limit.push(format!("replaces: [{}]", replaces.join(", ")));
         }
-        Limit::Unlimited => rate_limit.push("unlimited: true".into()),
-    }
-    if let Some(name) = &rule.name {
-        rate_limit.push(format!("name: {}", quoted(name)));
-    }
-    if !rule.replaces.is_empty() {
-        let replaces: Vec<String> = rule
-            .replaces
-            .iter()
-            .map(|name| format!("{{name: {}}}", quoted(name)))
-            .collect();
-        rate_limit.push(format!("replaces: [{}]", replaces.join(", ")));
-    }
-    let _ = writeln!(out, "{indent}  rate_limit: {{{}}}", rate_limit.join(", "));
+        format!("{{{}}}", limit.join(", "))
+    };
+    let rate_limit = match &rule.limit {
+        Limit::Single(rate) => fields(rate_fields(rate)),
+        Limit::List(rates) => {
+            let limits: Vec<String> = rates.iter().map(|rate| fields(rate_fields(rate))).collect();
+            format!("[{}]", limits.join(", "))
+        }
+        Limit::Unlimited { name } => {
+            let mut limit = vec!["unlimited: true".to_string()];
+            limit.extend(name.iter().map(|name| format!("name: {}", quoted(name))));
+            fields(limit)
+        }
+    };
+    let _ = writeln!(out, "{indent}  rate_limit: {rate_limit}");
     for (flag, name) in [
         (rule.shadow_mode, "shadow_mode"),
         (rule.quota_mode, "quota_mode"),
@@ -205,6 +208,25 @@ fn write_rule(out: &mut String, rule: &Rule, indent: &str) {
     if let Some(metadata) = &rule.metadata {
         let _ = writeln!(out, "{indent}  metadata: {}", structure(metadata));
     }
+}
+
+/// One limit's fields, the defaults left out.
+fn rate_fields(rate: &Rate) -> Vec<String> {
+    let mut fields = vec![format!("unit: {}", rate.unit.name())];
+    if rate.unit_multiplier != 1 {
+        fields.push(format!("unit_multiplier: {}", rate.unit_multiplier));
+    }
+    fields.push(format!("requests_per_unit: {}", rate.requests_per_unit));
+    if rate.algorithm != Algorithm::FixedWindow {
+        fields.push(format!("algorithm: {}", rate.algorithm));
+    }
+    if rate.algorithm == Algorithm::TokenBucket {
+        fields.push(format!("burst: {}", rate.burst));
+    }
+    if let Some(name) = &rate.name {
+        fields.push(format!("name: {}", quoted(name)));
+    }
+    fields
 }
 
 /// Everything a rule is, as text, for comparing two loads of the same limits.
@@ -228,11 +250,10 @@ pub fn rule_summary(rule: &Rule) -> String {
         })
         .collect();
     format!(
-        "{} path=[{}] limit={:?} name={:?} replaces={:?} shadow={} quota={} detailed={} metadata={}",
+        "{} path=[{}] limit={:?} replaces={:?} shadow={} quota={} detailed={} metadata={}",
         rule.path_key,
         path.join(", "),
         rule.limit,
-        rule.name,
         rule.replaces,
         rule.shadow_mode,
         rule.quota_mode,

@@ -54,7 +54,7 @@ impl Config {
             .flat_map(|domain| &domain.rules)
             .map(|rule| {
                 let limits = match &rule.limit {
-                    Limit::Unlimited => "unit=UNKNOWN requests_per_unit=0".to_string(),
+                    Limit::Unlimited { .. } => "unit=UNKNOWN requests_per_unit=0".to_string(),
                     limit => limit
                         .rates()
                         .iter()

@@ -17,6 +17,10 @@ pub(super) struct Compiled {
 /// The longest window: a year, the longest unit the Go service has.
 const MAX_WINDOW_SECS: u64 = 31_536_000;
 
+/// The most limits in one list: a request's store work grows with them (one op each), and a
+/// descriptor has a handful of meaningful windows.
+pub const MAX_LIST_LIMITS: usize = 16;
+
 /// A token bucket refills at most one token per microsecond: stores keep time in microseconds.
 const MIN_REFILL_US: u64 = 1;
 
@@ -24,8 +28,7 @@ const MIN_REFILL_US: u64 = 1;
 pub(super) fn compile(problems: &mut Problems, at: &At<RateLimitsDoc>) -> Option<Compiled> {
     match &at.value {
         RateLimitsDoc::One(doc) => {
-            let (rate, replaces) = one(problems, doc, position(at))?;
-            let limit = rate.map_or(Limit::Unlimited, Limit::Single);
+            let (limit, replaces) = one(problems, doc, position(at), &[])?;
             Some(Compiled { limit, replaces })
         }
         RateLimitsDoc::List(items) => list(problems, items, position(at)),
@@ -41,6 +44,24 @@ fn list(
     if items.is_empty() {
         problems.error("rate_limit list must not be empty", Some(at));
     }
+    if items.len() > MAX_LIST_LIMITS {
+        problems.error(
+            format!(
+                "a rate_limit list holds at most {MAX_LIST_LIMITS} limits, found {}",
+                items.len()
+            ),
+            Some(at),
+        );
+    }
+    // A list's limits are one rule: none of them may replace another's name (it would drop the
+    // rule itself).
+    let names: Vec<&str> = items
+        .iter()
+        .filter_map(|item| match &item.value {
+            Item::Map(doc) => doc.name.as_ref().map(|name| name.value.as_str()),
+            Item::NotAMap(_) => None,
+        })
+        .collect();
     let mut rates: Vec<Rate> = Vec::new();
     let mut replaces = Vec::new();
     for item in items {
@@ -61,7 +82,8 @@ fn list(
             );
             continue;
         }
-        let Some((Some(rate), mut named)) = one(problems, doc, position(item)) else {
+        let Some((Limit::Single(rate), mut named)) = one(problems, doc, position(item), &names)
+        else {
             continue;
         };
         let same = |other: &Rate| {
@@ -87,12 +109,14 @@ fn list(
     })
 }
 
-/// One map: its rate (`None` when unlimited) and the names it replaces. `at` is the map's place.
+/// One map: its limit (a single rate, or unlimited) and the names it replaces, which must be
+/// none of `rule_names` (the other names of its rule) nor its own. `at` is the map's place.
 fn one(
     problems: &mut Problems,
     doc: &RateLimitDoc,
     at: Position,
-) -> Option<(Option<Rate>, Vec<String>)> {
+    rule_names: &[&str],
+) -> Option<(Limit, Vec<String>)> {
     let errors_before = problems.count();
     problems.stray_keys(&doc.stray_keys);
     let unit = unit(problems, doc, at);
@@ -105,13 +129,14 @@ fn one(
         .as_ref()
         .map(|n| n.value.clone())
         .filter(|n| !n.is_empty());
-    let replaces = replaces(problems, &doc.replaces, name.as_deref());
+    let own: Vec<&str> = rule_names.iter().copied().chain(name.as_deref()).collect();
+    let replaces = replaces(problems, &doc.replaces, &own);
     if doc.is_unlimited() {
         unlimited_alone(problems, doc);
     }
-    let rate = match (doc.is_unlimited(), unit, requests_per_unit) {
-        (true, _, _) => None,
-        (false, Some(unit), Some(requests_per_unit)) => Some(extended(
+    let limit = match (doc.is_unlimited(), unit, requests_per_unit) {
+        (true, _, _) => Limit::Unlimited { name },
+        (false, Some(unit), Some(requests_per_unit)) => Limit::Single(extended(
             problems,
             doc,
             Rate {
@@ -121,7 +146,7 @@ fn one(
         )),
         _ => return None,
     };
-    (problems.count() == errors_before).then_some((rate, replaces))
+    (problems.count() == errors_before).then_some((limit, replaces))
 }
 
 /// The rate limit's unit; an unlimited rule must have none, any other a known one.
@@ -206,8 +231,12 @@ fn extended(problems: &mut Problems, doc: &RateLimitDoc, mut rate: Rate) -> Rate
     rate
 }
 
-/// A token bucket refills at most a token per microsecond, and fills within a year.
+/// A token bucket refills at most a token per microsecond, and fills within a year. A window
+/// over a year is already refused (and would overflow these sums).
 fn bucket_in_range(problems: &mut Problems, rate: &Rate, at: Option<Position>) {
+    if rate.window_secs() > MAX_WINDOW_SECS {
+        return;
+    }
     let window_us = rate.window_secs() * 1_000_000;
     let requests = u64::from(rate.requests_per_unit.max(1));
     if window_us / requests < MIN_REFILL_US {
@@ -251,12 +280,8 @@ fn whole(problems: &mut Problems, field: &str, at: &At<Scalar>) -> Option<u32> {
     None
 }
 
-/// The names of the rules this one `replaces`; never empty, never its own `name`.
-fn replaces(
-    problems: &mut Problems,
-    items: &[At<Item<ReplaceDoc>>],
-    name: Option<&str>,
-) -> Vec<String> {
+/// The names of the rules this one `replaces`; never empty, never one of its `own` names.
+fn replaces(problems: &mut Problems, items: &[At<Item<ReplaceDoc>>], own: &[&str]) -> Vec<String> {
     let mut replaces = Vec::new();
     for item in items {
         let replaced = match &item.value {
@@ -280,7 +305,7 @@ fn replaces(
                 "should not have an empty replaces entry",
                 Some(position(item)),
             );
-        } else if name == Some(replaced) {
+        } else if own.contains(&replaced) {
             problems.error(
                 "replaces should not contain name of same descriptor",
                 Some(position(item)),

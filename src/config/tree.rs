@@ -73,7 +73,8 @@ pub enum Limit {
     /// Several limits, written as a list: a request must fit every one, and one refused by any
     /// is counted by none.
     List(Vec<Rate>),
-    Unlimited,
+    /// No limit; the name, when given, is still one that `replaces` can drop.
+    Unlimited { name: Option<String> },
 }
 
 /// One limit: requests per window of `unit` x `unit_multiplier`, counted by `algorithm`.
@@ -122,7 +123,7 @@ impl Limit {
         match self {
             Limit::Single(rate) => std::slice::from_ref(rate),
             Limit::List(rates) => rates,
-            Limit::Unlimited => &[],
+            Limit::Unlimited { .. } => &[],
         }
     }
 }
@@ -192,10 +193,15 @@ impl Choices {
 impl Rule {
     /// The names of the rule's limits, by which other rules `replaces` it.
     pub fn names(&self) -> impl Iterator<Item = &str> {
+        let unlimited = match &self.limit {
+            Limit::Unlimited { name } => name.as_deref(),
+            Limit::Single(_) | Limit::List(_) => None,
+        };
         self.limit
             .rates()
             .iter()
             .filter_map(|rate| rate.name.as_deref())
+            .chain(unlimited)
     }
 
     /// The counter-key levels for a request's values (which this rule matched).

@@ -108,20 +108,21 @@ pub async fn limits(api: Arc<Api>, headers: HeaderMap) -> Result<Response, ApiEr
 fn rule_view(rule: &Rule) -> RuleView<'_> {
     let single = match &rule.limit {
         Limit::Single(rate) => Some(rate),
-        Limit::List(_) | Limit::Unlimited => None,
+        Limit::List(_) | Limit::Unlimited { .. } => None,
     };
     let limits = match &rule.limit {
         Limit::List(rates) => Some(rates.iter().map(limit_view).collect()),
-        Limit::Single(_) | Limit::Unlimited => None,
+        Limit::Single(_) | Limit::Unlimited { .. } => None,
     };
+    let listed = limits.is_some();
     RuleView {
         path: &rule.path_key,
         unit: single.map(|rate| rate.unit.name()),
         requests_per_unit: single.map(|rate| rate.requests_per_unit),
-        unlimited: rule.limit == Limit::Unlimited,
+        unlimited: matches!(rule.limit, Limit::Unlimited { .. }),
         shadow_mode: rule.shadow_mode,
         quota_mode: rule.quota_mode,
-        name: single.and_then(|rate| rate.name.as_deref()),
+        name: rule.names().next().filter(|_| !listed),
         extension: single.map(Extension::of).unwrap_or_default(),
         limits,
     }

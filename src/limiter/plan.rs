@@ -55,7 +55,7 @@ pub(super) fn plan<'c>(
         return Plan::NoLimit;
     };
     match &rule.limit {
-        Limit::Unlimited => Plan::Unlimited,
+        Limit::Unlimited { .. } => Plan::Unlimited,
         limit => Plan::Counted(Applied {
             domain,
             rule: Some(rule),

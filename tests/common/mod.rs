@@ -3,6 +3,7 @@
 //! is a real HTTP client for the management listener.
 #![allow(dead_code, reason = "each test binary uses a part of the harness")]
 
+pub mod algorithm_attacks;
 pub mod algorithms;
 pub mod contract;
 pub mod envoy;

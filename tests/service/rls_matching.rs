@@ -334,3 +334,37 @@ async fn replaces_drops_the_named_rule_for_that_request_only() {
         "basic"
     );
 }
+
+const REPLACES_UNLIMITED: &str = r#"
+domain: tiers
+descriptors:
+  - key: tier
+    value: internal
+    rate_limit: {unlimited: true, name: internal}
+  - key: tier
+    value: audited
+    rate_limit: {unit: hour, requests_per_unit: 1, replaces: [{name: internal}]}
+"#;
+
+/// As in the Go service, `replaces` drops limited rules only: a named unlimited rule stays
+/// unlimited, and keeps its name in `/api/limits`.
+#[tokio::test]
+async fn a_named_unlimited_rule_stays_unlimited_when_replaced_and_keeps_its_name() {
+    let service = Service::start(&[("tiers.yaml", REPLACES_UNLIMITED)], &[]).await;
+    let mut client = service.client().await;
+    let both = request("tiers", &[&[("tier", "internal")], &[("tier", "audited")]]);
+    let replaced = ask(&mut client, both).await;
+    assert_eq!(limit_of(&replaced.statuses[0]), None);
+    assert_eq!(replaced.statuses[0].limit_remaining, u32::MAX);
+    assert_eq!(limit_of(&replaced.statuses[1]), Some((1, "HOUR")));
+
+    let limits = service.http().get("/api/limits").await.json();
+    let rules = &limits["domains"][0]["rules"];
+    let internal = rules
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|rule| rule["unlimited"] == true)
+        .expect("the unlimited rule is listed");
+    assert_eq!(internal["name"], "internal", "{limits}");
+}

@@ -105,6 +105,21 @@ const INVALID: &[(&str, &str, Option<usize>)] = &[
         Some(6),
     ),
     (
+        "bucket_window_over_a_year.yaml",
+        "a window (unit x unit_multiplier) must be at most a year (31536000 seconds), found 135446088615120000 seconds",
+        Some(6),
+    ),
+    (
+        "limit_list_too_long.yaml",
+        "a rate_limit list holds at most 16 limits, found 17",
+        Some(5),
+    ),
+    (
+        "replaces_own_list.yaml",
+        "replaces should not contain name of same descriptor",
+        Some(11),
+    ),
+    (
         "window_over_a_year.yaml",
         "a window (unit x unit_multiplier) must be at most a year (31536000 seconds), found 31622400 seconds",
         Some(7),

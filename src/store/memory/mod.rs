@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use meter::{Verdict, judge};
-use shard::{Capacity, Shard, lock};
+use shard::{Capacity, Change, Counter, Shard, lock};
 
 use super::{Admission, BoxFuture, Count, CounterOp, CounterPage, CounterStore, StoreError};
 use crate::clock::Clock;
@@ -128,15 +128,8 @@ impl MemoryStore {
         if !verdict_counts(op, verdict.fits) {
             return verdict.refused;
         }
-        let change = match found {
-            Some(counter) => match counter.update(verdict.change, now) {
-                None => return verdict.counted,
-                Some(change) => change,
-            },
-            None => verdict.change,
-        };
-        let capacity = self.shard_capacity;
-        shard.place(hash, &op.key, change, now, capacity, &self.live_evictions);
+        let change = Counter::update(found, verdict.change, now);
+        self.place(&mut shard, hash, &op.key, change, now);
         verdict.counted
     }
 
@@ -184,16 +177,17 @@ impl MemoryStore {
         if !counted {
             return verdict.refused;
         }
-        let capacity = self.shard_capacity;
-        shard.commit(
-            hash,
-            &op.key,
-            verdict.change,
-            now,
-            capacity,
-            &self.live_evictions,
-        );
+        let change = Counter::update(shard.peek(hash, &op.key), verdict.change, now);
+        self.place(shard, hash, &op.key, change, now);
         verdict.counted
+    }
+
+    /// Makes a change that [`Counter::update`] gave back, if any.
+    fn place(&self, shard: &mut Shard, hash: u64, key: &str, change: Option<Change>, now: u64) {
+        if let Some(change) = change {
+            let capacity = self.shard_capacity;
+            shard.place(hash, key, change, now, capacity, &self.live_evictions);
+        }
     }
 }
 

@@ -71,9 +71,17 @@ impl Counter {
         }
     }
 
-    /// Makes `change` to this counter when it keeps the counter's kind (the common case, with
-    /// no second lookup); gives the change back when the shard must replace or drop it.
-    pub(super) fn update(&mut self, change: Change, now: u64) -> Option<Change> {
+    /// Makes `change` to the counter `found` for a key when it keeps the counter's kind (the
+    /// common case, with no second lookup); gives the change back when the shard must place it
+    /// ([`Shard::place`]: a new counter, one of another kind, or none).
+    pub(super) fn update(found: Option<&mut Counter>, change: Change, now: u64) -> Option<Change> {
+        match found {
+            Some(counter) => counter.update_held(change, now),
+            None => Some(change),
+        }
+    }
+
+    fn update_held(&mut self, change: Change, now: u64) -> Option<Change> {
         match (self, change) {
             (_, Change::Keep) => None,
             (
@@ -182,26 +190,6 @@ impl Shard {
         let slot = self.slot_mut(hash, key)?;
         slot.last_used = uses;
         Some(&mut slot.counter)
-    }
-
-    /// Makes a change a verdict on `key` called for.
-    pub(super) fn commit(
-        &mut self,
-        hash: u64,
-        key: &str,
-        change: Change,
-        now: u64,
-        capacity: Capacity,
-        live_evictions: &AtomicU64,
-    ) {
-        let change = match self.slot_mut(hash, key) {
-            Some(slot) => match slot.counter.update(change, now) {
-                None => return,
-                Some(change) => change,
-            },
-            None => change,
-        };
-        self.place(hash, key, change, now, capacity, live_evictions);
     }
 
     /// Makes a change that [`Counter::update`] gave back: a new counter for the key (replacing

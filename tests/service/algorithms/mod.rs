@@ -4,6 +4,7 @@
 //! `tests/shipped/envoy_algorithms.rs`.
 
 mod answers;
+mod attacks;
 mod concurrency;
 mod lists;
 mod sliding_log;
