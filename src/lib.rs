@@ -29,17 +29,21 @@
 //!   (`store::redis`: options, connection keeping, Lua scripts, listing).
 //! - Leaves: [`key`] (injective counter keys), [`clock`] (units, the clock, epoch-aligned
 //!   windows), [`metrics`] (every Prometheus metric), [`health`] (the service's health, shared
-//!   by whoever changes and whoever reports it), [`secret`] (values never printed).
+//!   by whoever changes and whoever reports it), [`secret`] (values never printed), [`logs`]
+//!   (throttled logging), [`inflight`] (the budget of requests and bytes in flight), and the
+//!   private `admission` (which connections each listener takes, and their deadlines).
 
 #![forbid(unsafe_code)]
 
-mod accept;
+mod admission;
 pub mod clock;
 pub mod config;
 pub mod health;
 pub mod http;
+pub mod inflight;
 pub mod key;
 pub mod limiter;
+pub mod logs;
 pub mod metrics;
 pub mod registry;
 pub mod rls;

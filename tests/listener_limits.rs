@@ -130,22 +130,31 @@ async fn connections_that_stall_before_their_headers_end_are_closed_while_health
     );
 }
 
+/// A connection to `addr` from the loopback address `from` (127.0.0.0/8 is all loopback).
+async fn open_from(from: [u8; 4], addr: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((from, 0))).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
 #[tokio::test]
-async fn silent_connections_in_every_slot_are_closed_and_health_answers_again() {
+async fn silent_connections_from_a_few_addresses_leave_the_reserve_and_are_closed() {
     let service = service().await;
     assert_eq!(service.http().get("/health").await.status, 200);
     // One at a time, so that the server accepts each before the next comes: the kernel's queue
     // of connections not yet accepted is short (128), and one that overflows it may never be
-    // accepted, nor told so.
+    // accepted, nor told so. Five addresses, each trying for more than its share.
     let mut silent = Vec::new();
-    for _ in 0..MAX_CONNECTIONS {
-        silent.push(open(service.http_addr, b"").await);
+    for last in 2..7 {
+        for _ in 0..300 {
+            silent.push(open_from([127, 0, 0, last], service.http_addr).await);
+        }
     }
 
-    // Queued behind every slot, this request is served once the server frees them.
-    let health = tokio::time::timeout(WITHIN, service.http().get("/health"))
+    // Every slot but the reserve is held: a new address is served at once.
+    let health = tokio::time::timeout(Duration::from_secs(5), service.http().get("/health"))
         .await
-        .expect("/health answers once the silent connections are closed");
+        .expect("/health answers from the reserved slots");
     assert_eq!(health.status, 200, "{}", health.body);
 
     let answers = join_all(
@@ -154,7 +163,18 @@ async fn silent_connections_in_every_slot_are_closed_and_health_answers_again() 
             .map(|stream| until_closed(stream, "a silent connection")),
     )
     .await;
-    assert!(answers.iter().all(String::is_empty), "{answers:?}");
+    let refused = answers
+        .iter()
+        .filter(|answer| answer.starts_with("HTTP/1.1 503 "))
+        .count();
+    let closed_silently = answers.iter().filter(|answer| answer.is_empty()).count();
+    assert_eq!(refused + closed_silently, answers.len(), "{answers:?}");
+    // The admitted ones held every slot but the reserve, and the last address a few of it.
+    let unreserved = MAX_CONNECTIONS - MAX_CONNECTIONS / 16;
+    assert!(
+        (unreserved..MAX_CONNECTIONS).contains(&closed_silently),
+        "{closed_silently} held"
+    );
 }
 
 #[tokio::test]

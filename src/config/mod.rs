@@ -15,8 +15,10 @@ use std::collections::HashMap;
 pub use error::ConfigError;
 pub use reload::{Reload, Reloader};
 pub use sources::{Sources, config_files, load};
-pub use tree::{DomainTree, LevelSpec, Limit, Pattern, Rule, Selector};
-pub use watch::{Apply, ConfigWatcher};
+pub use tree::{
+    DomainTree, LevelSpec, Limit, MatchBudget, MatchBudgetSpent, Pattern, Rule, Selector,
+};
+pub use watch::{Apply, ConfigWatcher, ReloadRequests};
 
 /// Every domain's limits, as loaded at one moment. Never changed once built; a reload builds a
 /// new one.
@@ -90,7 +92,10 @@ fn parse_file(name: &str, text: &str) -> Result<DomainTree, Vec<ConfigError>> {
 
 /// A YAML syntax or type error, with its position taken out of the message text.
 fn yaml_error(name: &str, error: &serde_saphyr::Error) -> ConfigError {
-    let text = error.without_snippet().to_string();
+    let text = match yaml::budget::breach(error) {
+        Some(breach) => yaml::budget::explain(breach),
+        None => error.without_snippet().to_string(),
+    };
     let position = error
         .location()
         .filter(|location| location.line() > 0)

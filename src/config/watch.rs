@@ -5,10 +5,12 @@
 //! The directory is watched rather than the files: a ConfigMap update swaps the `..data` symlink
 //! and an editor's save renames a new file over the old one, and a watch on the old file sees
 //! neither. Any event counts as "maybe changed"; the reload rereads the files and does nothing
-//! when their contents are the same.
+//! when their contents are the same. A [`ReloadRequests`] (SIGHUP) makes the next pass load
+//! and apply the files even when they are the same.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use notify::event::{AccessKind, AccessMode};
@@ -41,7 +43,27 @@ pub struct ConfigWatcher {
     apply: Apply,
     /// Set by the watch callback; one stored permit stands for any number of events.
     changed: Arc<Notify>,
+    requests: ReloadRequests,
     watch: Option<DirectoryWatch>,
+}
+
+/// Asks the watcher to load the config again, changed or not (what SIGHUP does). Clones ask
+/// the same watcher; a request made before the watcher starts is kept for it.
+#[derive(Clone, Debug, Default)]
+pub struct ReloadRequests {
+    wake: Arc<Notify>,
+    pending: Arc<AtomicBool>,
+}
+
+impl ReloadRequests {
+    pub fn request(&self) {
+        self.pending.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    fn take(&self) -> bool {
+        self.pending.swap(false, Ordering::AcqRel)
+    }
 }
 
 /// A live watch on one directory, and which directory it was when the watch began.
@@ -56,11 +78,12 @@ type DirectoryIdentity = (u64, u64);
 
 impl ConfigWatcher {
     /// Starts watching the reloader's path at once, so that edits made from now on are seen.
-    pub fn start(reloader: Reloader, apply: Apply) -> ConfigWatcher {
+    pub fn start(reloader: Reloader, apply: Apply, requests: ReloadRequests) -> ConfigWatcher {
         let mut watcher = ConfigWatcher {
             reloader,
             apply,
             changed: Arc::new(Notify::new()),
+            requests,
             watch: None,
         };
         watcher.keep_watching();
@@ -76,8 +99,13 @@ impl ConfigWatcher {
             let woken_by_event = tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = self.changed.notified() => true,
+                () = self.requests.wake.notified() => false,
                 _ = rescan.tick() => false,
             };
+            if self.requests.take() {
+                tracing::info!(path = %self.reloader.path().display(), "reloading the config, as asked (SIGHUP)");
+                self.reloader.forget();
+            }
             if woken_by_event {
                 tokio::select! {
                     () = shutdown.cancelled() => return,

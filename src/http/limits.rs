@@ -97,10 +97,24 @@ pub async fn rlconfig(api: Arc<Api>) -> Result<Response, ApiError> {
             let (unit, requests_per_unit) = rate(rule.limit).unwrap_or(("UNKNOWN", 0));
             format!(
                 "{}: unit={unit} requests_per_unit={requests_per_unit}, shadow_mode: {}, quota_mode: {}\n",
-                rule.path_key, rule.shadow_mode, rule.quota_mode
+                one_line(&rule.path_key), rule.shadow_mode, rule.quota_mode
             )
         })
         .collect();
     lines.sort_unstable();
     Ok(reply::text(StatusCode::OK, lines.concat()))
+}
+
+/// `text` with its control characters escaped (`\n`, `\r`, `\u{1b}`), so that a key holding a
+/// newline cannot forge a line of `/rlconfig`.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
