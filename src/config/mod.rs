@@ -85,9 +85,31 @@ impl Config {
     }
 }
 
+/// Stack for parsing and compiling one file: both recurse once per nesting level, and a file
+/// may nest as deep as [`yaml::budget::MAX_DEPTH`]; a debug build takes tens of KB per level.
+/// Only the pages a file reaches are ever touched.
+const PARSE_STACK_BYTES: usize = 64 << 20;
+
+/// Parses and compiles one file, on a thread of its own whose stack fits the deepest file the
+/// parser's budget lets through (the caller's may be a small runtime thread's).
 fn parse_file(name: &str, text: &str) -> Result<DomainTree, Vec<ConfigError>> {
-    let doc = yaml::parse(text).map_err(|error| vec![yaml_error(name, &error)])?;
-    validate::compile(name, doc)
+    let parse = || {
+        let doc = yaml::parse(text).map_err(|error| vec![yaml_error(name, &error)])?;
+        validate::compile(name, doc)
+    };
+    std::thread::scope(|scope| {
+        let parser = std::thread::Builder::new()
+            .name("config-parse".into())
+            .stack_size(PARSE_STACK_BYTES)
+            .spawn_scoped(scope, parse);
+        match parser {
+            Ok(parser) => parser
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            // No thread to be had (out of memory or threads): parse here, as deep as we can.
+            Err(_) => parse(),
+        }
+    })
 }
 
 /// A YAML syntax or type error, with its position taken out of the message text.

@@ -78,11 +78,15 @@ pub fn config_files(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
         let name = entry.file_name();
         let name = name.to_string_lossy();
         let is_yaml = name.ends_with(".yaml") || name.ends_with(".yml");
-        // Follows symlinks: ConfigMap files are links into the `..data` directory. A YAML name
-        // that cannot be followed (a dangling link, a loop) is kept, so that reading it reports
-        // why instead of the file silently not counting.
-        let is_dir = std::fs::metadata(entry.path()).is_ok_and(|m| m.is_dir());
-        if is_yaml && !is_dir && !name.starts_with('.') {
+        // Follows symlinks: ConfigMap files are links into the `..data` directory. A link to
+        // nothing is no file (a ConfigMap swap leaves one for a moment); a YAML name that
+        // cannot be followed for another reason (a loop, no permission) is kept, so that
+        // reading it reports why instead of the file silently not counting.
+        let counts = match std::fs::metadata(entry.path()) {
+            Ok(metadata) => !metadata.is_dir(),
+            Err(error) => error.kind() != std::io::ErrorKind::NotFound,
+        };
+        if is_yaml && counts && !name.starts_with('.') {
             files.push(entry.path());
         }
     }

@@ -29,7 +29,8 @@ async fn a_flood_of_new_keys_cannot_evict_the_counter_that_blocks_its_sender() {
     let mut client = service.client().await;
     let victim = || request("evict", &[&[("victim", "me")]]);
     let mut admitted = 0;
-    // Each round writes twice as many new counters as the store holds.
+    // Each round writes twice as many new counters as the store holds, then the victim asks
+    // three times: once at its limit, its counter must stay.
     for round in 0..30 {
         for batch in 0..20 {
             let flood = RateLimitRequest {
@@ -42,8 +43,10 @@ async fn a_flood_of_new_keys_cannot_evict_the_counter_that_blocks_its_sender() {
             };
             common::ask(&mut client, flood).await;
         }
-        if code(&common::ask(&mut client, victim()).await) == Code::Ok {
-            admitted += 1;
+        for _ in 0..3 {
+            if code(&common::ask(&mut client, victim()).await) == Code::Ok {
+                admitted += 1;
+            }
         }
     }
     let metrics = service.http().get("/metrics").await.body;
@@ -56,7 +59,10 @@ async fn a_flood_of_new_keys_cannot_evict_the_counter_that_blocks_its_sender() {
         evictions > 10_000.0,
         "the flood filled the store: {evictions}"
     );
-    assert_eq!(admitted, 3, "the victim admitted at most its limit of 3");
+    assert_eq!(
+        admitted, 3,
+        "the victim admitted at most its limit of 3 in 90 asks"
+    );
 }
 
 /// 200 rules whose values are `*<60 a's><n>*`: each tried on a value costs a scan of it.
@@ -139,12 +145,21 @@ async fn keys_with_control_characters_cannot_forge_lines() {
 #[tokio::test]
 async fn head_metrics_answers_like_get_without_a_body() {
     let service = Service::start(&[("x.yaml", "domain: x\n")], &[]).await;
-    let mut stream = TcpStream::connect(service.http_addr).unwrap();
-    stream
-        .write_all(b"HEAD /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
+    let addr = service.http_addr;
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        stream
+            .write_all(b"HEAD /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    })
+    .await
+    .unwrap();
     assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
     let (_, body) = answer.split_once("\r\n\r\n").unwrap();
     assert!(body.is_empty(), "{body}");

@@ -44,8 +44,8 @@ pub(super) struct Shard {
     pub(super) slots: IndexMap<Box<str>, Slot, foldhash::fast::RandomState>,
     /// The [`footprint`] of every slot held.
     bytes: usize,
-    /// Bumped on every use; a slot's `last_used` orders it for LRU eviction.
-    pub(super) uses: u64,
+    /// Bumped on every insert; a slot's `born` orders it for eviction among equals.
+    inserted: u64,
     next_purge_ms: u64,
     /// xorshift state for sampling eviction candidates.
     random: u64,
@@ -54,7 +54,9 @@ pub(super) struct Shard {
 /// 40 bytes: a million counters fit in well under 200 MB with their keys and the map.
 pub(super) struct Slot {
     pub(super) counter: Counter,
-    pub(super) last_used: u64,
+    /// When it was inserted, in the shard's `inserted`: among counters as far from their limits,
+    /// the youngest go first, so that a flood of new keys mostly evicts itself.
+    pub(super) born: u64,
     /// The limit the counter is checked against (`u64::MAX` when unknown).
     pub(super) limit: u64,
 }
@@ -108,7 +110,7 @@ impl Shard {
         Shard {
             slots: IndexMap::default(),
             bytes: 0,
-            uses: 0,
+            inserted: 0,
             next_purge_ms: 0,
             // xorshift needs a state that is not zero.
             random: seed | 1,
@@ -150,10 +152,7 @@ impl Shard {
         capacity: Capacity,
         live_evictions: &AtomicU64,
     ) -> u64 {
-        self.uses += 1;
-        let uses = self.uses;
         if let Some(slot) = self.slot_mut(hash, &op.key) {
-            slot.last_used = uses;
             slot.limit = op.limit;
             let current = match slot.counter {
                 Counter::Fixed { ends_ms, count } if ends_ms == window.end_ms => count,
@@ -203,9 +202,10 @@ impl Shard {
         {
             self.make_room(now, live_evictions);
         }
+        self.inserted += 1;
         let slot = Slot {
             counter,
-            last_used: self.uses,
+            born: self.inserted,
             limit,
         };
         match self
@@ -245,7 +245,7 @@ impl Shard {
     }
 
     /// Of `samples` counters drawn at random (and `also`), the one eviction costs least: the
-    /// farthest from its limit, then the least recently used.
+    /// farthest from its limit, then the youngest.
     fn least_needed(&mut self, samples: usize, also: Option<usize>, now: u64) -> Option<usize> {
         let len = self.slots.len();
         let drawn: Vec<usize> = (0..samples)
@@ -257,7 +257,7 @@ impl Shard {
             let (a, b) = (&self.slots[a], &self.slots[b]);
             a.fill(now)
                 .total_cmp(&b.fill(now))
-                .then(a.last_used.cmp(&b.last_used))
+                .then(b.born.cmp(&a.born))
         })
     }
 
