@@ -3,11 +3,11 @@
 //!
 //! The bound is in counters and in bytes (each counter's key, slot and buckets), both split
 //! evenly over the shards. When a shard is full, it first drops counters whose window has ended,
-//! then evicts, of a few sampled counters, the one farthest from its limit (the youngest among
-//! equals, so that a flood of new keys mostly evicts its own). A counter at or over its limit
-//! goes only when 40 sampled counters of its shard are all at or over theirs too, so a client
-//! flooding new keys cannot evict the counter that is blocking it. Evicting a live counter
-//! under-counts it, so such evictions are counted for the operator to see.
+//! then evicts, of a few sampled counters, the one farthest from its limit (the least recently
+//! used among equals). A counter at or over its limit goes only when 40 sampled counters of its
+//! shard are all at or over theirs too, so a client flooding new keys cannot evict the counter
+//! that is blocking it. Evicting a live counter under-counts it, so such evictions are counted
+//! for the operator to see.
 
 mod listing;
 mod shard;
@@ -139,7 +139,10 @@ impl MemoryStore {
     fn slide_one(&self, key: &str, window: Duration, limit: u64, hits: u64) -> Slide {
         let now = self.clock.now_ms();
         let (mut shard, hash) = self.shard(key);
+        shard.uses += 1;
+        let uses = shard.uses;
         if let Some(slot) = shard.slot_mut(hash, key) {
+            slot.last_used = uses;
             if let Counter::Sliding(buckets) = &mut slot.counter {
                 return buckets.admit(now, window, limit, hits);
             }
@@ -245,17 +248,18 @@ mod tests {
     }
 
     #[test]
-    fn a_flood_of_new_keys_evicts_its_own_before_an_older_counter_as_far_from_its_limit() {
+    fn a_counter_near_its_limit_outlasts_more_recent_ones_farther_from_theirs() {
         let store = MemoryStore::new(SHARDS * 10, Arc::new(ManualClock::new(0)));
-        let victim = op("victim", 3);
-        store.apply_one(&victim, 0);
+        let near = op("near", 3);
+        store.apply_one(&near, 0);
+        store.apply_one(&near, 0);
         for index in 0..50_000 {
-            store.apply_one(&op(&format!("flood-{index}"), 3), 0);
+            store.apply_one(&op(&format!("flood-{index}"), 1_000), 0);
         }
         assert_eq!(
-            store.apply_one(&victim, 0).value,
-            2,
-            "the victim kept its count"
+            store.apply_one(&near, 0).value,
+            3,
+            "2 of 3 outlasted 1 of 1,000"
         );
     }
 }

@@ -44,8 +44,8 @@ pub(super) struct Shard {
     pub(super) slots: IndexMap<Box<str>, Slot, foldhash::fast::RandomState>,
     /// The [`footprint`] of every slot held.
     bytes: usize,
-    /// Bumped on every insert; a slot's `born` orders it for eviction among equals.
-    inserted: u64,
+    /// Bumped on every use; a slot's `last_used` orders it for eviction among equals.
+    pub(super) uses: u64,
     next_purge_ms: u64,
     /// xorshift state for sampling eviction candidates.
     random: u64,
@@ -54,9 +54,9 @@ pub(super) struct Shard {
 /// 40 bytes: a million counters fit in well under 200 MB with their keys and the map.
 pub(super) struct Slot {
     pub(super) counter: Counter,
-    /// When it was inserted, in the shard's `inserted`: among counters as far from their limits,
-    /// the youngest go first, so that a flood of new keys mostly evicts itself.
-    pub(super) born: u64,
+    /// When it was last used, in the shard's `uses`: among counters as far from their limits,
+    /// the least recently used goes first.
+    pub(super) last_used: u64,
     /// The limit the counter is checked against (`u64::MAX` when unknown).
     pub(super) limit: u64,
 }
@@ -110,7 +110,7 @@ impl Shard {
         Shard {
             slots: IndexMap::default(),
             bytes: 0,
-            inserted: 0,
+            uses: 0,
             next_purge_ms: 0,
             // xorshift needs a state that is not zero.
             random: seed | 1,
@@ -152,7 +152,10 @@ impl Shard {
         capacity: Capacity,
         live_evictions: &AtomicU64,
     ) -> u64 {
+        self.uses += 1;
+        let uses = self.uses;
         if let Some(slot) = self.slot_mut(hash, &op.key) {
+            slot.last_used = uses;
             slot.limit = op.limit;
             let current = match slot.counter {
                 Counter::Fixed { ends_ms, count } if ends_ms == window.end_ms => count,
@@ -202,10 +205,9 @@ impl Shard {
         {
             self.make_room(now, live_evictions);
         }
-        self.inserted += 1;
         let slot = Slot {
             counter,
-            born: self.inserted,
+            last_used: self.uses,
             limit,
         };
         match self
@@ -245,7 +247,7 @@ impl Shard {
     }
 
     /// Of `samples` counters drawn at random (and `also`), the one eviction costs least: the
-    /// farthest from its limit, then the youngest.
+    /// farthest from its limit, then the least recently used.
     fn least_needed(&mut self, samples: usize, also: Option<usize>, now: u64) -> Option<usize> {
         let len = self.slots.len();
         let drawn: Vec<usize> = (0..samples)
@@ -257,7 +259,7 @@ impl Shard {
             let (a, b) = (&self.slots[a], &self.slots[b]);
             a.fill(now)
                 .total_cmp(&b.fill(now))
-                .then(b.born.cmp(&a.born))
+                .then(a.last_used.cmp(&b.last_used))
         })
     }
 

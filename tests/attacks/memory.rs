@@ -1,0 +1,139 @@
+//! Memory through streams: one address opens 32 connections of 1,024 calls each, health
+//! watches that never end or rate-limit calls whose body never comes (reopened as the server
+//! ends them), while a client on another address keeps calling. Unbounded, each stream costs
+//! its few KB for as long as the attacker likes (1.44 GB for 200 such connections); bounded,
+//! the address holds at most `--max-in-flight-per-peer` (2,048) calls and the rest are refused
+//! at once, and RSS falls back once the attack ends.
+
+use std::time::{Duration, Instant};
+
+use crate::common::process::Node;
+use crate::common::{self, Code};
+use crate::h2_flood::{self, ATTACKER, SHOULD_RATE_LIMIT, WATCH};
+
+/// One attack at a time: they would otherwise share the machine.
+static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const CONNECTIONS: usize = 32;
+const STREAMS_PER_CONNECTION: usize = 1_024;
+const ATTACK: Duration = Duration::from_secs(15);
+
+/// What the attack may add to RSS while it runs: 2,048 held calls of a few KB each, the
+/// refused ones in passing, and the connections' buffers (unbounded it added over 200 MB).
+const DURING_MIB: u64 = 100;
+
+/// What may remain once it is over (freed memory goes back to the system every 5 s).
+const AFTER_MIB: u64 = 30;
+
+/// The longest a normal client's call may take meanwhile: far under Envoy's own timeouts even
+/// for this debug build on a loaded machine.
+const CALL_WITHIN: Duration = Duration::from_secs(2);
+
+const LIMITS: &str = "domain: mem\ndescriptors:\n  - {key: user, rate_limit: {unit: hour, requests_per_unit: 1000000000}}\n";
+
+fn rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kib / 1024
+}
+
+struct Figures {
+    idle: u64,
+    peak: u64,
+    after: u64,
+    calls: usize,
+    slowest: Duration,
+}
+
+/// Runs the attack on `path` (with `body`, or headers only) against a fresh node.
+async fn attack(path: &'static str, body: Option<bytes::Bytes>) -> Figures {
+    let _alone = ALONE.lock().await;
+    let config = common::config_dir(&[("mem.yaml", LIMITS)]);
+    let node = Node::start(&["--config", config.path().to_str().unwrap()]);
+    let mut client = common::connect(node.grpc_addr).await;
+    let normal = || common::request("mem", &[&[("user", "normal")]]);
+    for _ in 0..20 {
+        common::ask(&mut client, normal()).await;
+    }
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let idle = rss_mib(node.pid());
+
+    let until = tokio::time::Instant::now() + ATTACK;
+    let mut attackers = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let addr = node.grpc_addr;
+        let body = body.clone();
+        attackers.push(tokio::spawn(async move {
+            if let Some(send) = h2_flood::connect(ATTACKER, addr).await {
+                h2_flood::hold_streams(send, addr, path, body, STREAMS_PER_CONNECTION, until).await;
+            }
+        }));
+    }
+    let (mut peak, mut calls, mut slowest) = (idle, 0, Duration::ZERO);
+    while tokio::time::Instant::now() < until {
+        let started = Instant::now();
+        let answer = tokio::time::timeout(CALL_WITHIN * 5, client.should_rate_limit(normal()))
+            .await
+            .expect("a normal call is answered")
+            .expect("a normal call succeeds");
+        assert_eq!(common::code(&answer.into_inner()), Code::Ok);
+        slowest = slowest.max(started.elapsed());
+        calls += 1;
+        peak = peak.max(rss_mib(node.pid()));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for attacker in attackers {
+        let _ = attacker.await;
+    }
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let after = rss_mib(node.pid());
+    common::ask(&mut client, normal()).await;
+    Figures {
+        idle,
+        peak,
+        after,
+        calls,
+        slowest,
+    }
+}
+
+fn check(what: &str, figures: Figures) {
+    let Figures {
+        idle,
+        peak,
+        after,
+        calls,
+        slowest,
+    } = figures;
+    eprintln!(
+        "{what}: RSS idle {idle} MiB, peak {peak} MiB, after {after} MiB; {calls} normal calls, slowest {slowest:?}"
+    );
+    assert!(
+        peak <= idle + DURING_MIB,
+        "{what}: RSS went from {idle} to {peak} MiB"
+    );
+    assert!(
+        after <= idle + AFTER_MIB,
+        "{what}: RSS stayed at {after} MiB after the attack (idle {idle})"
+    );
+    assert!(
+        slowest <= CALL_WITHIN,
+        "{what}: a normal call took {slowest:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_watches_that_never_end_cannot_grow_memory() {
+    let figures = attack(WATCH, Some(h2_flood::empty_message())).await;
+    check("watch flood", figures);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_whose_body_never_comes_cannot_grow_memory() {
+    let figures = attack(SHOULD_RATE_LIMIT, None).await;
+    check("half-open call flood", figures);
+}
