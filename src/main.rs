@@ -148,23 +148,38 @@ async fn received(signal: &mut Option<Signal>) {
     }
 }
 
-/// How often freed memory is handed back to the system.
-const RELEASE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often the memory release thread looks at the process.
+const RELEASE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// CPU the process may have used over the last check and still count as quiet: 10% of a core.
+const QUIET_CPU_TICKS: u64 = 10;
+
+/// RSS growth since the last release worth releasing for.
+const RELEASE_ABOVE_BYTES: u64 = 16 << 20;
 
 /// glibc keeps memory freed in its arenas for reuse, so RSS stays at its peak after a burst of
-/// connections or calls; `malloc_trim` hands the free pages back. A pass over an idle heap
-/// takes microseconds.
+/// connections or calls; `malloc_trim` hands the free pages back. It holds each arena's lock
+/// while it walks it, which would stall requests in the middle of a burst, so it runs only once
+/// the process is quiet again and RSS has grown since the last release.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn release_freed_memory_periodically() {
     let started = std::thread::Builder::new()
         .name("release-memory".into())
         .spawn(|| {
+            let mut released_at = rss_bytes();
+            let mut cpu = cpu_ticks();
             loop {
-                std::thread::sleep(RELEASE_INTERVAL);
-                // SAFETY: malloc_trim only walks glibc's own arenas, under their locks; it takes
-                // no pointer from us and is safe to call from any thread at any time.
-                unsafe {
-                    libc::malloc_trim(0);
+                std::thread::sleep(RELEASE_CHECK);
+                let (now, before) = (cpu_ticks(), cpu);
+                cpu = now;
+                let quiet = now.saturating_sub(before) <= QUIET_CPU_TICKS;
+                if quiet && rss_bytes() > released_at + RELEASE_ABOVE_BYTES {
+                    // SAFETY: malloc_trim only walks glibc's own arenas, under their locks; it
+                    // takes no pointer from us and may be called from any thread at any time.
+                    unsafe {
+                        libc::malloc_trim(0);
+                    }
+                    released_at = rss_bytes();
                 }
             }
         });
@@ -175,3 +190,30 @@ fn release_freed_memory_periodically() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn release_freed_memory_periodically() {}
+
+/// This process's resident memory, from `/proc/self/statm` (0 when unreadable).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn rss_bytes() -> u64 {
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// This process's CPU time so far (user and system), in clock ticks, from `/proc/self/stat`.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn cpu_ticks() -> u64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0;
+    };
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and
+    // 13th.
+    let fields = stat.rsplit_once(')').map_or("", |(_, fields)| fields);
+    fields
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|field| field.parse::<u64>().ok())
+        .sum()
+}

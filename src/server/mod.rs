@@ -57,9 +57,11 @@ const HEALTH_SERVICE_NAMES: [&str; 3] = [
 /// the client still wins.
 const GRPC_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Calls one gRPC connection may have in flight at once. Envoy multiplexes all of a worker's
-/// checks on a few connections, so this is generous; it bounds what one client can pile up.
-pub const GRPC_MAX_CONCURRENT_STREAMS: u32 = 1_024;
+/// Calls one gRPC connection may have in flight at once. Envoy multiplexes a worker's checks on
+/// a connection and opens another when a server's limit is reached, so this only bounds what
+/// one connection can pile up (and the burst of work when its calls all end at once); one
+/// address's calls are bounded by `--max-in-flight-per-peer` across its connections.
+pub const GRPC_MAX_CONCURRENT_STREAMS: u32 = 256;
 
 /// How often an HTTP/2 PING checks that a gRPC client is still there ...
 const GRPC_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);

@@ -12,6 +12,9 @@ use tokio::net::TcpSocket;
 /// Where attacks come from; normal clients use 127.0.0.1.
 pub const ATTACKER: [u8; 4] = [127, 0, 0, 2];
 
+/// A call the server ends sooner than this was refused, not held.
+const REFUSED_WITHIN: Duration = Duration::from_millis(500);
+
 pub const WATCH: &str = "/grpc.health.v1.Health/Watch";
 pub const SHOULD_RATE_LIMIT: &str = "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit";
 
@@ -45,7 +48,7 @@ pub fn empty_message() -> Bytes {
 
 /// Opens up to `streams` calls to `path` on one connection and keeps them: with `body`, each
 /// sends it and ends its side (a watch); without, each sends its headers only (half-open).
-/// Ended calls are opened again, after a pause, until `until` passes.
+/// Calls the server held and then ended are opened again at once, until `until` passes.
 pub async fn hold_streams(
     mut send: SendRequest<Bytes>,
     addr: SocketAddr,
@@ -74,6 +77,7 @@ pub async fn hold_streams(
                     let _ = stream.send_data(body.clone(), true);
                 }
                 // Held until the server ends the call (its response body ends).
+                let opened = tokio::time::Instant::now();
                 let ended = tokio::time::timeout_at(until, async {
                     let mut answer = response.await?.into_body();
                     while let Some(data) = answer.data().await {
@@ -84,11 +88,12 @@ pub async fn hold_streams(
                 })
                 .await;
                 drop(stream);
-                if ended.is_err() {
+                // A call refused at once is not tried again (that would be a flood of refusals,
+                // CPU rather than memory); one the server held and then ended is reopened.
+                if ended.is_err() || opened.elapsed() < REFUSED_WITHIN {
                     return;
                 }
                 sender = ready;
-                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }));
     }

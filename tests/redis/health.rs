@@ -125,6 +125,10 @@ async fn a_stalled_redis_logs_a_line_per_interval_not_per_failed_call() {
         .iter()
         .filter(|line| line.contains("counter store"))
         .collect();
+    eprintln!(
+        "{failed} failed calls logged {} lines about the store",
+        store_lines.len()
+    );
     assert!(failed >= 10, "the stall failed calls: {failed}");
     assert!(
         store_lines.len() <= 3,
