@@ -246,6 +246,7 @@ fn ops(user: u32) -> Vec<CounterOp> {
         key: key::encode("bench", Scope::Rule { window_secs: 3_600 }, [level]),
         window_secs: 3_600,
         delta: 1,
+        limit: u64::MAX,
     }]
 }
 

@@ -6,6 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod hostile_input;
 mod http_api;
 mod key_injectivity;
 mod layering;
