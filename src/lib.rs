@@ -35,18 +35,22 @@
 //!   metric), [`health`] (the service's health, shared by whoever changes and whoever reports
 //!   it), [`secret`] (values never printed), [`tls`] (the listeners' certificates, mTLS and
 //!   rotation), [`trace`] (OpenTelemetry spans and their OTLP export), `watch` (directory
-//!   watches, for the config and the certificates).
+//!   watches, for the config and the certificates), [`logs`] (throttled logging), [`inflight`]
+//!   (the budget of requests and bytes in flight), and the private `admission` (which
+//!   connections each listener takes, and their deadlines).
 
 #![forbid(unsafe_code)]
 
-mod accept;
+mod admission;
 pub mod algorithm;
 pub mod clock;
 pub mod config;
 pub mod health;
 pub mod http;
+pub mod inflight;
 pub mod key;
 pub mod limiter;
+pub mod logs;
 pub mod metrics;
 pub mod registry;
 pub mod rls;

@@ -4,8 +4,11 @@
 //!
 //! Any event counts as "maybe changed" (see [`crate::watch`] for why the directory is
 //! watched); the reload rereads the files and does nothing when their contents are the same.
+//! A [`ReloadRequests`] (SIGHUP) makes the next pass load and apply the files even when they
+//! are the same.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -26,18 +29,40 @@ const RESCAN_INTERVAL: Duration = Duration::from_secs(10);
 pub struct ConfigWatcher {
     reloader: Reloader,
     apply: Apply,
-    /// Set by the watch callback; one stored permit stands for any number of events.
+    /// Woken by the watch callback and by reload requests; one stored permit stands for any
+    /// number of events.
     changed: Arc<Notify>,
+    requests: ReloadRequests,
     watch: Option<DirectoryWatch>,
+}
+
+/// Asks the watcher to load the config again, changed or not (what SIGHUP does). Clones ask
+/// the same watcher; a request made before the watcher starts is kept for it.
+#[derive(Clone, Debug, Default)]
+pub struct ReloadRequests {
+    wake: Arc<Notify>,
+    pending: Arc<AtomicBool>,
+}
+
+impl ReloadRequests {
+    pub fn request(&self) {
+        self.pending.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    fn take(&self) -> bool {
+        self.pending.swap(false, Ordering::AcqRel)
+    }
 }
 
 impl ConfigWatcher {
     /// Starts watching the reloader's path at once, so that edits made from now on are seen.
-    pub fn start(reloader: Reloader, apply: Apply) -> ConfigWatcher {
+    pub fn start(reloader: Reloader, apply: Apply, requests: ReloadRequests) -> ConfigWatcher {
         let mut watcher = ConfigWatcher {
             reloader,
             apply,
-            changed: Arc::new(Notify::new()),
+            changed: requests.wake.clone(),
+            requests,
             watch: None,
         };
         watcher.keep_watching();
@@ -49,6 +74,10 @@ impl ConfigWatcher {
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut changes = Changes::new(self.changed.clone(), RESCAN_INTERVAL);
         while changes.next(&shutdown).await {
+            if self.requests.take() {
+                tracing::info!(path = %self.reloader.path().display(), "reloading the config, as asked (SIGHUP)");
+                self.reloader.forget();
+            }
             self = match self.reload_off_runtime().await {
                 Ok(watcher) => watcher,
                 Err(error) => {

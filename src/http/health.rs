@@ -30,6 +30,8 @@ struct HealthView<'a> {
 struct StoreView {
     kind: &'static str,
     reachable: bool,
+    /// Why the store is not healthy (unreachable, failing most calls, refusing scripts).
+    problem: Option<String>,
 }
 
 /// A load status (the config's, a certificate's), as `/health` and `/api/limits` show it.
@@ -76,6 +78,7 @@ pub async fn health(api: Arc<Api>) -> Result<Response, ApiError> {
         store: StoreView {
             kind: api.limiter.store_kind(),
             reachable: api.health.is_store_reachable(),
+            problem: api.health.store_problem(),
         },
         config: LoadView::new(&api.health.config()),
         certificates: api
@@ -97,8 +100,12 @@ pub async fn health(api: Arc<Api>) -> Result<Response, ApiError> {
 pub async fn healthcheck(api: Arc<Api>) -> Result<Response, ApiError> {
     match api.health.status() {
         Status::Healthy => Ok(reply::text(StatusCode::OK, "OK".into())),
-        Status::Degraded => Err(ApiError::Unhealthy("the counter store cannot be reached")),
-        Status::Draining => Err(ApiError::Unhealthy("the service is shutting down")),
+        Status::Degraded => Err(ApiError::Unhealthy(
+            api.health
+                .store_problem()
+                .unwrap_or_else(|| "the counter store is unhealthy".into()),
+        )),
+        Status::Draining => Err(ApiError::Unhealthy("the service is shutting down".into())),
     }
 }
 

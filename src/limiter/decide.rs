@@ -5,8 +5,10 @@
 use std::time::Instant;
 
 use super::plan::{Applied, Plan, drop_replaced, plan};
-use super::{Check, Counted, Decision, DescriptorCheck, Limiter, Outcome};
+use super::{Check, CheckError, Counted, Decision, DescriptorCheck, Limiter, Outcome};
+use crate::config::MatchBudget;
 use crate::store::{Count, CounterOp, StoreError};
+use crate::throttled;
 use crate::trace;
 
 /// A counted descriptor once the store has been asked or spared: where its counts come from.
@@ -25,14 +27,15 @@ enum Step<'c> {
 }
 
 impl Limiter {
-    pub(super) async fn decide(&self, check: &Check<'_>) -> Result<Decision, StoreError> {
+    pub(super) async fn decide(&self, check: &Check<'_>) -> Result<Decision, CheckError> {
         let limits = self.limits.load();
         let domain = limits.config().domain(check.domain);
+        let mut budget = MatchBudget::new(self.max_match_bytes);
         let mut plans: Vec<Plan> = check
             .descriptors
             .iter()
-            .map(|descriptor| plan(domain, descriptor))
-            .collect();
+            .map(|descriptor| plan(domain, descriptor, &mut budget))
+            .collect::<Result<_, _>>()?;
         drop_replaced(&mut plans);
 
         let now = Instant::now();
@@ -144,7 +147,7 @@ impl Limiter {
         });
         if let Err(error) = &counts {
             self.metrics.store_errors.inc();
-            tracing::warn!(%error, "counter store call failed");
+            throttled!(WARN, %error, "counter store call failed");
         }
         counts
     }

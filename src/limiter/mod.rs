@@ -21,7 +21,7 @@ use envoy_types::pb::google::protobuf::Struct;
 
 use crate::algorithm::Algorithm;
 use crate::clock::Unit;
-use crate::config::Config;
+use crate::config::{Config, MatchBudgetSpent};
 use crate::key::CheckKey;
 use crate::metrics::Metrics;
 use crate::store::{CounterPage, CounterStore, Slide, StoreError};
@@ -104,12 +104,25 @@ pub struct Counted {
     pub metadata: Option<Arc<Struct>>,
 }
 
+/// Why a request was not decided.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CheckError {
+    /// The counter store did not answer.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Matching the request would take more work than one request may.
+    #[error(transparent)]
+    TooMuchWork(#[from] MatchBudgetSpent),
+}
+
 /// How the limiter decides, beyond the config.
 #[derive(Clone, Copy, Debug)]
 pub struct LimiterOptions {
     pub modes: Modes,
     /// Share of a limit above which hits count as "near" it (the Go service's NEAR_LIMIT_RATIO).
     pub near_limit_ratio: f64,
+    /// Bytes of values that wildcard matching may scan for one request (`--max-match-bytes`).
+    pub max_match_bytes: usize,
     /// Most counters known to be over their limit that are answered without the store (see
     /// [`BlockedCounters`]); 0 turns that cache off. Only a remote store gains from it.
     pub blocked_cache_keys: u64,
@@ -127,6 +140,7 @@ pub struct Limiter {
     modes: Modes,
     metrics: Arc<Metrics>,
     near_limit_ratio: f64,
+    max_match_bytes: usize,
     /// Counters known to be over their limit, answered without the store.
     blocked: Option<BlockedCounters>,
     /// With tracing on: a span for each store call.
@@ -149,6 +163,7 @@ impl Limiter {
             decisions: decisions::Decisions::new(&metrics),
             metrics,
             near_limit_ratio: options.near_limit_ratio,
+            max_match_bytes: options.max_match_bytes,
             blocked: (options.blocked_cache_keys > 0)
                 .then(|| BlockedCounters::new(options.blocked_cache_keys)),
             tracer: None,
@@ -178,9 +193,10 @@ impl Limiter {
         self.limits.load_full()
     }
 
-    /// Decides a request. Fails only when the store cannot be reached, so that the caller can
-    /// tell Envoy "unavailable" and Envoy's `failure_mode_deny` decides.
-    pub async fn check(&self, check: &Check<'_>) -> Result<Decision, StoreError> {
+    /// Decides a request. Fails when the store cannot be reached, so that the caller can tell
+    /// Envoy "unavailable" and Envoy's `failure_mode_deny` decides, or when matching it would
+    /// take more work than one request may.
+    pub async fn check(&self, check: &Check<'_>) -> Result<Decision, CheckError> {
         let started = Instant::now();
         let decision = self.decide(check).await;
         self.metrics
@@ -188,7 +204,8 @@ impl Limiter {
             .observe(started.elapsed().as_secs_f64());
         match &decision {
             Ok(decision) => self.count_check(decision.over_limit),
-            Err(_) => self.metrics.store_request_errors.inc(),
+            Err(CheckError::Store(_)) => self.metrics.store_request_errors.inc(),
+            Err(CheckError::TooMuchWork(_)) => self.metrics.service_errors.inc(),
         }
         decision
     }
@@ -275,6 +292,7 @@ mod tests {
         let options = LimiterOptions {
             modes: Modes::default(),
             near_limit_ratio: 0.8,
+            max_match_bytes: 1 << 20,
             blocked_cache_keys: 0,
         };
         let limiter = Limiter::new(store, Arc::new(Metrics::new(10)), options);

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 
 use crate::algorithm::Algorithm;
-use crate::config::{DomainTree, Limit, Rate, Rule};
+use crate::config::{DomainTree, Limit, MatchBudget, MatchBudgetSpent, Rate, Rule};
 use crate::key::{self, Scope};
 use crate::store::{Admission, CounterOp};
 
@@ -31,30 +31,31 @@ pub(super) struct Applied<'c> {
 pub(super) fn plan<'c>(
     domain: Option<&'c DomainTree>,
     descriptor: &DescriptorCheck<'_>,
-) -> Plan<'c> {
+    budget: &mut MatchBudget,
+) -> Result<Plan<'c>, MatchBudgetSpent> {
     let Some(domain) = domain else {
-        return Plan::NoLimit;
+        return Ok(Plan::NoLimit);
     };
     if let Some(LimitOverride {
         unit,
         requests_per_unit,
     }) = descriptor.limit_override
     {
-        return Plan::Counted(Applied {
+        return Ok(Plan::Counted(Applied {
             domain,
             rule: None,
             rates: Cow::Owned(vec![Rate::fixed(unit, requests_per_unit)]),
             listed: false,
-        });
+        }));
     }
     let pairs = descriptor
         .entries
         .iter()
         .map(|entry| (entry.key.as_str(), entry.value.as_str()));
-    let Some(rule) = domain.find(pairs) else {
-        return Plan::NoLimit;
+    let Some(rule) = domain.find(pairs, budget)? else {
+        return Ok(Plan::NoLimit);
     };
-    match &rule.limit {
+    Ok(match &rule.limit {
         Limit::Unlimited { .. } => Plan::Unlimited,
         limit => Plan::Counted(Applied {
             domain,
@@ -62,7 +63,7 @@ pub(super) fn plan<'c>(
             rates: Cow::Borrowed(limit.rates()),
             listed: matches!(limit, Limit::List(_)),
         }),
-    }
+    })
 }
 
 impl Applied<'_> {

@@ -3,8 +3,11 @@
 //! clap.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
+use crate::admission::AdmissionLimits;
 use crate::http::{ApiOptions, CheckDefaults};
+use crate::inflight::InFlightLimits;
 use crate::limiter::{LimiterOptions, Modes};
 use crate::registry::{RegistryOptions, host_name};
 use crate::rls::{HeaderNames, RequestLimits, ResponseOptions};
@@ -63,6 +66,7 @@ pub fn limiter(settings: &ServeSettings) -> LimiterOptions {
             global_quota: settings.global_quota_mode,
         },
         near_limit_ratio: settings.near_limit_ratio,
+        max_match_bytes: settings.requests.max_match_bytes,
         // The memory store answers as fast as the cache would; only a remote store gains from it.
         blocked_cache_keys: match settings.redis_url {
             Some(_) => settings.redis.local_cache_max_keys,
@@ -192,4 +196,35 @@ pub fn statsd(settings: &ServeSettings) -> Option<StatsdOptions> {
         dogstatsd: statsd.statsd_dogstatsd,
         tags: statsd.stats_tag.clone(),
     })
+}
+
+pub fn grpc_admission(settings: &ServeSettings) -> AdmissionLimits {
+    let bounds = &settings.bounds;
+    AdmissionLimits::new(bounds.grpc_max_connections, bounds.max_connections_per_peer)
+}
+
+pub fn http_admission(settings: &ServeSettings) -> AdmissionLimits {
+    let bounds = &settings.bounds;
+    AdmissionLimits::new(bounds.http_max_connections, bounds.max_connections_per_peer)
+}
+
+/// `--grpc-max-connection-idle`, `None` for `0s` (never).
+pub fn grpc_idle(settings: &ServeSettings) -> Option<Duration> {
+    let idle = settings.bounds.grpc_max_connection_idle;
+    (!idle.is_zero()).then_some(idle)
+}
+
+/// The in-flight budget. One peer may hold a quarter of the bytes, and always at least two of
+/// the largest messages, so that a single large request is never refused for its own size.
+pub fn in_flight(settings: &ServeSettings) -> InFlightLimits {
+    let bounds = &settings.bounds;
+    let bytes = bounds.max_buffered_mib.saturating_mul(1 << 20);
+    let two_messages = settings.requests.max_message_bytes.saturating_mul(2);
+    InFlightLimits {
+        streams: bounds.max_in_flight,
+        streams_per_peer: bounds.max_in_flight_per_peer.min(bounds.max_in_flight),
+        watches: bounds.max_health_watches,
+        bytes: bytes.max(two_messages),
+        bytes_per_peer: (bytes / 4).max(two_messages),
+    }
 }

@@ -35,7 +35,8 @@ pub struct CounterOp {
     pub algorithm: Algorithm,
     /// A window's length; a token bucket refills `limit` tokens per window.
     pub window_ms: u64,
-    /// Hits per window.
+    /// Hits per window. A store that must evict counters evicts those nearest their
+    /// [`CounterOp::capacity`] last, so that evicting cannot reopen a limit.
     pub limit: u64,
     /// The most a token bucket holds; windows ignore it.
     pub burst: u64,

@@ -149,8 +149,10 @@ fn graph() -> BTreeMap<Module, BTreeSet<Module>> {
             .filter(|line| !line.trim_start().starts_with("pub(crate) use"))
             .collect();
         for path in paths(module, &imports.join("\n")) {
+            // The crate root only declares modules (and is where exported macros live).
             if let Some(target) = resolve(&known, &path)
                 && target != *module
+                && !target.is_empty()
             {
                 targets.insert(target);
             }

@@ -7,6 +7,7 @@
 mod common;
 
 mod algorithms;
+mod hostile_input;
 mod http_api;
 mod key_injectivity;
 mod layering;

@@ -3,9 +3,11 @@
 //!
 //! The bound is in counters and in bytes (each counter's key, slot and buckets), both split
 //! evenly over the shards. When a shard is full, it first drops counters whose window has ended,
-//! then evicts the least recently used of a few sampled counters (Redis's approximate LRU);
-//! evicting a live counter under-counts it, so such evictions are counted for the operator to
-//! see.
+//! then evicts, of a few sampled counters, the one farthest from its limit (the least recently
+//! used among equals). A counter at or over its limit goes only when 40 sampled counters of its
+//! shard are all at or over theirs too, so a client flooding new keys cannot evict the counter
+//! that is blocking it. Evicting a live counter under-counts it, so such evictions are counted
+//! for the operator to see.
 
 mod listing;
 mod meter;
@@ -123,13 +125,13 @@ impl MemoryStore {
     fn apply_one(&self, op: &CounterOp, now: u64) -> Count {
         let (index, hash) = self.locate(&op.key);
         let mut shard = lock(&self.shards[index]);
-        let found = shard.peek(hash, &op.key);
+        let found = shard.peek(hash, &op.key, op.capacity());
         let verdict = judge(found.as_deref(), op, now);
         if !verdict_counts(op, verdict.fits) {
             return verdict.refused;
         }
         let change = Counter::update(found, verdict.change, now);
-        self.place(&mut shard, hash, &op.key, change, now);
+        self.place(&mut shard, hash, op, change, now);
         verdict.counted
     }
 
@@ -150,7 +152,8 @@ impl MemoryStore {
             .iter()
             .zip(&located)
             .map(|(op, &(index, hash))| {
-                judge(guards[guard(index)].peek(hash, &op.key).as_deref(), op, now)
+                let found = guards[guard(index)].peek(hash, &op.key, op.capacity());
+                judge(found.as_deref(), op, now)
             })
             .collect();
         let all_fit = verdicts.iter().all(|verdict| verdict.fits);
@@ -177,16 +180,25 @@ impl MemoryStore {
         if !counted {
             return verdict.refused;
         }
-        let change = Counter::update(shard.peek(hash, &op.key), verdict.change, now);
-        self.place(shard, hash, &op.key, change, now);
+        let found = shard.peek(hash, &op.key, op.capacity());
+        let change = Counter::update(found, verdict.change, now);
+        self.place(shard, hash, op, change, now);
         verdict.counted
     }
 
     /// Makes a change that [`Counter::update`] gave back, if any.
-    fn place(&self, shard: &mut Shard, hash: u64, key: &str, change: Option<Change>, now: u64) {
+    fn place(
+        &self,
+        shard: &mut Shard,
+        hash: u64,
+        op: &CounterOp,
+        change: Option<Change>,
+        now: u64,
+    ) {
         if let Some(change) = change {
-            let capacity = self.shard_capacity;
-            shard.place(hash, key, change, now, capacity, &self.live_evictions);
+            let (capacity, limit) = (self.shard_capacity, op.capacity());
+            let evictions = &self.live_evictions;
+            shard.place(hash, &op.key, change, limit, now, capacity, evictions);
         }
     }
 }
@@ -249,5 +261,49 @@ impl CounterStore for MemoryStore {
 
     fn live_evictions(&self) -> u64 {
         MemoryStore::live_evictions(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    fn op(key: &str, limit: u64) -> CounterOp {
+        CounterOp::count_all(key.into(), 3_600, limit, 1)
+    }
+
+    #[test]
+    fn a_flood_of_new_keys_does_not_evict_a_counter_at_its_limit() {
+        let store = MemoryStore::new(SHARDS * 10, Arc::new(ManualClock::new(0)));
+        let victim = op("victim", 3);
+        for _ in 0..3 {
+            store.apply_one(&victim, 0);
+        }
+        for index in 0..50_000 {
+            store.apply_one(&op(&format!("flood-{index}"), 3), 0);
+        }
+        assert!(store.live_evictions() > 40_000, "the store was full");
+        assert_eq!(
+            store.apply_one(&victim, 0).value,
+            4,
+            "the victim kept its count"
+        );
+    }
+
+    #[test]
+    fn a_counter_near_its_limit_outlasts_more_recent_ones_farther_from_theirs() {
+        let store = MemoryStore::new(SHARDS * 10, Arc::new(ManualClock::new(0)));
+        let near = op("near", 3);
+        store.apply_one(&near, 0);
+        store.apply_one(&near, 0);
+        for index in 0..50_000 {
+            store.apply_one(&op(&format!("flood-{index}"), 1_000), 0);
+        }
+        assert_eq!(
+            store.apply_one(&near, 0).value,
+            3,
+            "2 of 3 outlasted 1 of 1,000"
+        );
     }
 }

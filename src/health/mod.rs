@@ -1,19 +1,27 @@
 //! What the service knows about its own health, shared by the parts that change it (shutdown,
 //! the counter store, config and certificate reloads) and the parts that report it (gRPC
 //! health, `/health`).
+//!
+//! The store's health comes from what its calls do, not only from whether it answers PING: a
+//! Redis that answers PING but refuses every count (out of memory, a user without the right to
+//! run scripts) makes the service degraded, with the reason.
+
+mod outcomes;
 
 use std::collections::BTreeMap;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
+use outcomes::Outcomes;
+
 /// The service's state as a load balancer should see it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
     /// Serving, with every dependency reachable.
     Healthy,
-    /// Serving, but the counter store cannot be reached: checks answer UNAVAILABLE and Envoy's
-    /// `failure_mode_deny` decides.
+    /// Serving, but the counter store cannot be reached or fails its calls: checks answer
+    /// UNAVAILABLE and Envoy's `failure_mode_deny` decides.
     Degraded,
     /// Shutting down: stop sending.
     Draining,
@@ -56,6 +64,10 @@ pub struct LoadFailure {
 pub struct Health {
     draining: AtomicBool,
     store_reachable: AtomicBool,
+    /// The store's recent calls.
+    store_calls: Outcomes,
+    /// Set while the store refuses what the service must do (run its scripts).
+    store_refusal: RwLock<Option<String>>,
     config: RwLock<LoadStatus>,
     /// Each TLS listener's certificate, by listener name (`grpc`, `http`).
     certificates: RwLock<BTreeMap<&'static str, LoadStatus>>,
@@ -67,6 +79,8 @@ impl Health {
         Health {
             draining: AtomicBool::new(false),
             store_reachable: AtomicBool::new(true),
+            store_calls: Outcomes::default(),
+            store_refusal: RwLock::new(None),
             config: RwLock::new(LoadStatus {
                 loaded_at: config_loaded_at,
                 last_error: None,
@@ -78,11 +92,37 @@ impl Health {
     pub fn status(&self) -> Status {
         if self.draining.load(Ordering::Relaxed) {
             Status::Draining
-        } else if self.store_reachable.load(Ordering::Relaxed) {
+        } else if self.store_problem().is_none() {
             Status::Healthy
         } else {
             Status::Degraded
         }
+    }
+
+    /// Why the counter store is not healthy, in words for `/health`; `None` when it is.
+    pub fn store_problem(&self) -> Option<String> {
+        if !self.store_reachable.load(Ordering::Relaxed) {
+            return Some("the counter store cannot be reached".into());
+        }
+        let refusal = self
+            .store_refusal
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        refusal.or_else(|| self.store_calls.failing())
+    }
+
+    /// Records one store call's outcome (the error's text when it failed).
+    pub fn store_call(&self, failure: Option<&str>) {
+        self.store_calls.record(failure);
+    }
+
+    /// Records that the store refuses what the service needs (`None` once it no longer does).
+    pub fn set_store_refusal(&self, refusal: Option<String>) {
+        *self
+            .store_refusal
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = refusal;
     }
 
     pub fn set_draining(&self) {
