@@ -1,5 +1,5 @@
 //! The load benchmark: every server a process of its own on loopback, driven in one run by the
-//! same load generator (raw `h2`, one thread: `support/rls_h2.rs`), rounds interleaved, each row
+//! same load generator (hand-rolled HTTP/2, one thread: `support/rls_raw.rs`), rounds interleaved, each row
 //! reporting calls/s, latency and the CPU per call of the server, of Redis and of the generator
 //! itself, from `/proc`.
 //!
@@ -18,6 +18,8 @@
 //! `--only SECTION` runs one section (memory, redis, cluster or footprint) and `--seconds N`
 //! sets each row's length, to profile a server: each row prints its server's pid first.
 
+#[path = "support/hpack.rs"]
+mod hpack;
 #[path = "support/load.rs"]
 mod load;
 #[allow(dead_code)]
@@ -36,8 +38,8 @@ mod redis_pipeline;
 #[allow(dead_code)]
 #[path = "../tests/common/redis_store.rs"]
 mod redis_store;
-#[path = "support/rls_h2.rs"]
-mod rls_h2;
+#[path = "support/rls_raw.rs"]
+mod rls_raw;
 #[path = "support/table.rs"]
 mod table;
 
@@ -62,6 +64,10 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 /// Rounds of the whole table in a measuring run; each row reports its median.
 const ROUNDS: usize = 3;
+
+/// How long the generator sleeps between looks at its gRPC connections: a few calls' worth at
+/// the rates of this machine, so that it costs a small share of a server's CPU per call.
+const GRPC_PACE: Duration = Duration::from_micros(500);
 
 /// Counters for the memory measurement.
 const LIVE_COUNTERS: u32 = 1_000_000;
@@ -102,6 +108,7 @@ fn main() {
             warmup: Duration::from_secs(1),
             duration: Duration::from_secs(5),
             users: 10_000,
+            pace: Duration::ZERO,
         }
     } else {
         Load {
@@ -110,6 +117,7 @@ fn main() {
             warmup: Duration::from_millis(50),
             duration: Duration::from_millis(200),
             users: 100,
+            pace: Duration::ZERO,
         }
     };
     if let Some(seconds) = option("--seconds") {
@@ -120,11 +128,11 @@ fn main() {
     let rounds = if full { ROUNDS } else { 1 };
     println!("{}", machine());
     println!(
-        "load: one generator thread, {} connections, {} calls in flight, {} users, {:?} per row after {:?} warm-up, {rounds} round(s)\n",
+        "load: one generator thread (hand-rolled HTTP/2 for gRPC rows, sleeping {GRPC_PACE:?} between looks at its sockets), {} connections, {} calls in flight, {} users, {:?} per row after {:?} warm-up, {rounds} round(s)\n",
         load.connections, load.in_flight, load.users, load.duration, load.warmup
     );
     let config = tempfile::tempdir().expect("a temp dir");
-    std::fs::write(config.path().join("bench.yaml"), rls_h2::LIMITS).expect("limits written");
+    std::fs::write(config.path().join("bench.yaml"), rls_raw::LIMITS).expect("limits written");
     let config = config.path().to_str().expect("a UTF-8 path").to_string();
     let wanted = |section: &str| only.as_deref().is_none_or(|only| only == section);
     let mut table = Table::default();
@@ -223,16 +231,21 @@ fn cluster_rows(table: &mut Table, load: Load, config: &str) {
     );
 }
 
-/// One row of `ShouldRateLimit` calls with `descriptors` descriptors at a server process.
+/// One row of `ShouldRateLimit` calls with `descriptors` descriptors at a server process, the
+/// generator paced (see [`Load::pace`]).
 fn grpc(address: &str, pid: u32, descriptors: usize, load: Load, redis: &[u32]) -> Measured {
     println!("  (server pid {pid}, {descriptors} descriptor(s))");
+    let load = Load {
+        pace: GRPC_PACE,
+        ..load
+    };
     let watch = Watch {
         server: Some(pid),
         redis: redis.to_vec(),
     };
     let address = address.to_string();
     load::generate(load, watch, move || async move {
-        rls_h2::workers(&address, descriptors, load).await
+        rls_raw::workers(&address, descriptors, load).await
     })
 }
 
@@ -251,7 +264,7 @@ async fn store_workers(url: &str, load: Load) -> Vec<impl AsyncFnMut(u32) -> Tur
         .collect()
 }
 
-/// The counter operation the service makes for `rls_h2::request(1, user)`.
+/// The counter operation the service makes for `rls_raw::request(1, user)`.
 fn ops(user: u32) -> Vec<CounterOp> {
     let value = format!("user-{user}");
     let level = Level::AnyValue {
@@ -310,10 +323,10 @@ fn memory_footprint(counters: u32) {
             .expect("the service answers");
         let per_request = 64;
         for first in (0..counters).step_by(per_request) {
-            let mut request = rls_h2::request(0, 0);
+            let mut request = rls_raw::request(0, 0);
             request.domain = "rss".into();
             request.descriptors = (first..(first + per_request as u32).min(counters))
-                .map(|user| rls_h2::request(1, user).descriptors.remove(0))
+                .map(|user| rls_raw::request(1, user).descriptors.remove(0))
                 .map(|mut descriptor| {
                     descriptor.entries[0].key = "user".into();
                     descriptor

@@ -8,7 +8,7 @@ use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use futures_util::future::{join, join_all};
+use futures_util::future::{join_all, join3};
 use hdrhistogram::Histogram;
 
 use super::procfs;
@@ -22,19 +22,33 @@ pub struct Load {
     pub duration: Duration,
     /// Distinct users, taken in turn.
     pub users: u32,
+    /// When not zero, the generator thread sleeps this long between looks at its sockets, so
+    /// that each wake-up reads the replies of several calls and sends as many new ones: waking
+    /// up for every reply would cost it about as much CPU per call as the kernel charges the
+    /// server. A call's measured latency includes up to this much.
+    pub pace: Duration,
 }
 
 /// What one turn of a worker did: the calls answered, and how many of them failed.
 pub struct Turn {
     pub calls: u64,
     pub failed: u64,
+    /// Each answered call's own latency, µs, when the worker keeps calls of different ages in
+    /// flight; empty when every call took the whole turn.
+    pub latencies: Vec<u64>,
 }
 
 impl Turn {
     pub fn one(ok: bool) -> Turn {
+        Turn::batch(1, u64::from(!ok))
+    }
+
+    /// `calls` calls sent together and answered by the end of the turn.
+    pub fn batch(calls: u64, failed: u64) -> Turn {
         Turn {
-            calls: 1,
-            failed: u64::from(!ok),
+            calls,
+            failed,
+            latencies: Vec::new(),
         }
     }
 }
@@ -161,7 +175,12 @@ where
                 if tally.measuring {
                     tally.calls += turn.calls;
                     tally.errors += turn.failed;
-                    let _ = tally.latency.record_n(took, turn.calls);
+                    if turn.latencies.is_empty() {
+                        let _ = tally.latency.record_n(took, turn.calls);
+                    }
+                    for &micros in &turn.latencies {
+                        let _ = tally.latency.record(micros);
+                    }
                 }
             }
         }
@@ -176,7 +195,14 @@ where
         running.set(false);
         (first, last)
     };
-    let ((first, last), _) = join(window, join_all(workers)).await;
+    // Sleeping outside the runtime, then letting it look at every socket at once.
+    let pacer = async {
+        while !load.pace.is_zero() && running.get() {
+            std::thread::sleep(load.pace);
+            tokio::task::yield_now().await;
+        }
+    };
+    let ((first, last), _, _) = join3(window, join_all(workers), pacer).await;
     let tally = tally.into_inner();
     let redis = |edge: &Edge| {
         edge.redis.iter().fold(
