@@ -1,13 +1,16 @@
 //! The Envoy rate-limit service (`envoy.service.ratelimit.v3.RateLimitService`): validation of
 //! requests at the edge, the gRPC service itself, and the responses it sends.
 
+mod deadline;
 mod error;
+mod guard;
 mod metadata;
 pub mod request;
 pub mod response;
 pub mod service;
 
 pub use error::RequestError;
+pub use guard::BODY_TIMEOUT;
 pub use request::RequestLimits;
 pub use response::{HeaderNames, ResponseOptions};
 pub use service::RateLimitGrpc;
