@@ -191,7 +191,13 @@ impl Connection {
                 break;
             }
             let stream = self.next_stream;
-            frame_head(&mut self.out, self.header_block.len(), HEADERS, END_HEADERS, stream);
+            frame_head(
+                &mut self.out,
+                self.header_block.len(),
+                HEADERS,
+                END_HEADERS,
+                stream,
+            );
             self.out.extend_from_slice(&self.header_block);
             frame_head(&mut self.out, message.len(), DATA, END_STREAM, stream);
             self.out.extend_from_slice(message);

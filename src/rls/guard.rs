@@ -53,7 +53,10 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        Answer(self.0.call(request.map(|body| BoundedBody { body, timer: None })))
+        Answer(
+            self.0
+                .call(request.map(|body| BoundedBody { body, timer: None })),
+        )
     }
 }
 

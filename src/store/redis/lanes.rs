@@ -98,7 +98,9 @@ impl Lanes {
             let lane = &mut self.lanes[index];
             lane.waiting.retain(|call| !call.reply.is_closed());
             for call in lane.waiting.extract_if(.., |call| call.deadline.at <= now) {
-                let _ = call.reply.send(Err(StoreError::Timeout(call.deadline.budget)));
+                let _ = call
+                    .reply
+                    .send(Err(StoreError::Timeout(call.deadline.budget)));
             }
             if lane.waiting.is_empty() {
                 continue;
@@ -158,7 +160,11 @@ impl Lanes {
         };
         let flight = self.flights.swap_remove(at);
         let lane = &mut self.lanes[flight.lane];
-        if lane.flight.as_ref().is_some_and(|(flying, _)| *flying == id) {
+        if lane
+            .flight
+            .as_ref()
+            .is_some_and(|(flying, _)| *flying == id)
+        {
             lane.flight = None;
         }
         let replies = replies.and_then(|replies| {

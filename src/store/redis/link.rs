@@ -117,7 +117,11 @@ impl RedisLink {
     }
 
     /// Runs one request on the current connection, answered by `deadline`.
-    pub(super) async fn run_by<T, F, Fut>(&self, deadline: Instant, work: F) -> Result<T, StoreError>
+    pub(super) async fn run_by<T, F, Fut>(
+        &self,
+        deadline: Instant,
+        work: F,
+    ) -> Result<T, StoreError>
     where
         F: FnOnce(Connection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
