@@ -7,8 +7,8 @@
 //!   `--serve-noop ADDRESS`: the baseline;
 //! - ratelimiter on the memory store, with 1 and 5 descriptors;
 //! - the Redis ceiling: the store's counting script pipelined straight at a local redis-server,
-//!   a batch of calls per write; then the same calls through the store (as the service makes
-//!   them today) from the generator's thread; then ratelimiter on that Redis;
+//!   a batch of calls per write; then the same calls through the store (`RedisStore::apply`,
+//!   coalesced as in the service) from the generator's thread; then ratelimiter on that Redis;
 //! - ratelimiter on a local 3-master Cluster.
 //!
 //! Then memory: the service's RSS idle and with 1,000,000 live counters.
@@ -80,7 +80,7 @@ const NOOP_5: &str = "do-nothing tonic RLS server, 5 descriptors";
 const MEMORY_1: &str = "ratelimiter, memory store, 1 descriptor";
 const MEMORY_5: &str = "ratelimiter, memory store, 5 descriptors";
 const REDIS_PIPELINED: &str = "Redis ceiling: the store's script pipelined straight at Redis";
-const REDIS_STORE: &str = "the store's calls as made today, in the generator's thread";
+const REDIS_STORE: &str = "the store's own calls (RedisStore::apply), in the generator's thread";
 const REDIS_1: &str = "ratelimiter, local redis-server, 1 descriptor";
 const CLUSTER_1: &str = "ratelimiter, local 3-master Cluster, 1 descriptor";
 

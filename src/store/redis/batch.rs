@@ -7,13 +7,25 @@
 use std::time::Instant;
 
 use futures_util::future::join_all;
-use redis::{Cmd, FromRedisValue, Script, ServerErrorKind, Value};
+use redis::{Cmd, Script, ServerErrorKind, Value};
+use smallvec::SmallVec;
 
 use super::cluster::{self, SlotMap};
 use super::coalesce::Coalescer;
 use super::lanes::{Deadline, Reply, Route};
 use super::link::RedisLink;
 use crate::store::StoreError;
+
+/// A few of something per request, inline: a request has a few keys, in one slot group
+/// outside a Cluster.
+type Few<T> = SmallVec<[T; 4]>;
+
+/// Key indexes by hash slot.
+type Groups = SmallVec<[(u16, Few<usize>); 1]>;
+
+/// Bytes of a script call besides its keys: the command, the script's SHA1, the key count and
+/// two numbers per key, with their RESP framing.
+const CALL_BYTES: usize = 96;
 
 /// A script over some keys, and where its calls go.
 pub struct Scripted<'a> {
@@ -39,17 +51,20 @@ impl Scripted<'_> {
         let groups = slot_groups(keys, slots.is_some());
         let call = |index: usize| {
             let (slot, group) = &groups[index];
-            let mut command = redis::cmd("EVALSHA");
-            command.arg(self.script.get_hash()).arg(group.len());
+            let key_bytes: usize = group.iter().map(|&key| keys[key].len() + 48).sum();
+            let mut command = Cmd::with_capacity(3 + 3 * group.len(), CALL_BYTES + key_bytes);
+            command
+                .arg("EVALSHA")
+                .arg(self.script.get_hash())
+                .arg(group.len());
             for &key in group {
                 command.arg(&keys[key]);
             }
             args(&mut command, group);
             (route(slots.as_deref(), *slot), command)
         };
-        let everything: Vec<usize> = (0..groups.len()).collect();
-        let mut replies = self.send(&call, &everything, deadline).await;
-        let refused: Vec<usize> = replies
+        let mut replies = self.send(&call, 0..groups.len(), deadline).await;
+        let refused: Few<usize> = replies
             .iter()
             .enumerate()
             .filter(|(_, reply)| is_no_script(reply))
@@ -57,7 +72,7 @@ impl Scripted<'_> {
             .collect();
         if !refused.is_empty() {
             self.load(deadline.at).await?;
-            let again = self.send(&call, &refused, deadline).await;
+            let again = self.send(&call, refused.iter().copied(), deadline).await;
             for (index, reply) in refused.into_iter().zip(again) {
                 replies[index] = reply;
             }
@@ -76,17 +91,17 @@ impl Scripted<'_> {
     async fn send(
         &self,
         call: &impl Fn(usize) -> (Route, Cmd),
-        which: &[usize],
+        which: impl ExactSizeIterator<Item = usize>,
         deadline: Deadline,
-    ) -> Vec<Reply> {
-        let mut answers = which.iter().map(|&index| {
+    ) -> Few<Reply> {
+        let mut answers = which.map(|index| {
             let (route, command) = call(index);
             self.coalescer.call(command, route, deadline)
         });
         match (answers.next(), answers.len()) {
-            (Some(only), 0) => vec![only.await],
-            (Some(first), _) => join_all(std::iter::once(first).chain(answers)).await,
-            (None, _) => Vec::new(),
+            (Some(only), 0) => smallvec::smallvec![only.await],
+            (Some(first), _) => join_all(std::iter::once(first).chain(answers)).await.into(),
+            (None, _) => Few::new(),
         }
     }
 
@@ -105,25 +120,40 @@ impl Scripted<'_> {
 /// never a count of 0: a zero would admit the request.
 fn pairs(
     keys: usize,
-    groups: &[(u16, Vec<usize>)],
+    groups: &[(u16, Few<usize>)],
     replies: impl IntoIterator<Item = Reply>,
 ) -> Result<Vec<[i64; 2]>, StoreError> {
     let mut out = vec![[0, 0]; keys];
     for ((_, group), reply) in groups.iter().zip(replies) {
-        let numbers = Vec::<i64>::from_redis_value(reply?)
-            .map_err(|error| StoreError::Protocol(error.to_string()))?;
-        if numbers.len() != 2 * group.len() {
-            return Err(StoreError::Protocol(format!(
-                "a counter script answered {} values where {} were expected",
-                numbers.len(),
-                2 * group.len()
-            )));
-        }
+        let numbers = match reply? {
+            Value::Array(numbers) if numbers.len() == 2 * group.len() => numbers,
+            Value::Array(numbers) => {
+                return Err(StoreError::Protocol(format!(
+                    "a counter script answered {} values where {} were expected",
+                    numbers.len(),
+                    2 * group.len()
+                )));
+            }
+            other => {
+                return Err(StoreError::Protocol(format!(
+                    "a counter script answered {other:?}, not a list of numbers"
+                )));
+            }
+        };
         for (&index, pair) in group.iter().zip(numbers.chunks_exact(2)) {
-            out[index] = [pair[0], pair[1]];
+            out[index] = [integer(&pair[0])?, integer(&pair[1])?];
         }
     }
     Ok(out)
+}
+
+fn integer(value: &Value) -> Result<i64, StoreError> {
+    match value {
+        Value::Int(number) => Ok(*number),
+        other => Err(StoreError::Protocol(format!(
+            "a counter script answered {other:?}, not a number"
+        ))),
+    }
 }
 
 /// Where the call for `slot` goes: the one server, its master, or routed by its key while the
@@ -143,16 +173,16 @@ fn is_no_script(reply: &Reply) -> bool {
 
 /// Key indexes grouped by hash slot, in first-seen order (one group outside a Cluster). A
 /// request has a few dozen keys at most, so a linear search beats hashing.
-fn slot_groups(keys: &[String], cluster: bool) -> Vec<(u16, Vec<usize>)> {
+fn slot_groups(keys: &[String], cluster: bool) -> Groups {
     if !cluster {
-        return vec![(0, (0..keys.len()).collect())];
+        return smallvec::smallvec![(0, (0..keys.len()).collect())];
     }
-    let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
+    let mut groups = Groups::new();
     for (index, key) in keys.iter().enumerate() {
         let slot = cluster::slot(key);
         match groups.iter_mut().find(|(seen, _)| *seen == slot) {
             Some((_, group)) => group.push(index),
-            None => groups.push((slot, vec![index])),
+            None => groups.push((slot, smallvec::smallvec![index])),
         }
     }
     groups
@@ -168,23 +198,30 @@ mod tests {
         ))
     }
 
+    fn groups(groups: &[(u16, &[usize])]) -> Groups {
+        groups
+            .iter()
+            .map(|(slot, keys)| (*slot, keys.iter().copied().collect()))
+            .collect()
+    }
+
     #[test]
     fn replies_go_back_in_key_order() {
-        let groups = vec![(1, vec![0, 2]), (2, vec![1])];
+        let groups = groups(&[(1, &[0, 2]), (2, &[1])]);
         let out = pairs(3, &groups, vec![reply(&[5, 10, 7, 20]), reply(&[6, 30])]).unwrap();
         assert_eq!(out, [[5, 10], [6, 30], [7, 20]]);
     }
 
     #[test]
     fn a_short_script_reply_is_an_error_not_a_count_of_zero() {
-        let groups = vec![(1, vec![0, 1])];
+        let groups = groups(&[(1, &[0, 1])]);
         assert!(pairs(2, &groups, vec![reply(&[5, 10])]).is_err());
         assert!(pairs(2, &groups, vec![reply(&[5, 10, 1, 2, 3, 4])]).is_err());
     }
 
     #[test]
     fn a_failed_call_fails_the_request() {
-        let groups = vec![(1, vec![0]), (2, vec![1])];
+        let groups = groups(&[(1, &[0]), (2, &[1])]);
         let failed = Err(StoreError::Unavailable("gone".into()));
         let error = pairs(2, &groups, vec![reply(&[5, 10]), failed]).unwrap_err();
         assert_eq!(error, StoreError::Unavailable("gone".into()));
