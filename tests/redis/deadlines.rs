@@ -30,19 +30,16 @@ const LIMIT: u32 = 100;
 /// Far more than any wait in these tests: a call that takes this long has hung.
 const HUNG: Duration = Duration::from_secs(15);
 
-/// A Redis that obeys `DEBUG SLEEP`, and the service on it with `--redis-timeout`.
-async fn slowable(redis_timeout: Option<&str>) -> (RedisServer, Service) {
+/// A Redis that obeys `DEBUG SLEEP`, the service on it with `--redis-timeout`, and a client
+/// whose first hit, for `user`, was answered.
+async fn slowable(redis_timeout: &str, user: &str) -> (RedisServer, Service, Client) {
     let redis = RedisServer::start_with(&["--enable-debug-command", "yes"]);
     let url = redis.url();
-    let mut flags = vec!["--redis-url", url.as_str()];
-    flags.extend(
-        redis_timeout
-            .map(|timeout| ["--redis-timeout", timeout])
-            .into_iter()
-            .flatten(),
-    );
+    let flags = ["--redis-url", &url, "--redis-timeout", redis_timeout];
     let service = Service::start(&[("deadlines.yaml", LIMITS)], &flags).await;
-    (redis, service)
+    let mut client = service.client().await;
+    assert_eq!(call(&mut client, user, None).await.0, Ok(Code::Ok));
+    (redis, service, client)
 }
 
 /// One hit for `user`, with `grpc-timeout` when `timeout` is given: the overall code or the
@@ -124,9 +121,7 @@ fn answers_ping_quickly(port: u16) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_slow_redis_is_waited_for_until_the_callers_deadline() {
     // --redis-timeout alone would cut every call after 100 ms.
-    let (redis, service) = slowable(Some("100ms")).await;
-    let mut client = service.client().await;
-    assert_eq!(call(&mut client, "patient", None).await.0, Ok(Code::Ok));
+    let (redis, service, mut client) = slowable("100ms", "patient").await;
 
     let asleep = put_to_sleep(&redis, "0.8");
     let (answer, took) = call(&mut client, "patient", Some(Duration::from_secs(5))).await;
@@ -143,9 +138,7 @@ async fn a_slow_redis_is_waited_for_until_the_callers_deadline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_redis_slower_than_the_callers_deadline_is_unavailable_by_then() {
     // Only the caller's deadline can cut the call short.
-    let (redis, service) = slowable(Some("10s")).await;
-    let mut client = service.client().await;
-    assert_eq!(call(&mut client, "hurried", None).await.0, Ok(Code::Ok));
+    let (redis, service, mut client) = slowable("10s", "hurried").await;
 
     let asleep = put_to_sleep(&redis, "2");
     let (answer, took) = call(&mut client, "hurried", Some(Duration::from_millis(300))).await;
@@ -170,10 +163,8 @@ async fn a_redis_slower_than_the_callers_deadline_is_unavailable_by_then() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_call_whose_deadline_passes_before_it_is_sent_is_never_sent() {
-    let (redis, service) = slowable(Some("10s")).await;
-    let mut first = service.client().await;
+    let (redis, service, mut first) = slowable("10s", "warm-up").await;
     let mut second = service.client().await;
-    assert_eq!(call(&mut first, "warm-up", None).await.0, Ok(Code::Ok));
 
     let asleep = put_to_sleep(&redis, "2.5");
     // The first call goes out and waits for Redis; the second waits behind it...
