@@ -73,6 +73,8 @@ pub struct Measured {
     pub redis_cpu: Option<Duration>,
     /// Read and write system calls of the Redis servers.
     pub redis_io: Option<(u64, u64)>,
+    /// The machine's 1-minute load average at the end of the window.
+    pub load_average: f64,
 }
 
 impl Measured {
@@ -224,5 +226,6 @@ where
             .map(|(last, first)| last.saturating_sub(first)),
         redis_cpu: watching_redis.then(|| cpu1.saturating_sub(cpu0)),
         redis_io: watching_redis.then_some((reads1 - reads0, writes1 - writes0)),
+        load_average: procfs::load_average(),
     }
 }
