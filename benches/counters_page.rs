@@ -95,6 +95,7 @@ fn op(index: u32) -> CounterOp {
         key,
         window_secs: 3_600,
         delta: 1,
+        limit: u64::MAX,
     }
 }
 

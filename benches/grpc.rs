@@ -65,10 +65,6 @@ use tracing_subscriber::util::SubscriberInitExt;
 /// Rounds of the whole table in a measuring run; each row reports its median.
 const ROUNDS: usize = 3;
 
-/// How long the generator sleeps between looks at its gRPC connections: a few calls' worth at
-/// the rates of this machine, so that it costs a small share of a server's CPU per call.
-const GRPC_PACE: Duration = Duration::from_micros(500);
-
 /// Counters for the memory measurement.
 const LIVE_COUNTERS: u32 = 1_000_000;
 
@@ -101,25 +97,7 @@ fn main() {
         args.get(at + 1).cloned()
     };
     let only = option("--only");
-    let mut load = if full {
-        Load {
-            connections: 4,
-            in_flight: 64,
-            warmup: Duration::from_secs(1),
-            duration: Duration::from_secs(5),
-            users: 10_000,
-            pace: Duration::ZERO,
-        }
-    } else {
-        Load {
-            connections: 2,
-            in_flight: 8,
-            warmup: Duration::from_millis(50),
-            duration: Duration::from_millis(200),
-            users: 100,
-            pace: Duration::ZERO,
-        }
-    };
+    let mut load = Load::for_run(full);
     if let Some(seconds) = option("--seconds") {
         load.duration = Duration::from_secs(seconds.parse().expect("--seconds N"));
     }
@@ -128,8 +106,13 @@ fn main() {
     let rounds = if full { ROUNDS } else { 1 };
     println!("{}", machine());
     println!(
-        "load: one generator thread (hand-rolled HTTP/2 for gRPC rows, sleeping {GRPC_PACE:?} between looks at its sockets), {} connections, {} calls in flight, {} users, {:?} per row after {:?} warm-up, {rounds} round(s)\n",
-        load.connections, load.in_flight, load.users, load.duration, load.warmup
+        "load: one generator thread (hand-rolled HTTP/2 for gRPC rows, sleeping {:?} between looks at its sockets), {} connections, {} calls in flight, {} users, {:?} per row after {:?} warm-up, {rounds} round(s)\n",
+        rls_raw::PACE,
+        load.connections,
+        load.in_flight,
+        load.users,
+        load.duration,
+        load.warmup
     );
     let config = tempfile::tempdir().expect("a temp dir");
     std::fs::write(config.path().join("bench.yaml"), rls_raw::LIMITS).expect("limits written");
@@ -236,7 +219,7 @@ fn cluster_rows(table: &mut Table, load: Load, config: &str) {
 fn grpc(address: &str, pid: u32, descriptors: usize, load: Load, redis: &[u32]) -> Measured {
     println!("  (server pid {pid}, {descriptors} descriptor(s))");
     let load = Load {
-        pace: GRPC_PACE,
+        pace: rls_raw::PACE,
         ..load
     };
     let watch = Watch {
@@ -275,6 +258,7 @@ fn ops(user: u32) -> Vec<CounterOp> {
         key: key::encode("bench", Scope::Rule { window_secs: 3_600 }, [level]),
         window_secs: 3_600,
         delta: 1,
+        limit: u64::MAX,
     }]
 }
 

@@ -16,7 +16,7 @@ use envoy_types::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescript
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
 use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitRequest;
 use ratelimiter::clock::SystemClock;
-use ratelimiter::config::Config;
+use ratelimiter::config::{Config, MatchBudget};
 use ratelimiter::key::{self, Level, Scope};
 use ratelimiter::limiter::{Limiter, LimiterOptions, Modes};
 use ratelimiter::metrics::Metrics;
@@ -55,7 +55,12 @@ fn matching(c: &mut Criterion) {
         ("unknown key", "nope", "v1"),
     ] {
         group.bench_function(name, |b| {
-            b.iter(|| black_box(domain.find([(black_box(key), black_box(value))].into_iter())))
+            b.iter(|| {
+                black_box(domain.find(
+                    [(black_box(key), black_box(value))].into_iter(),
+                    &mut MatchBudget::new(usize::MAX),
+                ))
+            })
         });
     }
     group.finish();
@@ -105,6 +110,7 @@ fn increments(c: &mut Criterion) {
         key,
         window_secs: 3_600,
         delta: 1,
+        limit: u64::MAX,
     };
     let mut group = c.benchmark_group("memory store increment");
     let one = [op("1|edge|3600|user_id?alice".into())];
@@ -141,6 +147,7 @@ fn contended(store: &Arc<MemoryStore>, iterations: u64, shared: bool) -> Duratio
                             key,
                             window_secs: 3_600,
                             delta: 1,
+                            limit: u64::MAX,
                         }]
                     })
                     .collect();
@@ -176,6 +183,7 @@ fn whole_check(c: &mut Criterion) {
     let options = LimiterOptions {
         modes: Modes::default(),
         near_limit_ratio: 0.8,
+        max_match_bytes: 1 << 20,
         blocked_cache_keys: 0,
     };
     let limiter = Limiter::new(store, metrics, options);

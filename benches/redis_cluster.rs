@@ -191,6 +191,7 @@ async fn measure(url: &str, flags: &[&str], warmup: usize, rounds: usize) -> Mea
         key: key(index),
         window_secs: 60,
         delta: 1,
+        limit: u64::MAX,
     };
     let ops: Vec<CounterOp> = (0..DESCRIPTORS).map(op).collect();
     let one = &ops[..1];

@@ -173,6 +173,7 @@ fn main() {
     let options = LimiterOptions {
         modes: Modes::default(),
         near_limit_ratio: 0.8,
+        max_match_bytes: 1 << 20,
         blocked_cache_keys: 0,
     };
     let limiter = Limiter::new(store, metrics, options);

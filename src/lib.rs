@@ -15,10 +15,10 @@
 //! - [`server`]: the composition root, `server::run(settings, listeners, telemetry, clock,
 //!   shutdown)`; `server::options` is the one place settings become the plain option structs
 //!   the layers below take.
-//! - Faces: [`rls`] (the gRPC service: request validation, the guard on every call (a bound on
-//!   its request body), the caller's deadline, the tonic impl, responses, the gRPC status of
-//!   every error) and [`http`] (the management API, `/json`, `/health`, `/metrics`,
+//! - Faces: [`rls`] (the gRPC service: request validation, the caller's deadline for its
+//!   store call, the tonic impl, responses, the gRPC status of every error) and [`http`] (the management API, `/json`, `/health`, `/metrics`,
 //!   and the HTTP status of every error). Both reach counters only through the limiter.
+//! - [`statsd`]: pushes the metrics to statsd under the Go service's stat names.
 //! - [`limiter`]: the decision (match, count in one store batch, statuses), the limits in force,
 //!   the `/check` sliding windows, listings and resets; it records the decision metrics. With
 //!   Redis, a local cache of counters known to be over their limit.
@@ -31,21 +31,31 @@
 //!   requests' calls into pipelines answered by each caller's deadline, listing).
 //! - Leaves: [`key`] (injective counter keys), [`clock`] (units, the clock, epoch-aligned
 //!   windows), [`metrics`] (every Prometheus metric), [`health`] (the service's health, shared
-//!   by whoever changes and whoever reports it), [`secret`] (values never printed).
+//!   by whoever changes and whoever reports it), [`secret`] (values never printed), [`tls`]
+//!   (the listeners' certificates, mTLS and rotation), [`trace`] (OpenTelemetry spans and
+//!   their OTLP export), `watch` (directory watches, for the config and the certificates),
+//!   [`logs`] (throttled logging), [`inflight`] (the budget of requests and bytes in flight),
+//!   and the private `admission` (which connections each listener takes, and their deadlines).
 
 #![forbid(unsafe_code)]
 
-mod accept;
+mod admission;
 pub mod clock;
 pub mod config;
 pub mod health;
 pub mod http;
+pub mod inflight;
 pub mod key;
 pub mod limiter;
+pub mod logs;
 pub mod metrics;
 pub mod registry;
 pub mod rls;
 pub mod secret;
 pub mod server;
 pub mod settings;
+pub mod statsd;
 pub mod store;
+pub mod tls;
+pub mod trace;
+mod watch;

@@ -1,19 +1,26 @@
-//! The `ratelimiter` binary: parse the command line, set up logging, run until SIGTERM/SIGINT.
+//! The `ratelimiter` binary: parse the command line, set up logging, run until SIGTERM/SIGINT;
+//! SIGHUP reloads the config, SIGUSR1 and SIGUSR2 are logged and ignored. Freed memory goes
+//! back to the system every few seconds, so that RSS falls back after a burst of work.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use ratelimiter::clock::SystemClock;
-use ratelimiter::config;
+use ratelimiter::config::{self, ReloadRequests};
+use ratelimiter::logs::RepeatFilter;
 use ratelimiter::server::{self, Listeners, Telemetry};
 use ratelimiter::settings::{Cli, Command, LogFormat, ServeSettings};
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    let cli = Cli::parse_with_go_names(std::env::args_os(), &|name| std::env::var(name).ok())
+        .unwrap_or_else(|error| error.exit());
+    match cli.command {
         Command::Validate { path } => validate(&path),
         Command::Serve(settings) => serve(*settings),
     }
@@ -49,7 +56,11 @@ fn serve(settings: ServeSettings) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    release_freed_memory_periodically();
     let result = runtime.block_on(async {
+        let telemetry = Telemetry::new(&settings);
+        let shutdown = shutdown_signal();
+        tokio::spawn(other_signals(telemetry.reloads.clone()));
         let grpc = tokio::net::TcpListener::bind(settings.grpc_addr)
             .await
             .map_err(|error| {
@@ -60,13 +71,12 @@ fn serve(settings: ServeSettings) -> ExitCode {
             .map_err(|error| {
                 format!("cannot listen for HTTP on {}: {error}", settings.http_addr)
             })?;
-        let telemetry = Telemetry::new(&settings);
         server::run(
             settings,
             Listeners { grpc, http },
             telemetry,
             Arc::new(SystemClock),
-            shutdown_signal(),
+            shutdown,
         )
         .await
         .map_err(|error| error.to_string())
@@ -88,8 +98,8 @@ fn init_tracing(settings: &ServeSettings) -> Result<(), String> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
     match settings.log_format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs.finish().with(RepeatFilter::default()).init(),
+        LogFormat::Json => logs.json().finish().with(RepeatFilter::default()).init(),
     }
     Ok(())
 }
@@ -98,23 +108,113 @@ fn init_tracing(settings: &ServeSettings) -> Result<(), String> {
 /// are installed when this is called, not when the future is first polled, so that a signal
 /// that comes while the server is still starting is not met by the default action (exit).
 fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let terminate = signal(SignalKind::terminate()).ok();
-    let interrupt = signal(SignalKind::interrupt()).ok();
+    let mut terminate = signal(SignalKind::terminate()).ok();
+    let mut interrupt = signal(SignalKind::interrupt()).ok();
     async move {
         tokio::select! {
-            () = received(terminate) => {}
-            () = received(interrupt) => {}
+            () = received(&mut terminate) => {}
+            () = received(&mut interrupt) => {}
+        }
+    }
+}
+
+/// SIGHUP asks for a config reload; SIGUSR1 and SIGUSR2, whose default action would end the
+/// process at once, are logged. Installed when called, like [`shutdown_signal`].
+fn other_signals(reloads: ReloadRequests) -> impl std::future::Future<Output = ()> {
+    let mut hangup = signal(SignalKind::hangup()).ok();
+    let mut user1 = signal(SignalKind::user_defined1()).ok();
+    let mut user2 = signal(SignalKind::user_defined2()).ok();
+    async move {
+        loop {
+            tokio::select! {
+                () = received(&mut hangup) => {
+                    tracing::info!("received SIGHUP: reloading the config");
+                    reloads.request();
+                }
+                () = received(&mut user1) => tracing::info!("received SIGUSR1: ignored"),
+                () = received(&mut user2) => tracing::info!("received SIGUSR2: ignored"),
+            }
         }
     }
 }
 
 /// Waits for a signal; forever when its handler could not be installed.
-async fn received(signal: Option<tokio::signal::unix::Signal>) {
-    match signal {
-        Some(mut signal) => {
-            signal.recv().await;
-        }
-        None => std::future::pending().await,
+async fn received(signal: &mut Option<Signal>) {
+    let received = match signal {
+        Some(signal) => signal.recv().await.is_some(),
+        None => false,
+    };
+    if !received {
+        std::future::pending::<()>().await;
     }
+}
+
+/// How often the memory release thread looks at the process.
+const RELEASE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// CPU the process may have used over the last check and still count as quiet: 10% of a core.
+const QUIET_CPU_TICKS: u64 = 10;
+
+/// RSS growth since the last release worth releasing for.
+const RELEASE_ABOVE_BYTES: u64 = 16 << 20;
+
+/// glibc keeps memory freed in its arenas for reuse, so RSS stays at its peak after a burst of
+/// connections or calls; `malloc_trim` hands the free pages back. It holds each arena's lock
+/// while it walks it, which would stall requests in the middle of a burst, so it runs only once
+/// the process is quiet again and RSS has grown since the last release.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_freed_memory_periodically() {
+    let started = std::thread::Builder::new()
+        .name("release-memory".into())
+        .spawn(|| {
+            let mut released_at = rss_bytes();
+            let mut cpu = cpu_ticks();
+            loop {
+                std::thread::sleep(RELEASE_CHECK);
+                let (now, before) = (cpu_ticks(), cpu);
+                cpu = now;
+                let quiet = now.saturating_sub(before) <= QUIET_CPU_TICKS;
+                if quiet && rss_bytes() > released_at + RELEASE_ABOVE_BYTES {
+                    // SAFETY: malloc_trim only walks glibc's own arenas, under their locks; it
+                    // takes no pointer from us and may be called from any thread at any time.
+                    unsafe {
+                        libc::malloc_trim(0);
+                    }
+                    released_at = rss_bytes();
+                }
+            }
+        });
+    if let Err(error) = started {
+        eprintln!("ratelimiter: cannot start the memory release thread: {error}");
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_freed_memory_periodically() {}
+
+/// This process's resident memory, from `/proc/self/statm` (0 when unreadable).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn rss_bytes() -> u64 {
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// This process's CPU time so far (user and system), in clock ticks, from `/proc/self/stat`.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn cpu_ticks() -> u64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0;
+    };
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and
+    // 13th.
+    let fields = stat.rsplit_once(')').map_or("", |(_, fields)| fields);
+    fields
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|field| field.parse::<u64>().ok())
+        .sum()
 }

@@ -2,7 +2,10 @@
 //! speaks HTTP/1.1 only and closes a connection whose request headers do not arrive in time
 //! (silent, half-sent, trickled, or idle after a response), so its connection slots come back;
 //! a gRPC call whose body never comes is ended by the server, a gRPC connection that never
-//! sends anything is closed, and gRPC connections announce a limit on concurrent calls. Everything runs in real time against the real listeners.
+//! sends anything is closed, and gRPC connections announce a limit on concurrent calls. One
+//! address cannot take every connection slot of either listener, a gRPC opening must be whole
+//! within its deadline however it is trickled, and an idle gRPC connection is closed.
+//! Everything runs in real time against the real listeners.
 
 mod common;
 
@@ -130,22 +133,31 @@ async fn connections_that_stall_before_their_headers_end_are_closed_while_health
     );
 }
 
+/// A connection to `addr` from the loopback address `from` (127.0.0.0/8 is all loopback).
+async fn open_from(from: [u8; 4], addr: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((from, 0))).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
 #[tokio::test]
-async fn silent_connections_in_every_slot_are_closed_and_health_answers_again() {
+async fn silent_connections_from_a_few_addresses_leave_the_reserve_and_are_closed() {
     let service = service().await;
     assert_eq!(service.http().get("/health").await.status, 200);
     // One at a time, so that the server accepts each before the next comes: the kernel's queue
     // of connections not yet accepted is short (128), and one that overflows it may never be
-    // accepted, nor told so.
+    // accepted, nor told so. Five addresses, each trying for more than its share.
     let mut silent = Vec::new();
-    for _ in 0..MAX_CONNECTIONS {
-        silent.push(open(service.http_addr, b"").await);
+    for last in 2..7 {
+        for _ in 0..300 {
+            silent.push(open_from([127, 0, 0, last], service.http_addr).await);
+        }
     }
 
-    // Queued behind every slot, this request is served once the server frees them.
-    let health = tokio::time::timeout(WITHIN, service.http().get("/health"))
+    // Every slot but the reserve is held: a new address is served at once.
+    let health = tokio::time::timeout(Duration::from_secs(5), service.http().get("/health"))
         .await
-        .expect("/health answers once the silent connections are closed");
+        .expect("/health answers from the reserved slots");
     assert_eq!(health.status, 200, "{}", health.body);
 
     let answers = join_all(
@@ -154,7 +166,18 @@ async fn silent_connections_in_every_slot_are_closed_and_health_answers_again() 
             .map(|stream| until_closed(stream, "a silent connection")),
     )
     .await;
-    assert!(answers.iter().all(String::is_empty), "{answers:?}");
+    let refused = answers
+        .iter()
+        .filter(|answer| answer.starts_with("HTTP/1.1 503 "))
+        .count();
+    let closed_silently = answers.iter().filter(|answer| answer.is_empty()).count();
+    assert_eq!(refused + closed_silently, answers.len(), "{answers:?}");
+    // The admitted ones held every slot but the reserve, and the last address a few of it.
+    let unreserved = MAX_CONNECTIONS - MAX_CONNECTIONS / 16;
+    assert!(
+        (unreserved..MAX_CONNECTIONS).contains(&closed_silently),
+        "{closed_silently} held"
+    );
 }
 
 #[tokio::test]
@@ -252,4 +275,151 @@ async fn a_grpc_connection_that_never_speaks_is_closed_while_calls_are_answered(
     let answer = common::ask(&mut client, common::request("x", &[&[("k", "v")]])).await;
     assert_eq!(common::code(&answer), common::Code::Ok);
     until_closed(silent, "a gRPC connection that sent nothing").await;
+}
+
+/// Opens `count` HTTP/2 connections from `from` that finish their opening and answer PINGs,
+/// and keeps them; each with the task that drives it, which ends when the server closes it.
+async fn hold_h2_connections(
+    from: [u8; 4],
+    addr: SocketAddr,
+    count: usize,
+) -> Vec<(h2::client::SendRequest<Bytes>, tokio::task::JoinHandle<()>)> {
+    let mut held = Vec::new();
+    for _ in 0..count {
+        let stream = open_from(from, addr).await;
+        let Ok((send, connection)) = h2::client::handshake(stream).await else {
+            continue;
+        };
+        let driven = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        held.push((send, driven));
+    }
+    held
+}
+
+#[tokio::test]
+async fn idle_grpc_connections_from_one_address_cannot_take_every_slot() {
+    let flags = [
+        "--grpc-max-connections",
+        "256",
+        "--max-connections-per-peer",
+        "128",
+    ];
+    let service = Service::start(&[("x.yaml", "domain: x\n")], &flags).await;
+    // Three flooding addresses, each trying for more than the whole listener.
+    let mut flood = Vec::new();
+    for last in 2..5 {
+        flood.push(hold_h2_connections([127, 0, 0, last], service.grpc_addr, 300).await);
+    }
+    // The server closes what it refused; give it a moment to be seen.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let held = flood
+        .iter()
+        .flatten()
+        .filter(|(_, driven)| !driven.is_finished())
+        .count();
+    assert!(held <= 256, "{held} connections held");
+
+    let call = async {
+        let mut client = service.client().await;
+        common::ask(&mut client, common::request("x", &[&[("k", "v")]])).await
+    };
+    let answer = tokio::time::timeout(Duration::from_secs(5), call)
+        .await
+        .expect("a new client is served from the reserve");
+    assert_eq!(common::code(&answer), common::Code::Ok);
+}
+
+#[tokio::test]
+async fn a_grpc_opening_trickled_a_byte_at_a_time_is_cut_off() {
+    let service = service().await;
+    let (reader, mut writer) = open(service.grpc_addr, b"").await.into_split();
+    let dripping = tokio::spawn(async move {
+        for &byte in H2_PREFACE {
+            if writer.write_all(&[byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    });
+    until_closed(reader, "a gRPC connection trickling its preface").await;
+    assert!(!dripping.is_finished(), "cut before the preface was whole");
+    dripping.abort();
+}
+
+#[tokio::test]
+async fn an_idle_grpc_connection_is_closed_and_a_busy_one_is_not() {
+    let flags = ["--grpc-max-connection-idle", "2s"];
+    let service = Service::start(&[("x.yaml", "domain: x\n")], &flags).await;
+    let idle = open_from([127, 0, 0, 1], service.grpc_addr).await;
+    let (_send, connection) = h2::client::handshake(idle).await.unwrap();
+    let mut client = service.client().await;
+    let closed = tokio::spawn(connection);
+    // The busy client calls every half second for longer than the idle limit.
+    for _ in 0..8 {
+        let answer = common::ask(&mut client, common::request("x", &[&[("k", "v")]])).await;
+        assert_eq!(common::code(&answer), common::Code::Ok);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::timeout(WITHIN, closed)
+        .await
+        .expect("the idle connection was closed")
+        .unwrap()
+        .ok();
+}
+
+#[tokio::test]
+async fn http_connections_held_by_one_address_leave_room_for_new_clients() {
+    let flags = ["--http-max-connections", "256"];
+    let service = Service::start(&[("x.yaml", "domain: x\n")], &flags).await;
+    let addr = service.http_addr;
+    // 400 keep-alive connections from one address, each asking /health every 5 s.
+    let mut held = Vec::new();
+    for _ in 0..400 {
+        let stream = open_from([127, 0, 0, 2], addr).await;
+        held.push(tokio::spawn(async move {
+            let mut stream = stream;
+            let mut answer = vec![0; 4096];
+            loop {
+                let asked = stream
+                    .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .await;
+                if asked.is_err() || matches!(stream.read(&mut answer).await, Ok(0) | Err(_)) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }));
+    }
+    // Twelve new clients, each from an address of its own.
+    let clients = (0..12u8).map(|index| async move {
+        let ask = async {
+            let mut stream = open_from([127, 0, 0, 10 + index], addr).await;
+            stream
+                .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let mut answer = Vec::new();
+            let _ = stream.read_to_end(&mut answer).await;
+            String::from_utf8_lossy(&answer).into_owned()
+        };
+        tokio::time::timeout(Duration::from_secs(5), ask).await
+    });
+    let answers = join_all(clients).await;
+    let served = answers
+        .iter()
+        .filter(|answer| {
+            answer
+                .as_ref()
+                .is_ok_and(|reply| reply.starts_with("HTTP/1.1 200 "))
+        })
+        .count();
+    assert_eq!(
+        served, 12,
+        "new clients served while one address holds connections: {answers:?}"
+    );
+    for task in held {
+        task.abort();
+    }
 }

@@ -30,11 +30,13 @@ const CODES: [(u8, u32, u8); 11] = [
     (b'u', 0b101101, 6),
 ];
 
-/// The request's header block: `POST`, `http`, then literal fields without indexing.
-pub fn request_block(path: &str, authority: &str) -> Vec<u8> {
-    // Static indexes: 3 `:method: POST`, 6 `:scheme: http`; names 4 `:path`, 1 `:authority`,
-    // 31 `content-type`.
-    let mut block = vec![0x80 | 3, 0x80 | 6];
+/// The request's header block: `POST`, `http` (`https` when `secure`), then literal fields
+/// without indexing.
+pub fn request_block(path: &str, authority: &str, secure: bool) -> Vec<u8> {
+    // Static indexes: 3 `:method: POST`, 6 `:scheme: http`, 7 `:scheme: https`; names 4
+    // `:path`, 1 `:authority`, 31 `content-type`.
+    let scheme = if secure { 7 } else { 6 };
+    let mut block = vec![0x80 | 3, 0x80 | scheme];
     for (name, value) in [(4, path), (1, authority), (31, "application/grpc")] {
         integer(&mut block, 0x00, 4, name);
         string(&mut block, value);

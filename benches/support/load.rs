@@ -29,6 +29,31 @@ pub struct Load {
     pub pace: Duration,
 }
 
+impl Load {
+    /// The load of a measuring run (`cargo bench`), or of a brief smoke test (`cargo test`).
+    pub fn for_run(measuring: bool) -> Load {
+        if measuring {
+            Load {
+                connections: 4,
+                in_flight: 64,
+                warmup: Duration::from_secs(1),
+                duration: Duration::from_secs(5),
+                users: 10_000,
+                pace: Duration::ZERO,
+            }
+        } else {
+            Load {
+                connections: 2,
+                in_flight: 8,
+                warmup: Duration::from_millis(50),
+                duration: Duration::from_millis(200),
+                users: 100,
+                pace: Duration::ZERO,
+            }
+        }
+    }
+}
+
 /// What one turn of a worker did: the calls answered, and how many of them failed.
 pub struct Turn {
     pub calls: u64,

@@ -5,7 +5,8 @@
 //! END_STREAM. Every reply is still checked: `:status` 200, one whole gRPC message whose
 //! `overall_code` is OK, and `grpc-status: 0` in its trailers. Flow control: the connection's
 //! receive window is opened wide at once and topped up by one large WINDOW_UPDATE; what we send
-//! stays within the server's window.
+//! stays within the server's window. Over TLS (rustls) when asked, to measure what TLS costs
+//! the server.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -16,8 +17,10 @@ use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descri
 use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitRequest;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::Code;
 use prost::Message;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 use super::hpack::{self, Heard, Words};
 use super::load::{Load, Turn};
@@ -52,6 +55,11 @@ const ACK: u8 = 0x1;
 const END_HEADERS: u8 = 0x4;
 const PADDED: u8 = 0x8;
 const PRIORITY: u8 = 0x20;
+
+/// How long the generator should sleep between looks at its connections (`Load::pace`): a few
+/// calls' worth at the rates of this machine, so that it costs a small share of a server's CPU
+/// per call.
+pub const PACE: Duration = Duration::from_micros(500);
 
 /// The largest flow-control window (2^31 - 1), ours for every stream and the connection.
 const MAX_WINDOW: u32 = 0x7fff_ffff;
@@ -102,14 +110,45 @@ pub async fn workers(
     descriptors: usize,
     load: Load,
 ) -> Vec<impl AsyncFnMut(u32) -> Turn + use<>> {
+    workers_over(address, descriptors, load, None).await
+}
+
+/// [`workers`], over TLS (for the name `localhost`) when `tls` is given.
+pub async fn workers_over(
+    address: &str,
+    descriptors: usize,
+    load: Load,
+    tls: Option<TlsConnector>,
+) -> Vec<impl AsyncFnMut(u32) -> Turn + use<>> {
     let messages = messages(descriptors, load.users);
     let depth = (load.in_flight / load.connections.max(1)).max(1);
     let mut workers = Vec::new();
     for _ in 0..load.connections {
-        let mut connection = Connection::open(address, messages.clone(), depth).await;
+        let socket = connect(address, tls.as_ref()).await;
+        let header_block = hpack::request_block(PATH, address, tls.is_some());
+        let mut connection = Connection::open(socket, header_block, messages.clone(), depth);
         workers.push(async move |user: u32| connection.turn(user).await);
     }
     workers
+}
+
+/// A connection's byte stream: plain TCP or TLS over it.
+trait Socket: AsyncRead + AsyncWrite + Unpin {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Socket for S {}
+
+async fn connect(address: &str, tls: Option<&TlsConnector>) -> Box<dyn Socket> {
+    let stream = TcpStream::connect(address)
+        .await
+        .expect("the server accepts");
+    stream.set_nodelay(true).expect("TCP_NODELAY");
+    match tls {
+        None => Box::new(stream),
+        Some(tls) => {
+            let name = ServerName::try_from("localhost").expect("a server name");
+            Box::new(tls.connect(name, stream).await.expect("a TLS handshake"))
+        }
+    }
 }
 
 /// A call sent and not yet answered.
@@ -121,7 +160,7 @@ struct Pending {
 }
 
 struct Connection {
-    socket: TcpStream,
+    socket: Box<dyn Socket>,
     /// Frames to write: calls, and answers to the server's SETTINGS and PINGs.
     out: Vec<u8>,
     input: BytesMut,
@@ -142,11 +181,12 @@ struct Connection {
 }
 
 impl Connection {
-    async fn open(address: &str, messages: Rc<[Vec<u8>]>, depth: usize) -> Connection {
-        let socket = TcpStream::connect(address)
-            .await
-            .expect("the server accepts");
-        socket.set_nodelay(true).expect("TCP_NODELAY");
+    fn open(
+        socket: Box<dyn Socket>,
+        header_block: Vec<u8>,
+        messages: Rc<[Vec<u8>]>,
+        depth: usize,
+    ) -> Connection {
         let mut out = PREFACE.to_vec();
         // Settings: HEADER_TABLE_SIZE 0, ENABLE_PUSH 0, INITIAL_WINDOW_SIZE the largest.
         let settings: [(u16, u32); 3] = [(0x1, 0), (0x2, 0), (0x4, MAX_WINDOW)];
@@ -160,7 +200,7 @@ impl Connection {
             socket,
             out,
             input: BytesMut::with_capacity(64 * 1024),
-            header_block: hpack::request_block(PATH, address),
+            header_block,
             words: Words::new(),
             messages,
             depth,

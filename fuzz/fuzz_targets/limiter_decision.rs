@@ -18,7 +18,7 @@ use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitRequest;
 use envoy_types::pb::google::protobuf::UInt64Value;
 use libfuzzer_sys::fuzz_target;
 use ratelimiter::clock::{Clock, ManualClock, Unit, Window};
-use ratelimiter::config::{Config, Limit, Rule};
+use ratelimiter::config::{Config, Limit, MatchBudget, Rule};
 use ratelimiter::key::{self, Scope};
 use ratelimiter::limiter::{Decision, Limiter, LimiterOptions, Modes, Outcome};
 use ratelimiter::metrics::Metrics;
@@ -150,6 +150,7 @@ fuzz_target!(|input: Input| {
     let options = LimiterOptions {
         modes,
         near_limit_ratio: 0.8,
+        max_match_bytes: usize::MAX,
         blocked_cache_keys: 0,
     };
     let limiter = Limiter::new(store, metrics(), options);
@@ -279,7 +280,8 @@ fn plan<'c>(config: &'c Config, domain: &str, descriptor: &RateLimitDescriptor) 
         .entries
         .iter()
         .map(|e| (e.key.as_str(), e.value.as_str()));
-    let Some(rule) = tree.find(pairs) else {
+    let found = tree.find(pairs, &mut MatchBudget::new(usize::MAX));
+    let Some(rule) = found.expect("an unbounded budget is never spent") else {
         return Planned::NoLimit;
     };
     match rule.limit {

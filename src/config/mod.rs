@@ -17,8 +17,10 @@ pub use error::ConfigError;
 pub(crate) use reload::edits;
 pub use reload::{Reload, Reloader};
 pub use sources::{Sources, config_files, load};
-pub use tree::{DomainTree, LevelSpec, Limit, Pattern, Rule, Selector};
-pub use watch::{Apply, ConfigWatcher};
+pub use tree::{
+    DomainTree, LevelSpec, Limit, MatchBudget, MatchBudgetSpent, Pattern, Rule, Selector,
+};
+pub use watch::{Apply, ConfigWatcher, ReloadRequests};
 
 /// Every domain's limits, as loaded at one moment. Never changed once built; a reload builds a
 /// new one.
@@ -53,7 +55,7 @@ impl Config {
                 let (unit, requests_per_unit) = rule.limit.rate().unwrap_or(("UNKNOWN", 0));
                 format!(
                     "{}: unit={unit} requests_per_unit={requests_per_unit}, shadow_mode: {}, quota_mode: {}\n",
-                    rule.path_key, rule.shadow_mode, rule.quota_mode
+                    one_line(&rule.path_key), rule.shadow_mode, rule.quota_mode
                 )
             })
             .collect();
@@ -107,14 +109,39 @@ impl Config {
     }
 }
 
+/// Stack for parsing and compiling one file: both recurse once per nesting level, and a file
+/// may nest as deep as [`yaml::budget::MAX_DEPTH`]; a debug build takes tens of KB per level.
+/// Only the pages a file reaches are ever touched.
+const PARSE_STACK_BYTES: usize = 64 << 20;
+
+/// Parses and compiles one file, on a thread of its own whose stack fits the deepest file the
+/// parser's budget lets through (the caller's may be a small runtime thread's).
 fn parse_file(name: &str, text: &str) -> Result<DomainTree, Vec<ConfigError>> {
-    let doc = yaml::parse(text).map_err(|error| vec![yaml_error(name, &error)])?;
-    validate::compile(name, doc)
+    let parse = || {
+        let doc = yaml::parse(text).map_err(|error| vec![yaml_error(name, &error)])?;
+        validate::compile(name, doc)
+    };
+    std::thread::scope(|scope| {
+        let parser = std::thread::Builder::new()
+            .name("config-parse".into())
+            .stack_size(PARSE_STACK_BYTES)
+            .spawn_scoped(scope, parse);
+        match parser {
+            Ok(parser) => parser
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            // No thread to be had (out of memory or threads): parse here, as deep as we can.
+            Err(_) => parse(),
+        }
+    })
 }
 
 /// A YAML syntax or type error, with its position taken out of the message text.
 fn yaml_error(name: &str, error: &serde_saphyr::Error) -> ConfigError {
-    let text = error.without_snippet().to_string();
+    let text = match yaml::budget::breach(error) {
+        Some(breach) => yaml::budget::explain(breach),
+        None => error.without_snippet().to_string(),
+    };
     let position = error
         .location()
         .filter(|location| location.line() > 0)
@@ -133,4 +160,18 @@ fn yaml_error(name: &str, error: &serde_saphyr::Error) -> ConfigError {
         format!("error loading config file: {message}"),
         position,
     )
+}
+
+/// `text` with its control characters escaped (`\n`, `\r`, `\u{1b}`), so that a key holding a
+/// newline cannot forge a line of `/rlconfig`.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }

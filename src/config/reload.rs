@@ -38,6 +38,12 @@ impl Reloader {
         &self.path
     }
 
+    /// Forgets what the previous reload read: the next one compiles and reports the files
+    /// even if they are the same.
+    pub fn forget(&mut self) {
+        self.last_read = None;
+    }
+
     /// Reads the files and, if they changed since the previous reload, compiles them.
     pub fn reload(&mut self) -> Reload {
         let read = Sources::read(&self.path);

@@ -66,6 +66,7 @@ pub fn config_files(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     let metadata = std::fs::metadata(path)
         .map_err(|e| ConfigError::new(&shown, format!("cannot read config: {e}"), None))?;
     if !metadata.is_dir() {
+        // A single file: `read_file` refuses anything but a regular one.
         return Ok(vec![path.to_path_buf()]);
     }
     let entries = std::fs::read_dir(path)
@@ -77,9 +78,15 @@ pub fn config_files(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
         let name = entry.file_name();
         let name = name.to_string_lossy();
         let is_yaml = name.ends_with(".yaml") || name.ends_with(".yml");
-        // Follows symlinks: ConfigMap files are links into the `..data` directory.
-        let is_file = std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file());
-        if is_yaml && is_file && !name.starts_with('.') {
+        // Follows symlinks: ConfigMap files are links into the `..data` directory. A link to
+        // nothing is no file (a ConfigMap swap leaves one for a moment); a YAML name that
+        // cannot be followed for another reason (a loop, no permission) is kept, so that
+        // reading it reports why instead of the file silently not counting.
+        let counts = match std::fs::metadata(entry.path()) {
+            Ok(metadata) => !metadata.is_dir(),
+            Err(error) => error.kind() != std::io::ErrorKind::NotFound,
+        };
+        if is_yaml && counts && !name.starts_with('.') {
             files.push(entry.path());
         }
     }
@@ -92,6 +99,12 @@ fn read_file(path: &Path) -> Result<String, ConfigError> {
     let unreadable = |e: std::io::Error| {
         ConfigError::new(&shown, format!("error reading config file: {e}"), None)
     };
+    // Only regular files: opening a FIFO or a device would wait for a writer, maybe forever.
+    let metadata = std::fs::metadata(path).map_err(unreadable)?;
+    if !metadata.is_file() {
+        let message = "error reading config file: not a regular file (a FIFO, socket or device cannot be a config)";
+        return Err(ConfigError::new(&shown, message, None));
+    }
     // Reads at most one byte past the bound, so a file that grows while it is read cannot take
     // more memory than that.
     let mut bytes = Vec::new();

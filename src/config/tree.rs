@@ -3,6 +3,10 @@
 //! Matching follows envoyproxy/ratelimit level by level: an exact value wins, then the first
 //! wildcard that matches in config order, then the key-only rule; the request must have exactly
 //! as many entries as the matched rule is deep, and a level that matched is never revisited.
+//!
+//! A wildcard costs time in the length of the value it is tried on, and a request may try many
+//! wildcards on many values: each request gets a [`MatchBudget`] of bytes to scan, and is
+//! refused once it is spent, rather than served late.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -109,39 +113,78 @@ impl LevelSpec {
     }
 }
 
+/// Bytes that wildcard matching may still scan for one request.
+#[derive(Debug)]
+pub struct MatchBudget {
+    left: usize,
+    max: usize,
+}
+
+/// A request whose wildcard matching would scan more than its budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "matching this request's values against wildcard rules would scan more than {max} bytes (--max-match-bytes); send fewer or shorter descriptor values"
+)]
+pub struct MatchBudgetSpent {
+    pub max: usize,
+}
+
+impl MatchBudget {
+    pub fn new(max: usize) -> MatchBudget {
+        MatchBudget { left: max, max }
+    }
+
+    fn spend(&mut self, bytes: usize) -> Result<(), MatchBudgetSpent> {
+        self.left = self
+            .left
+            .checked_sub(bytes)
+            .ok_or(MatchBudgetSpent { max: self.max })?;
+        Ok(())
+    }
+}
+
 impl DomainTree {
     /// The rule for a descriptor's entries, `None` when no rule applies (including whitelist
-    /// nodes, which match but carry no limit).
+    /// nodes, which match but carry no limit); an error once `budget` is spent.
     pub fn find<'e>(
         &self,
         entries: impl ExactSizeIterator<Item = (&'e str, &'e str)>,
-    ) -> Option<&Rule> {
+        budget: &mut MatchBudget,
+    ) -> Result<Option<&Rule>, MatchBudgetSpent> {
         let depth = entries.len();
         let mut level = &self.root;
         for (index, (key, value)) in entries.enumerate() {
-            let node = level.by_key.get(key)?.select(value)?;
+            let Some(choices) = level.by_key.get(key) else {
+                return Ok(None);
+            };
+            let Some(node) = choices.select(value, budget)? else {
+                return Ok(None);
+            };
             if index + 1 == depth {
-                return node.rule.map(|rule| &self.rules[rule]);
+                return Ok(node.rule.map(|rule| &self.rules[rule]));
             }
             level = &node.children;
         }
-        None
+        Ok(None)
     }
 }
 
 impl Choices {
-    fn select(&self, value: &str) -> Option<&Node> {
+    fn select(
+        &self,
+        value: &str,
+        budget: &mut MatchBudget,
+    ) -> Result<Option<&Node>, MatchBudgetSpent> {
         if let Some(node) = self.exact.get(value) {
-            return Some(node);
+            return Ok(Some(node));
         }
-        if let Some((_, node)) = self
-            .wildcards
-            .iter()
-            .find(|(pattern, _)| pattern.matches(value))
-        {
-            return Some(node);
+        for (pattern, node) in &self.wildcards {
+            budget.spend(pattern.cost(value))?;
+            if pattern.matches(value) {
+                return Ok(Some(node));
+            }
         }
-        self.any.as_ref()
+        Ok(self.any.as_ref())
     }
 }
 
@@ -209,6 +252,11 @@ impl Rule {
 }
 
 /// A value pattern where each `*` matches any run of characters, including none.
+///
+/// Matching never backtracks: the prefix and the suffix are compared in place, then each
+/// middle piece is searched for (two-way string search, linear) from where the previous one
+/// ended, leftmost first, which finds a match whenever there is one. So a match costs time
+/// linear in the value's length, whatever the pattern.
 #[derive(Debug, Clone)]
 pub struct Pattern {
     text: String,
@@ -218,6 +266,8 @@ pub struct Pattern {
     middle: Vec<String>,
     /// The literal text after the last star.
     last: String,
+    /// The shortest value that can match: every literal byte.
+    shortest: usize,
 }
 
 impl Pattern {
@@ -225,16 +275,30 @@ impl Pattern {
     pub fn new(text: &str) -> Option<Pattern> {
         let (first, rest) = text.split_once('*')?;
         let (middle, last) = rest.rsplit_once('*').unwrap_or(("", rest));
+        let middle: Vec<String> = middle
+            .split('*')
+            .filter(|piece| !piece.is_empty())
+            .map(str::to_string)
+            .collect();
         Some(Pattern {
             text: text.to_string(),
+            shortest: first.len() + last.len() + middle.iter().map(String::len).sum::<usize>(),
             first: first.to_string(),
-            middle: middle
-                .split('*')
-                .filter(|piece| !piece.is_empty())
-                .map(str::to_string)
-                .collect(),
+            middle,
             last: last.to_string(),
         })
+    }
+
+    /// Bytes that matching `value` may scan, at most: the prefix and suffix, plus the value
+    /// when there are middle pieces to search for; one for a value too short to match.
+    pub fn cost(&self, value: &str) -> usize {
+        if value.len() < self.shortest {
+            1
+        } else if self.middle.is_empty() {
+            self.first.len() + self.last.len() + 1
+        } else {
+            value.len() + self.shortest + 1
+        }
     }
 
     pub fn text(&self) -> &str {
@@ -242,6 +306,9 @@ impl Pattern {
     }
 
     pub fn matches(&self, value: &str) -> bool {
+        if value.len() < self.shortest {
+            return false;
+        }
         let Some(inside) = value
             .strip_prefix(self.first.as_str())
             .and_then(|rest| rest.strip_suffix(self.last.as_str()))
@@ -261,7 +328,7 @@ impl Pattern {
 
 #[cfg(test)]
 mod tests {
-    use super::Pattern;
+    use super::{MatchBudget, MatchBudgetSpent, Pattern};
 
     #[test]
     fn stars_match_anywhere_in_the_value() {
@@ -289,5 +356,28 @@ mod tests {
             );
         }
         assert!(Pattern::new("plain").is_none());
+    }
+
+    #[test]
+    fn a_request_trying_many_wildcards_on_long_values_spends_its_budget() {
+        let text = format!("domain: d\ndescriptors:\n{}", (0..200).map(|i| format!("  - {{key: k, value: \"*{}{i}*\", rate_limit: {{unit: second, requests_per_unit: 1}}}}\n", "a".repeat(60))).collect::<String>());
+        let config = crate::config::Config::from_sources([("d.yaml", text.as_str())]).unwrap();
+        let domain = config.domain("d").unwrap();
+        let value = "a".repeat(4096);
+        let mut budget = MatchBudget::new(1 << 20);
+        let mut spent = None;
+        for _ in 0..64 {
+            if let Err(error) = domain.find([("k", value.as_str())].into_iter(), &mut budget) {
+                spent = Some(error);
+                break;
+            }
+        }
+        assert_eq!(spent, Some(MatchBudgetSpent { max: 1 << 20 }));
+        let mut fresh = MatchBudget::new(1 << 20);
+        let short = format!("{}7", "a".repeat(61));
+        let found = domain
+            .find([("k", short.as_str())].into_iter(), &mut fresh)
+            .unwrap();
+        assert!(found.is_some(), "a short value still matches");
     }
 }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::health::Health;
+use crate::inflight::InFlight;
 use crate::limiter::Limiter;
 use crate::metrics::Metrics;
 use crate::registry::NodeDirectory;
@@ -16,6 +17,8 @@ pub struct Api {
     pub(super) metrics: Arc<Metrics>,
     pub(super) health: Arc<Health>,
     pub(super) nodes: Arc<dyn NodeDirectory>,
+    /// What request bodies may hold, shared with the gRPC listener.
+    pub(super) budget: Arc<InFlight>,
     pub(super) options: ApiOptions,
 }
 
@@ -40,6 +43,7 @@ impl Api {
         metrics: Arc<Metrics>,
         health: Arc<Health>,
         nodes: Arc<dyn NodeDirectory>,
+        budget: Arc<InFlight>,
         options: ApiOptions,
     ) -> Api {
         Api {
@@ -47,6 +51,7 @@ impl Api {
             metrics,
             health,
             nodes,
+            budget,
             options,
         }
     }

@@ -3,6 +3,8 @@
 
 use warp::http::StatusCode;
 
+use crate::inflight::OverBudget;
+use crate::limiter::CheckError;
 use crate::rls::RequestError;
 use crate::store::StoreError;
 
@@ -40,7 +42,22 @@ pub enum ApiError {
     Store(#[from] StoreError),
     /// `/healthcheck`'s answer when some part is unhealthy (500, as the Go service answers).
     #[error("{0}")]
-    Unhealthy(&'static str),
+    Unhealthy(String),
+    /// The in-flight budget is spent (503: retry later).
+    #[error(transparent)]
+    Busy(#[from] OverBudget),
+    /// Matching the request would take more work than one request may (429).
+    #[error("{0}")]
+    TooMuchWork(String),
+}
+
+impl From<CheckError> for ApiError {
+    fn from(error: CheckError) -> ApiError {
+        match error {
+            CheckError::Store(error) => ApiError::Store(error),
+            CheckError::TooMuchWork(spent) => ApiError::TooMuchWork(spent.to_string()),
+        }
+    }
 }
 
 impl ApiError {
@@ -70,8 +87,9 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Store(_) | ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unhealthy(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::TooMuchWork(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -81,6 +99,7 @@ impl ApiError {
             ApiError::Malformed { field, .. } | ApiError::NotFound { field, .. } => field.clone(),
             ApiError::OutOfRange { field, .. } => Some(field.clone()),
             ApiError::Request(error) => Some(error.field()),
+            ApiError::TooMuchWork(_) => Some("descriptors".into()),
             ApiError::Store(StoreError::BadCursor(_)) => Some("cursor".into()),
             _ => None,
         }
@@ -91,7 +110,7 @@ impl ApiError {
     pub fn message(&self) -> String {
         match self {
             ApiError::Store(error) if !error.is_transient() && self.field().is_none() => {
-                tracing::error!(%error, "counter store failed");
+                crate::throttled!(ERROR, %error, "counter store failed");
                 "counter store failed; see the service log".into()
             }
             other => other.to_string(),

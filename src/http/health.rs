@@ -1,6 +1,7 @@
 //! Liveness for operators and load balancers: `GET /health` (JSON, 503 while draining),
 //! `GET /healthcheck` (envoyproxy/ratelimit's `OK` or 500) and `GET /api/nodes`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -11,7 +12,7 @@ use warp::reply::Response;
 use super::api::Api;
 use super::error::ApiError;
 use super::{auth, reply};
-use crate::health::{ConfigStatus, Status};
+use crate::health::{LoadStatus, Status};
 use crate::registry::NodeInfo;
 
 #[derive(Serialize)]
@@ -19,20 +20,25 @@ struct HealthView<'a> {
     status: &'static str,
     node_id: &'a str,
     store: StoreView,
-    config: ConfigView,
+    config: LoadView,
+    /// Each TLS listener's certificate: when it was loaded, and the latest refused one.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    certificates: BTreeMap<&'static str, LoadView>,
 }
 
 #[derive(Serialize)]
 struct StoreView {
     kind: &'static str,
     reachable: bool,
+    /// Why the store is not healthy (unreachable, failing most calls, refusing scripts).
+    problem: Option<String>,
 }
 
-/// The config's load status, as `/health` and `/api/limits` show it.
+/// A load status (the config's, a certificate's), as `/health` and `/api/limits` show it.
 #[derive(Serialize)]
-pub struct ConfigView {
+pub struct LoadView {
     loaded_at: String,
-    /// The latest failed reload since then (the config loaded at `loaded_at` stays in force).
+    /// The latest failed reload since then (what was loaded at `loaded_at` stays in force).
     last_error: Option<FailureView>,
 }
 
@@ -42,9 +48,9 @@ struct FailureView {
     since: String,
 }
 
-impl ConfigView {
-    pub fn new(status: &ConfigStatus) -> ConfigView {
-        ConfigView {
+impl LoadView {
+    pub fn new(status: &LoadStatus) -> LoadView {
+        LoadView {
             loaded_at: timestamp(status.loaded_at),
             last_error: status.last_error.as_ref().map(|failure| FailureView {
                 errors: failure.errors.clone(),
@@ -72,8 +78,15 @@ pub async fn health(api: Arc<Api>) -> Result<Response, ApiError> {
         store: StoreView {
             kind: api.limiter.store_kind(),
             reachable: api.health.is_store_reachable(),
+            problem: api.health.store_problem(),
         },
-        config: ConfigView::new(&api.health.config()),
+        config: LoadView::new(&api.health.config()),
+        certificates: api
+            .health
+            .certificates()
+            .iter()
+            .map(|(listener, status)| (*listener, LoadView::new(status)))
+            .collect(),
     };
     let code = if status.is_serving() {
         StatusCode::OK
@@ -87,8 +100,12 @@ pub async fn health(api: Arc<Api>) -> Result<Response, ApiError> {
 pub async fn healthcheck(api: Arc<Api>) -> Result<Response, ApiError> {
     match api.health.status() {
         Status::Healthy => Ok(reply::text(StatusCode::OK, "OK".into())),
-        Status::Degraded => Err(ApiError::Unhealthy("the counter store cannot be reached")),
-        Status::Draining => Err(ApiError::Unhealthy("the service is shutting down")),
+        Status::Degraded => Err(ApiError::Unhealthy(
+            api.health
+                .store_problem()
+                .unwrap_or_else(|| "the counter store is unhealthy".into()),
+        )),
+        Status::Draining => Err(ApiError::Unhealthy("the service is shutting down".into())),
     }
 }
 

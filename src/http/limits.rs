@@ -9,7 +9,7 @@ use warp::reply::Response;
 
 use super::api::Api;
 use super::error::ApiError;
-use super::health::ConfigView;
+use super::health::LoadView;
 use super::{auth, reply};
 use crate::config::{Limit, Rule};
 
@@ -17,7 +17,7 @@ use crate::config::{Limit, Rule};
 struct Limits<'c> {
     default_limit: u64,
     default_window_ms: u64,
-    config: ConfigView,
+    config: LoadView,
     domains: Vec<DomainView<'c>>,
 }
 
@@ -54,7 +54,7 @@ pub async fn limits(api: Arc<Api>, headers: HeaderMap) -> Result<Response, ApiEr
     let limits = Limits {
         default_limit: api.options.check_defaults.limit,
         default_window_ms: api.options.check_defaults.window_ms,
-        config: ConfigView::new(&api.health.config()),
+        config: LoadView::new(&api.health.config()),
         domains,
     };
     Ok(reply::json(StatusCode::OK, &limits))

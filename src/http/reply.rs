@@ -2,6 +2,7 @@
 //! reply is counted under, and reading bodies and query strings within bounds.
 
 use std::pin::pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -12,6 +13,7 @@ use warp::reply::Response;
 use warp::{Buf, Filter, Rejection, Reply, Stream};
 
 use super::error::ApiError;
+use crate::inflight::{InFlight, PeerShare, Stream as Held};
 
 /// The route pattern a response is counted under in `ratelimiter_http_requests_total`, carried
 /// in the response's extensions from the route to the instrumentation around all of them.
@@ -79,19 +81,29 @@ const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The request body, read up to `max` bytes (whatever the Content-Length says, and for chunked
 /// bodies too) within [`BODY_READ_TIMEOUT`]; a longer body is refused without being read further.
+/// Its bytes count in the in-flight `budget` (the client's share, which the listener tags each
+/// request with) while it is read; a body over budget is refused (503).
 pub fn body(
     max: usize,
+    budget: Arc<InFlight>,
 ) -> impl Filter<Extract = (Result<Vec<u8>, ApiError>,), Error = Rejection> + Clone {
-    warp::body::stream().then(move |stream| async move {
-        tokio::time::timeout(BODY_READ_TIMEOUT, read_bounded(stream, max))
-            .await
-            .unwrap_or(Err(ApiError::BodyTimeout(BODY_READ_TIMEOUT)))
-    })
+    warp::ext::optional::<Arc<PeerShare>>()
+        .and(warp::body::stream())
+        .then(move |peer: Option<Arc<PeerShare>>, stream| {
+            let budget = budget.clone();
+            async move {
+                let held = budget.open(peer.unwrap_or_default(), false)?;
+                tokio::time::timeout(BODY_READ_TIMEOUT, read_bounded(stream, max, &held))
+                    .await
+                    .unwrap_or(Err(ApiError::BodyTimeout(BODY_READ_TIMEOUT)))
+            }
+        })
 }
 
 async fn read_bounded<B: Buf>(
     stream: impl Stream<Item = Result<B, warp::Error>>,
     max: usize,
+    held: &Held,
 ) -> Result<Vec<u8>, ApiError> {
     let mut stream = pin!(stream);
     let mut body = Vec::new();
@@ -103,6 +115,7 @@ async fn read_bounded<B: Buf>(
         if body.len() + chunk.remaining() > max {
             return Err(ApiError::BodyTooLarge { max });
         }
+        held.hold(chunk.remaining())?;
         while chunk.has_remaining() {
             let piece = chunk.chunk();
             body.extend_from_slice(piece);

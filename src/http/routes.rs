@@ -47,6 +47,7 @@ pub const ROUTES: [(Method, &str); 12] = [
 pub fn routes(api: Arc<Api>) -> BoxedFilter<(Response,)> {
     let metrics = api.metrics.clone();
     let max_body = api.options.max_body_bytes;
+    let budget = api.budget.clone();
     let state: State = warp::any().map(move || api.clone()).boxed();
     let headers = warp::header::headers_cloned;
     type Body = Result<Vec<u8>, ApiError>;
@@ -54,13 +55,13 @@ pub fn routes(api: Arc<Api>) -> BoxedFilter<(Response,)> {
     let check = warp::path!("check")
         .and(warp::post())
         .and(state.clone())
-        .and(reply::body(max_body))
+        .and(reply::body(max_body, budget.clone()))
         .then(|api, body: Body| respond("/check", check::handle(api, body)))
         .boxed();
     let json = warp::path!("json")
         .and(warp::post())
         .and(state.clone())
-        .and(reply::body(max_body))
+        .and(reply::body(max_body, budget.clone()))
         .then(|api, body: Body| respond("/json", json::handle(api, body)))
         .boxed();
     let health = get(&state, "/health", health::health);
@@ -136,7 +137,7 @@ where
     F: Future<Output = Result<Response, ApiError>> + Send + 'static,
 {
     segments(route)
-        .and(warp::get())
+        .and(get_or_head())
         .and(state.clone())
         .then(move |api| respond(route, handler(api)))
         .boxed()
@@ -149,11 +150,16 @@ where
     F: Future<Output = Result<Response, ApiError>> + Send + 'static,
 {
     segments(route)
-        .and(warp::get())
+        .and(get_or_head())
         .and(state.clone())
         .and(warp::header::headers_cloned())
         .then(move |api, headers| respond(route, handler(api, headers)))
         .boxed()
+}
+
+/// `GET`, or `HEAD` (answered like `GET`, without the body: probes and `curl -I` use it).
+fn get_or_head() -> BoxedFilter<()> {
+    warp::get().or(warp::head()).unify().boxed()
 }
 
 /// Matches exactly the path `route` (`/api/limits`).

@@ -7,8 +7,11 @@ use std::time::Instant;
 use smallvec::SmallVec;
 
 use super::plan::{Applied, Plan, drop_replaced, plan};
-use super::{Caller, Check, Counted, Decision, DescriptorCheck, Limiter, Outcome};
+use super::{Caller, Check, CheckError, Counted, Decision, DescriptorCheck, Limiter, Outcome};
+use crate::config::MatchBudget;
 use crate::store::{Count, CounterOp, StoreError};
+use crate::throttled;
+use crate::trace;
 
 /// One entry per descriptor of a request: requests have a few, so up to four stay inline and
 /// the usual request allocates none of these.
@@ -34,14 +37,15 @@ impl Limiter {
         &self,
         check: &Check<'_>,
         caller: Caller,
-    ) -> Result<Decision, StoreError> {
+    ) -> Result<Decision, CheckError> {
         let limits = self.limits.load();
         let domain = limits.config().domain(check.domain);
+        let mut budget = MatchBudget::new(self.max_match_bytes);
         let mut plans: PerDescriptor<Plan> = check
             .descriptors
             .iter()
-            .map(|descriptor| plan(domain, descriptor))
-            .collect();
+            .map(|descriptor| plan(domain, descriptor, &mut budget))
+            .collect::<Result<_, _>>()?;
         drop_replaced(&mut plans);
 
         // The blocked cache's clock: the request's arrival, microseconds ago.
@@ -105,6 +109,7 @@ impl Limiter {
                     key,
                     window_secs: limit.unit.seconds(),
                     delta: descriptor.hits,
+                    limit: u64::from(limit.requests_per_unit),
                 });
                 Source::Store(ops.len() - 1)
             }
@@ -122,6 +127,10 @@ impl Limiter {
         if ops.is_empty() {
             return Ok(Vec::new());
         }
+        let span = self
+            .tracer
+            .as_ref()
+            .and_then(|tracer| tracer.store_span(self.store.kind(), ops.len()));
         let counts = if self.store.is_remote() {
             let started = Instant::now();
             let counts = self.store.apply_by(ops, deadline).await;
@@ -132,6 +141,13 @@ impl Limiter {
         } else {
             self.store.apply_by(ops, deadline).await
         };
+        if let Some(span) = span {
+            trace::end(
+                &span,
+                Vec::new(),
+                counts.as_ref().err().map(ToString::to_string),
+            );
+        }
         let counts = counts.and_then(|counts| {
             if counts.len() == ops.len() {
                 Ok(counts)
@@ -148,7 +164,7 @@ impl Limiter {
             if matches!(error, StoreError::Timeout(_)) {
                 self.metrics.store_deadlines_passed.inc();
             }
-            tracing::warn!(%error, "counter store call failed");
+            throttled!(WARN, %error, "counter store call failed");
         }
         counts
     }

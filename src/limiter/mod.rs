@@ -19,10 +19,11 @@ use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descri
 use envoy_types::pb::google::protobuf::Struct;
 
 use crate::clock::Unit;
-use crate::config::Config;
+use crate::config::{Config, MatchBudgetSpent};
 use crate::key::CheckKey;
 use crate::metrics::Metrics;
 use crate::store::{CounterPage, CounterStore, Slide, StoreError};
+use crate::trace::Tracer;
 pub use blocked::BlockedCounters;
 pub use limits::Limits;
 
@@ -107,12 +108,25 @@ pub struct Counted {
     pub metadata: Option<Arc<Struct>>,
 }
 
+/// Why a request was not decided.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CheckError {
+    /// The counter store did not answer.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Matching the request would take more work than one request may.
+    #[error(transparent)]
+    TooMuchWork(#[from] MatchBudgetSpent),
+}
+
 /// How the limiter decides, beyond the config.
 #[derive(Clone, Copy, Debug)]
 pub struct LimiterOptions {
     pub modes: Modes,
     /// Share of a limit above which hits count as "near" it (the Go service's NEAR_LIMIT_RATIO).
     pub near_limit_ratio: f64,
+    /// Bytes of values that wildcard matching may scan for one request (`--max-match-bytes`).
+    pub max_match_bytes: usize,
     /// Most counters known to be over their limit that are answered without the store (see
     /// [`BlockedCounters`]); 0 turns that cache off. Only a remote store gains from it.
     pub blocked_cache_keys: u64,
@@ -130,8 +144,11 @@ pub struct Limiter {
     modes: Modes,
     metrics: Arc<Metrics>,
     near_limit_ratio: f64,
+    max_match_bytes: usize,
     /// Counters known to be over their limit, answered without the store.
     blocked: Option<BlockedCounters>,
+    /// With tracing on: a span for each store call.
+    tracer: Option<Tracer>,
 }
 
 impl Limiter {
@@ -148,9 +165,17 @@ impl Limiter {
             modes: options.modes,
             metrics,
             near_limit_ratio: options.near_limit_ratio,
+            max_match_bytes: options.max_match_bytes,
             blocked: (options.blocked_cache_keys > 0)
                 .then(|| BlockedCounters::new(options.blocked_cache_keys)),
+            tracer: None,
         }
+    }
+
+    /// This limiter, tracing each store call with `tracer` (a child of the caller's span).
+    pub fn traced(mut self, tracer: Option<Tracer>) -> Limiter {
+        self.tracer = tracer;
+        self
     }
 
     /// Puts `config` in force: requests from now on see it whole, requests under way finish on
@@ -171,25 +196,27 @@ impl Limiter {
     }
 
     /// Decides a request arriving now with no deadline (see [`Limiter::check_for`]).
-    pub async fn check(&self, check: &Check<'_>) -> Result<Decision, StoreError> {
+    pub async fn check(&self, check: &Check<'_>) -> Result<Decision, CheckError> {
         self.check_for(check, Caller::now()).await
     }
 
-    /// Decides a request for `caller`. Fails only when the store cannot be reached or not by
-    /// the caller's deadline, so that the caller can tell Envoy "unavailable" and Envoy's
-    /// `failure_mode_deny` decides.
+    /// Decides a request for `caller`. Fails when the store cannot be reached, or not by the
+    /// caller's deadline, so that the caller can tell Envoy "unavailable" and Envoy's
+    /// `failure_mode_deny` decides, or when matching it would take more work than one request
+    /// may.
     pub async fn check_for(
         &self,
         check: &Check<'_>,
         caller: Caller,
-    ) -> Result<Decision, StoreError> {
+    ) -> Result<Decision, CheckError> {
         let decision = self.decide(check, caller).await;
         self.metrics
             .check_duration
             .observe(caller.arrived.elapsed().as_secs_f64());
         match &decision {
             Ok(decision) => self.count_check(decision.over_limit),
-            Err(_) => self.metrics.store_request_errors.inc(),
+            Err(CheckError::Store(_)) => self.metrics.store_request_errors.inc(),
+            Err(CheckError::TooMuchWork(_)) => self.metrics.service_errors.inc(),
         }
         decision
     }
@@ -281,6 +308,7 @@ mod tests {
         let options = LimiterOptions {
             modes: Modes::default(),
             near_limit_ratio: 0.8,
+            max_match_bytes: 1 << 20,
             blocked_cache_keys: 0,
         };
         let limiter = Limiter::new(store, Arc::new(Metrics::new(10)), options);

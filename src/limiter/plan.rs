@@ -2,7 +2,7 @@
 //! limit) and the key of the counter it is counted in, before anything is counted.
 
 use crate::clock::Unit;
-use crate::config::{DomainTree, Limit, Rule};
+use crate::config::{DomainTree, Limit, MatchBudget, MatchBudgetSpent, Rule};
 use crate::key::{self, Scope};
 
 use super::{DescriptorCheck, LimitOverride};
@@ -27,9 +27,10 @@ pub(super) struct Applied<'c> {
 pub(super) fn plan<'c>(
     domain: Option<&'c DomainTree>,
     descriptor: &DescriptorCheck<'_>,
-) -> Plan<'c> {
+    budget: &mut MatchBudget,
+) -> Result<Plan<'c>, MatchBudgetSpent> {
     let Some(domain) = domain else {
-        return Plan::NoLimit;
+        return Ok(Plan::NoLimit);
     };
     if let Some(LimitOverride {
         unit,
@@ -44,7 +45,7 @@ pub(super) fn plan<'c>(
             key: &entry.key,
             value: &entry.value,
         });
-        return Plan::Counted {
+        return Ok(Plan::Counted {
             limit: Applied {
                 domain,
                 rule: None,
@@ -52,16 +53,16 @@ pub(super) fn plan<'c>(
                 requests_per_unit,
             },
             key: key::encode(&domain.name, scope, levels),
-        };
+        });
     }
     let pairs = descriptor
         .entries
         .iter()
         .map(|entry| (entry.key.as_str(), entry.value.as_str()));
-    let Some(rule) = domain.find(pairs) else {
-        return Plan::NoLimit;
+    let Some(rule) = domain.find(pairs, budget)? else {
+        return Ok(Plan::NoLimit);
     };
-    match rule.limit {
+    Ok(match rule.limit {
         Limit::Unlimited => Plan::Unlimited,
         Limit::Limited {
             unit,
@@ -81,7 +82,7 @@ pub(super) fn plan<'c>(
                 key: key::encode(&domain.name, scope, rule.key_levels(values)),
             }
         }
-    }
+    })
 }
 
 /// Drops every counted rule whose name another counted rule of this request `replaces`.

@@ -9,6 +9,7 @@
 
 mod define;
 mod rules;
+mod timings;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use define::{counter, counter_vec, gauge, histogram, histogram_vec};
 use rules::RuleSeries;
 pub use rules::{OVERFLOW_KEY, RuleCounters};
+pub use timings::ResponseTimes;
 
 use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, Registry};
 
@@ -60,9 +62,13 @@ pub struct Metrics {
     pub should_rate_limit_calls: IntCounter,
     /// `ratelimit_service_response_time_seconds{grpc_method="ShouldRateLimit"}`
     pub should_rate_limit_time: Histogram,
+    /// The same times one by one, for a statsd push.
+    pub response_times: ResponseTimes,
     pub registry_heartbeat_failures: IntCounter,
     /// Descriptors answered over-limit from the local cache of blocked counters.
     pub blocked_cache_hits: IntCounter,
+    /// `ratelimiter_tls_certificate_loads_total{listener, result}`
+    certificate_loads: IntCounterVec,
     /// `ratelimiter_http_requests_total{route, status}`
     http_requests: IntCounterVec,
     /// `ratelimiter_http_request_duration_seconds{route, status}`
@@ -154,6 +160,7 @@ impl Metrics {
             store_request_errors: errors.with_label_values(&["redis_error"]),
             should_rate_limit_calls: grpc_calls.with_label_values(&[SHOULD_RATE_LIMIT]),
             should_rate_limit_time: grpc_time.with_label_values(&[SHOULD_RATE_LIMIT]),
+            response_times: ResponseTimes::default(),
             registry_heartbeat_failures: counter(
                 &r,
                 "ratelimiter_registry_heartbeat_failures_total",
@@ -163,6 +170,12 @@ impl Metrics {
                 &r,
                 "ratelimiter_blocked_cache_hits_total",
                 "Descriptors answered over-limit from this node's cache of blocked counters, without the store",
+            ),
+            certificate_loads: counter_vec(
+                &r,
+                "ratelimiter_tls_certificate_loads_total",
+                "TLS certificate loads, by listener and result (loaded, or rejected: the previous certificate stays in use)",
+                &["listener", "result"],
             ),
             http_requests: counter_vec(
                 &r,
@@ -195,6 +208,21 @@ impl Metrics {
         self.http_duration
             .with_label_values(&labels)
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records one ShouldRateLimit call and its time.
+    pub fn observe_should_rate_limit(&self, elapsed: Duration) {
+        self.should_rate_limit_calls.inc();
+        self.should_rate_limit_time.observe(elapsed.as_secs_f64());
+        self.response_times.record(elapsed);
+    }
+
+    /// Counts a load of `listener`'s TLS certificate, at startup or after its files changed.
+    pub fn certificate_loaded(&self, listener: &str, loaded: bool) {
+        let result = if loaded { "loaded" } else { "rejected" };
+        self.certificate_loads
+            .with_label_values(&[listener, result])
+            .inc();
     }
 
     /// Brings the store's figures up to date: its size, and its live evictions since start

@@ -101,7 +101,8 @@ impl RuleSeries {
 
 impl RuleFamilies {
     fn resolve(&self, domain: &str, key1: &str, key2: &str) -> RuleCounters {
-        let labels = [domain, key1, key2];
+        let domain = clean(domain);
+        let labels = [domain.as_str(), key1, key2];
         RuleCounters {
             total_hits: self.total_hits.with_label_values(&labels),
             over_limit: self.over_limit.with_label_values(&labels),
@@ -139,10 +140,22 @@ impl RuleCounters {
     }
 }
 
+/// A label value as the Go service writes it: `:` and `|` (which statsd cannot carry) become
+/// `_`, and so do control characters, which would break the lines of the text exposition (a
+/// raw CR or newline).
+fn clean(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            ':' | '|' => '_',
+            c if c.is_control() => '_',
+            c => c,
+        })
+        .collect()
+}
+
 /// `key1` (the first segment) and `key2` (the others, joined with dots), with the Go service's
-/// sanitising of the characters statsd cannot carry (`:` and `|` become `_`).
+/// sanitising ([`clean`]).
 fn labels(segments: &[String]) -> (String, String) {
-    let clean = |text: &str| text.replace([':', '|'], "_");
     let key1 = segments
         .first()
         .map(|first| clean(first))

@@ -2,12 +2,14 @@
 //! become gRPC statuses.
 //!
 //! Client mistakes are answered `INVALID_ARGUMENT` with a message naming the field. A store that
+//! that needs more work than one may is `RESOURCE_EXHAUSTED`. A store that
 //! cannot be reached is `UNAVAILABLE`, never an OK or UNKNOWN answer: Envoy lets a request
 //! through on a successful response whatever `failure_mode_deny` says, so only an error status
 //! lets the operator's choice decide.
 
 use tonic::{Code, Status};
 
+use crate::limiter::CheckError;
 use crate::store::StoreError;
 
 /// A request the service refuses to evaluate.
@@ -88,13 +90,22 @@ impl From<RequestError> for Status {
     }
 }
 
+impl From<CheckError> for Status {
+    fn from(error: CheckError) -> Status {
+        match error {
+            CheckError::Store(error) => Status::from(error),
+            CheckError::TooMuchWork(spent) => Status::resource_exhausted(spent.to_string()),
+        }
+    }
+}
+
 impl From<StoreError> for Status {
     fn from(error: StoreError) -> Status {
         if error.is_transient() {
             Status::unavailable(error.to_string())
         } else {
             // Not the client's fault and no use to it: the details go to the log.
-            tracing::error!(%error, "counter store failed");
+            crate::throttled!(ERROR, %error, "counter store failed");
             Status::new(
                 Code::Unavailable,
                 "counter store failed; see the service log",

@@ -3,14 +3,13 @@
 
 mod deadline;
 mod error;
-mod guard;
 mod metadata;
+mod oversize;
 pub mod request;
 pub mod response;
 pub mod service;
 
 pub use error::RequestError;
-pub use guard::BODY_TIMEOUT;
 pub use request::RequestLimits;
 pub use response::{HeaderNames, ResponseOptions};
 pub use service::RateLimitGrpc;

@@ -1,71 +1,132 @@
-//! Accepting gRPC connections: at most [`MAX_CONNECTIONS`] at once (more wait in the kernel's
-//! backlog), each with `TCP_NODELAY`, and closed when it sends nothing within
-//! [`FIRST_BYTES_TIMEOUT`] of being accepted.
+//! Accepting gRPC connections: admitted by [`Admission`] (a bound in all, per peer address, and
+//! a reserve for newcomers), each with `TCP_NODELAY`, through a TLS handshake when TLS is on
+//! (several at once, so that a slow one holds up no other), its HTTP/2 opening due within
+//! [`OPENING_TIMEOUT`] (after the handshake, which has as long again), and closed once idle for
+//! `--grpc-max-connection-idle`.
 //!
-//! HTTP/2 keepalive (see `server.rs`) only starts once a client has spoken HTTP/2, so without
-//! the first-bytes deadline a client could open connections that never send anything and hold
-//! them, and their file descriptors, forever.
+//! HTTP/2 keepalive (see `mod.rs`) only starts once a client has spoken HTTP/2, so without the
+//! opening deadline a client could open connections that never finish it and hold them, and
+//! their file descriptors, forever.
 
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::Stream;
-use futures_util::stream;
+use futures_util::stream::{self, FuturesUnordered};
+use futures_util::{Stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::OwnedSemaphorePermit;
-use tokio::time::Sleep;
+use tokio::net::TcpListener;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
-use crate::accept::Slots;
+use crate::admission::deadlines::{Activity, Deadlines};
+use crate::admission::{Admission, Ticket};
+use crate::inflight::PeerShare;
+use crate::store::BoxFuture;
+use crate::tls::{self, Link, ServerTls};
 
-/// gRPC connections served at once. Envoy opens a few per worker; the cap keeps a flood of
-/// connections from taking every file descriptor (the HTTP listener, Redis and config reloads
-/// need some too).
-const MAX_CONNECTIONS: usize = 4_096;
+/// How long a new connection has to send the HTTP/2 preface and its first SETTINGS frame.
+const OPENING_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long a new connection has to send its first bytes (the HTTP/2 preface).
-const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The connections `listener` accepts, within the bound, for tonic to serve.
-pub fn connections(listener: TcpListener) -> impl Stream<Item = io::Result<Connection>> {
-    let slots = Slots::new(MAX_CONNECTIONS, "gRPC");
-    stream::unfold((listener, slots), |(listener, slots)| async move {
-        let (stream, slot) = slots.accept(&listener).await?;
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY on a gRPC connection");
-        }
-        Some((Ok(Connection::new(stream, slot)), (listener, slots)))
+/// The connections `listener` admits, for tonic to serve; with `tls`, those whose handshake
+/// succeeded (a failed one is logged at debug level and dropped). Each is closed after `idle`
+/// without a call open (never when `None`).
+pub fn connections(
+    listener: TcpListener,
+    tls: Option<Arc<ServerTls>>,
+    admission: Arc<Admission>,
+    idle: Option<Duration>,
+) -> impl Stream<Item = io::Result<Connection>> {
+    let accepting = Accepting {
+        listener,
+        admission,
+        tls,
+        idle,
+        handshakes: FuturesUnordered::new(),
+    };
+    stream::unfold(accepting, |mut accepting| async move {
+        let connection = accepting.next().await;
+        Some((Ok(connection), accepting))
     })
 }
 
-/// One accepted connection: holds its slot until it is dropped, and fails its reads once the
-/// first-bytes deadline passes with nothing read.
+/// The accept loop's state: the listener, its admission, and the handshakes under way.
+struct Accepting {
+    listener: TcpListener,
+    admission: Arc<Admission>,
+    tls: Option<Arc<ServerTls>>,
+    idle: Option<Duration>,
+    handshakes: FuturesUnordered<BoxFuture<'static, Option<Connection>>>,
+}
+
+impl Accepting {
+    /// The next connection ready to serve.
+    async fn next(&mut self) -> Connection {
+        loop {
+            tokio::select! {
+                (stream, ticket) = self.admission.accept(&self.listener) => {
+                    if let Err(error) = stream.set_nodelay(true) {
+                        tracing::debug!(%error, "cannot set TCP_NODELAY on a gRPC connection");
+                    }
+                    let (tls, idle) = (self.tls.clone(), self.idle);
+                    self.handshakes.push(Box::pin(async move {
+                        match tls::accept(tls.as_deref(), stream, OPENING_TIMEOUT).await {
+                            Ok(link) => Some(Connection::new(link, ticket, idle)),
+                            Err(error) => {
+                                tracing::debug!(%error, "gRPC connection refused in its TLS handshake");
+                                None
+                            }
+                        }
+                    }));
+                }
+                Some(handshake) = self.handshakes.next(), if !self.handshakes.is_empty() => {
+                    if let Some(connection) = handshake {
+                        return connection;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One admitted connection: holds its slot until it is dropped.
 pub struct Connection {
-    stream: TcpStream,
-    /// Until the first bytes arrive.
-    deadline: Option<Pin<Box<Sleep>>>,
-    _slot: OwnedSemaphorePermit,
+    io: Deadlines<Link>,
+    info: Peer,
+    _ticket: Ticket,
+}
+
+/// What every call on a connection knows of it (tonic puts it in the request's extensions):
+/// its address, its peer's share of the in-flight budget, and its activity.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub tcp: TcpConnectInfo,
+    pub share: Arc<PeerShare>,
+    pub activity: Arc<Activity>,
 }
 
 impl Connection {
-    fn new(stream: TcpStream, slot: OwnedSemaphorePermit) -> Connection {
+    fn new(link: Link, ticket: Ticket, idle: Option<Duration>) -> Connection {
+        let activity = Arc::new(Activity::default());
+        let info = Peer {
+            tcp: link.tcp().connect_info(),
+            share: ticket.share().clone(),
+            activity: activity.clone(),
+        };
         Connection {
-            stream,
-            deadline: Some(Box::pin(tokio::time::sleep(FIRST_BYTES_TIMEOUT))),
-            _slot: slot,
+            io: Deadlines::new(link, OPENING_TIMEOUT, idle.map(|after| (activity, after))),
+            info,
+            _ticket: ticket,
         }
     }
 }
 
 impl Connected for Connection {
-    type ConnectInfo = TcpConnectInfo;
+    type ConnectInfo = Peer;
 
-    fn connect_info(&self) -> TcpConnectInfo {
-        self.stream.connect_info()
+    fn connect_info(&self) -> Peer {
+        self.info.clone()
     }
 }
 
@@ -75,25 +136,7 @@ impl AsyncRead for Connection {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        let filled = buf.filled().len();
-        match Pin::new(&mut this.stream).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) if buf.filled().len() > filled => {
-                this.deadline = None;
-                Poll::Ready(Ok(()))
-            }
-            Poll::Pending => {
-                if let Some(deadline) = &mut this.deadline {
-                    ready!(deadline.as_mut().poll(cx));
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "no bytes within the first-bytes timeout",
-                    )));
-                }
-                Poll::Pending
-            }
-            done => done,
-        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }
 
@@ -103,15 +146,15 @@ impl AsyncWrite for Connection {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        Pin::new(&mut self.io).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 
     fn poll_write_vectored(
@@ -119,10 +162,10 @@ impl AsyncWrite for Connection {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+        self.io.is_write_vectored()
     }
 }

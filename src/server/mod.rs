@@ -5,14 +5,17 @@
 //! `--shutdown-delay` the gRPC and HTTP listeners stop accepting; in-flight calls get
 //! `--shutdown-timeout` to finish; then background tasks stop.
 //!
-//! gRPC calls are bounded in number per connection, a call's request body must arrive in time
-//! (`rls::BODY_TIMEOUT`) and its store call answers by the caller's deadline, and connections
-//! whose peer stops answering HTTP/2 PINGs are dropped (`grpc_server`); connections are bounded
-//! in number and must speak within a deadline (`incoming`).
+//! gRPC calls are bounded in number per connection, and connections whose peer stops answering
+//! HTTP/2 PINGs are dropped (`grpc_server`); connections are admitted within bounds and must
+//! open within a deadline (`incoming`); calls and their bytes are bounded across all connections
+//! by the in-flight budget, and a call's request body must arrive in time (`streams`); once
+//! read, a call waits only on its store, which answers by the caller's deadline.
 
+mod certificates;
 mod incoming;
 pub mod options;
 mod reloads;
+mod streams;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -25,10 +28,12 @@ use tonic::transport::Server;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::admission::Admission;
 use crate::clock::Clock;
-use crate::config::{ConfigError, ConfigWatcher, Reload, Reloader};
+use crate::config::{ConfigError, ConfigWatcher, Reload, ReloadRequests, Reloader};
 use crate::health::Health;
 use crate::http;
+use crate::inflight::InFlight;
 use crate::limiter::Limiter;
 use crate::metrics::Metrics;
 use crate::registry::{
@@ -36,8 +41,13 @@ use crate::registry::{
 };
 use crate::rls::RateLimitGrpc;
 use crate::settings::ServeSettings;
+use crate::statsd::{StatsdError, StatsdPusher};
 use crate::store::redis::{RedisLink, RedisSetupError};
 use crate::store::{CounterStore, MemoryStore, RedisStore};
+use crate::tls::TlsError;
+use crate::trace::{TraceError, Tracer, Tracing};
+use certificates::ListenerTls;
+use streams::Bounded;
 /// gRPC health service names reported: the overall server (""), the name the Go service uses,
 /// and the fully qualified rate-limit service.
 const HEALTH_SERVICE_NAMES: [&str; 3] = [
@@ -46,9 +56,11 @@ const HEALTH_SERVICE_NAMES: [&str; 3] = [
     "envoy.service.ratelimit.v3.RateLimitService",
 ];
 
-/// Calls one gRPC connection may have in flight at once. Envoy multiplexes all of a worker's
-/// checks on a few connections, so this is generous; it bounds what one client can pile up.
-pub const GRPC_MAX_CONCURRENT_STREAMS: u32 = 1_024;
+/// Calls one gRPC connection may have in flight at once. Envoy multiplexes a worker's checks on
+/// a connection and opens another when a server's limit is reached, so this only bounds what
+/// one connection can pile up (and the burst of work when its calls all end at once); one
+/// address's calls are bounded by `--max-in-flight-per-peer` across its connections.
+pub const GRPC_MAX_CONCURRENT_STREAMS: u32 = 256;
 
 /// How often an HTTP/2 PING checks that a gRPC client is still there ...
 const GRPC_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
@@ -63,10 +75,12 @@ pub struct Listeners {
     pub http: TcpListener,
 }
 
-/// What the service reports about itself, made by the caller so that it can read them too.
+/// What the service reports about itself, made by the caller so that it can read them too, and
+/// the door through which the caller asks for a config reload (SIGHUP).
 pub struct Telemetry {
     pub health: Arc<Health>,
     pub metrics: Arc<Metrics>,
+    pub reloads: ReloadRequests,
 }
 
 impl Telemetry {
@@ -74,6 +88,7 @@ impl Telemetry {
         Telemetry {
             health: Arc::new(Health::new(SystemTime::now())),
             metrics: Arc::new(Metrics::new(settings.max_metric_series)),
+            reloads: ReloadRequests::default(),
         }
     }
 }
@@ -90,6 +105,17 @@ pub enum ServeError {
     Redis(#[from] RedisSetupError),
     #[error("cannot use the node registry: {0}")]
     Registry(#[from] RegistryError),
+    #[error("cannot serve TLS on the {listener} listener: {source}")]
+    Tls {
+        listener: &'static str,
+        source: TlsError,
+    },
+    #[error("{0}")]
+    Settings(String),
+    #[error("{0}")]
+    Tracing(#[from] TraceError),
+    #[error("{0}")]
+    Statsd(#[from] StatsdError),
 }
 
 fn list(errors: &[ConfigError]) -> String {
@@ -108,7 +134,11 @@ pub async fn run(
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let Telemetry { health, metrics } = telemetry;
+    let Telemetry {
+        health,
+        metrics,
+        reloads,
+    } = telemetry;
     // The config is read before anything connects: a config that cannot be used stops the
     // service at once.
     let mut reloader = Reloader::new(&settings.config);
@@ -120,14 +150,24 @@ pub async fn run(
     }
 
     let background = CancellationToken::new();
+    let tls_options = options::tls(&settings).map_err(ServeError::Settings)?;
+    let tls = certificates::start(tls_options, &health, &metrics, &background)
+        .map_err(|(listener, source)| ServeError::Tls { listener, source })?;
+    let traces = options::tracing(&settings)
+        .map(|options| Tracing::start(&options))
+        .transpose()?;
+    let tracer = traces.as_ref().map(|traces| traces.tracer.clone());
+    if let Some(statsd) = options::statsd(&settings) {
+        let pusher = StatsdPusher::new(&statsd, metrics.clone())?;
+        tokio::spawn(pusher.run(background.clone()));
+        tracing::info!(addr = statsd.addr, "pushing stats to statsd");
+    }
     let me = this_node(&settings, &listeners);
     let (store, nodes, registry) =
         start_store(&settings, me, clock, &health, &metrics, &background).await?;
-    let limiter = Arc::new(Limiter::new(
-        store,
-        metrics.clone(),
-        options::limiter(&settings),
-    ));
+    let limiter = Arc::new(
+        Limiter::new(store, metrics.clone(), options::limiter(&settings)).traced(tracer.clone()),
+    );
     let mut apply = reloads::applier(
         limiter.clone(),
         health.clone(),
@@ -140,17 +180,15 @@ pub async fn run(
         );
     }
     apply(first);
-    tokio::spawn(ConfigWatcher::start(reloader, apply).run(background.clone()));
+    let reporting = Telemetry {
+        health: health.clone(),
+        metrics: metrics.clone(),
+        reloads: reloads.clone(),
+    };
+    tokio::spawn(ConfigWatcher::start(reloader, apply, reloads).run(background.clone()));
 
-    let mut serving = Serving::start(
-        &settings,
-        listeners,
-        limiter,
-        health.clone(),
-        nodes,
-        &metrics,
-    )
-    .await;
+    let mut serving =
+        Serving::start(&settings, listeners, tls, limiter, reporting, nodes, tracer).await;
     let early_exit = tokio::select! {
         () = shutdown => None,
         result = serving.ended() => Some(result),
@@ -173,6 +211,10 @@ pub async fn run(
         }
     };
     background.cancel();
+    if let Some(traces) = traces {
+        // Blocks until the exporter, which runs on this runtime, has sent the last spans.
+        let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
+    }
     tracing::info!("stopped");
     outcome
 }
@@ -191,16 +233,21 @@ impl Serving {
     async fn start(
         settings: &ServeSettings,
         listeners: Listeners,
+        tls: ListenerTls,
         limiter: Arc<Limiter>,
-        health: Arc<Health>,
+        telemetry: Telemetry,
         nodes: Arc<dyn NodeDirectory>,
-        metrics: &Arc<Metrics>,
+        tracer: Option<Tracer>,
     ) -> Serving {
+        let Telemetry {
+            health, metrics, ..
+        } = telemetry;
         let rls = RateLimitGrpc::new(
             limiter.clone(),
             metrics.clone(),
             options::request_limits(settings),
             options::responses(settings),
+            tracer,
         );
         let (grpc_health, health_service) = tonic_health::server::health_reporter();
         set_grpc_health(&grpc_health, ServingStatus::Serving).await;
@@ -209,24 +256,35 @@ impl Serving {
         let stop_accepting = CancellationToken::new();
         let grpc_address = address_of(&listeners.grpc);
         let http_address = address_of(&listeners.http);
+        let budget = Arc::new(InFlight::new(options::in_flight(settings)));
         let api = http::Api::new(
             limiter,
             metrics.clone(),
             health,
             nodes,
+            budget.clone(),
             options::api(settings),
         );
         let http = tokio::spawn(http::serve(
             listeners.http,
+            tls.http,
             Arc::new(api),
+            options::http_admission(settings),
             stop_accepting.clone().cancelled_owned(),
         ));
         tracing::info!("serving HTTP on {http_address}");
 
-        let incoming = incoming::connections(listeners.grpc);
-        let grpc = grpc_server()
-            .add_service(health_service)
-            .add_service(rls.into_server(settings.requests.max_message_bytes))
+        let admission = Admission::new(options::grpc_admission(settings), "gRPC", None);
+        let incoming = incoming::connections(
+            listeners.grpc,
+            tls.grpc,
+            admission,
+            options::grpc_idle(settings),
+        );
+        let rls = rls.into_server(settings.requests.max_message_bytes);
+        let grpc = grpc_server(settings)
+            .add_service(Bounded::new(health_service, budget.clone()))
+            .add_service(Bounded::new(rls, budget))
             .serve_with_incoming_shutdown(incoming, stop_accepting.clone().cancelled_owned());
         let grpc = tokio::spawn(grpc);
         tracing::info!("serving gRPC on {grpc_address}");
@@ -269,15 +327,16 @@ impl Serving {
 }
 
 /// The gRPC server, bounded so that stalled or vanished clients cannot hold calls or
-/// connections forever. No timer runs per call: a call's body is bounded by the rate-limit
-/// service itself (`rls::BODY_TIMEOUT`), and once read, a call waits only on its store, which
-/// answers by the caller's deadline (or `--redis-timeout`). A `grpc-timeout` sent by the
-/// client is still enforced by tonic.
-fn grpc_server() -> Server {
+/// connections forever. No timer runs per call: a call's request body is bounded by `streams`,
+/// and once read, a call waits only on its store, which answers by the caller's deadline (or
+/// `--redis-timeout`). A `grpc-timeout` sent by the client is still enforced by tonic.
+fn grpc_server(settings: &ServeSettings) -> Server {
     Server::builder()
         .max_concurrent_streams(GRPC_MAX_CONCURRENT_STREAMS)
         .http2_keepalive_interval(Some(GRPC_KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(GRPC_KEEPALIVE_TIMEOUT))
+        .max_connection_age(settings.bounds.grpc_max_connection_age)
+        .max_connection_age_grace(settings.bounds.grpc_max_connection_age_grace)
 }
 
 /// The counter store and the node directory: in memory and this node alone, or in Redis with
@@ -307,6 +366,7 @@ async fn start_store(
     tracing::info!(
         redis_type = ?settings.redis.redis_type,
         connected = health.is_store_reachable(),
+        problem = health.store_problem().as_deref().unwrap_or("none"),
         "counting in Redis"
     );
     let store = Arc::new(RedisStore::new(

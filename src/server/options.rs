@@ -2,12 +2,20 @@
 //! one place that builds them from [`ServeSettings`], so that nothing below the server knows
 //! clap.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::admission::AdmissionLimits;
 use crate::http::{ApiOptions, CheckDefaults};
+use crate::inflight::InFlightLimits;
 use crate::limiter::{LimiterOptions, Modes};
 use crate::registry::{RegistryOptions, host_name};
 use crate::rls::{HeaderNames, RequestLimits, ResponseOptions};
-use crate::settings::{RedisType, ServeSettings};
+use crate::settings::{OtlpProtocol, RedisType, ServeSettings, StatsdProtocol};
+use crate::statsd::StatsdOptions;
 use crate::store::redis::{RedisKind, RedisOptions, TlsFiles};
+use crate::tls::TlsOptions;
+use crate::trace::{TracingOptions, Transport};
 
 /// `--node-id`, or the host name, or `ratelimiter` when neither is known.
 pub fn node_id(settings: &ServeSettings) -> String {
@@ -58,6 +66,7 @@ pub fn limiter(settings: &ServeSettings) -> LimiterOptions {
             global_quota: settings.global_quota_mode,
         },
         near_limit_ratio: settings.near_limit_ratio,
+        max_match_bytes: settings.requests.max_match_bytes,
         // The memory store answers as fast as the cache would; only a remote store gains from it.
         blocked_cache_keys: match settings.redis_url {
             Some(_) => settings.redis.local_cache_max_keys,
@@ -100,5 +109,122 @@ pub fn api(settings: &ServeSettings) -> ApiOptions {
         },
         admin_token: settings.http.admin_token.clone(),
         max_body_bytes: settings.requests.max_message_bytes,
+    }
+}
+
+/// The gRPC and the HTTP listener's TLS, each `None` when it serves plain TCP.
+pub fn tls(settings: &ServeSettings) -> Result<(Option<TlsOptions>, Option<TlsOptions>), String> {
+    let tls = &settings.tls;
+    let grpc = listener_tls(
+        "grpc",
+        (tls.grpc_tls_cert.clone(), tls.grpc_tls_key.clone()),
+        tls.grpc_tls_client_ca.clone(),
+        &tls.grpc_tls_client_san,
+        b"h2",
+    )?;
+    let http = listener_tls(
+        "http",
+        (tls.http_tls_cert.clone(), tls.http_tls_key.clone()),
+        tls.http_tls_client_ca.clone(),
+        &tls.http_tls_client_san,
+        b"http/1.1",
+    )?;
+    Ok((grpc, http))
+}
+
+fn listener_tls(
+    listener: &str,
+    files: (Option<PathBuf>, Option<PathBuf>),
+    client_ca: Option<PathBuf>,
+    client_sans: &[String],
+    alpn: &[u8],
+) -> Result<Option<TlsOptions>, String> {
+    let flag = |name: &str| format!("--{listener}-tls-{name}");
+    if !client_sans.is_empty() && client_ca.is_none() {
+        return Err(format!(
+            "{} needs {}",
+            flag("client-san"),
+            flag("client-ca")
+        ));
+    }
+    match files {
+        (Some(cert), Some(key)) => Ok(Some(TlsOptions {
+            cert,
+            key,
+            client_ca,
+            client_sans: client_sans.to_vec(),
+            alpn: vec![alpn.to_vec()],
+        })),
+        (Some(_), None) => Err(format!("{} needs {}", flag("cert"), flag("key"))),
+        (None, Some(_)) => Err(format!("{} needs {}", flag("key"), flag("cert"))),
+        (None, None) if client_ca.is_some() => {
+            Err(format!("{} needs {}", flag("client-ca"), flag("cert")))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// `None` when tracing is off.
+pub fn tracing(settings: &ServeSettings) -> Option<TracingOptions> {
+    let tracing = &settings.tracing;
+    if !tracing.tracing {
+        return None;
+    }
+    let mut resource = tracing.tracing_resource.clone();
+    if !resource.iter().any(|(key, _)| key == "service.instance.id") {
+        resource.push(("service.instance.id".into(), node_id(settings)));
+    }
+    Some(TracingOptions {
+        transport: tracing.tracing_protocol.map(|protocol| match protocol {
+            OtlpProtocol::Grpc => Transport::Grpc,
+            OtlpProtocol::Http => Transport::Http,
+        }),
+        endpoint: tracing.tracing_endpoint.clone(),
+        sample_ratio: tracing.tracing_sample_ratio,
+        service_name: tracing.tracing_service_name.clone(),
+        resource,
+    })
+}
+
+/// `None` when nothing is pushed to statsd.
+pub fn statsd(settings: &ServeSettings) -> Option<StatsdOptions> {
+    let statsd = &settings.statsd;
+    Some(StatsdOptions {
+        addr: statsd.statsd_addr.clone()?,
+        tcp: statsd.statsd_protocol == StatsdProtocol::Tcp,
+        flush_interval: statsd.statsd_flush_interval,
+        dogstatsd: statsd.statsd_dogstatsd,
+        tags: statsd.stats_tag.clone(),
+    })
+}
+
+pub fn grpc_admission(settings: &ServeSettings) -> AdmissionLimits {
+    let bounds = &settings.bounds;
+    AdmissionLimits::new(bounds.grpc_max_connections, bounds.max_connections_per_peer)
+}
+
+pub fn http_admission(settings: &ServeSettings) -> AdmissionLimits {
+    let bounds = &settings.bounds;
+    AdmissionLimits::new(bounds.http_max_connections, bounds.max_connections_per_peer)
+}
+
+/// `--grpc-max-connection-idle`, `None` for `0s` (never).
+pub fn grpc_idle(settings: &ServeSettings) -> Option<Duration> {
+    let idle = settings.bounds.grpc_max_connection_idle;
+    (!idle.is_zero()).then_some(idle)
+}
+
+/// The in-flight budget. One peer may hold a quarter of the bytes, and always at least two of
+/// the largest messages, so that a single large request is never refused for its own size.
+pub fn in_flight(settings: &ServeSettings) -> InFlightLimits {
+    let bounds = &settings.bounds;
+    let bytes = bounds.max_buffered_mib.saturating_mul(1 << 20);
+    let two_messages = settings.requests.max_message_bytes.saturating_mul(2);
+    InFlightLimits {
+        streams: bounds.max_in_flight,
+        streams_per_peer: bounds.max_in_flight_per_peer.min(bounds.max_in_flight),
+        watches: bounds.max_health_watches,
+        bytes: bytes.max(two_messages),
+        bytes_per_peer: (bytes / 4).max(two_messages),
     }
 }

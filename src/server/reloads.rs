@@ -60,6 +60,7 @@ mod tests {
             let options = LimiterOptions {
                 modes: Modes::default(),
                 near_limit_ratio: 0.8,
+                max_match_bytes: 1 << 20,
                 blocked_cache_keys: 0,
             };
             let limiter = Arc::new(Limiter::new(store, metrics.clone(), options));

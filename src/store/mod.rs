@@ -24,6 +24,9 @@ pub struct CounterOp {
     pub key: String,
     pub window_secs: u64,
     pub delta: i64,
+    /// The limit the counter is checked against: a store that must evict counters evicts those
+    /// near their limit last, so that evicting cannot reopen a limit (`u64::MAX` when none).
+    pub limit: u64,
 }
 
 /// A counter's value after an operation, and when its window ends, both by the store's clock.

@@ -11,6 +11,7 @@ pub fn op(key: &str, window_secs: u64, delta: i64) -> CounterOp {
         key: key.to_string(),
         window_secs,
         delta,
+        limit: u64::MAX,
     }
 }
 

@@ -9,11 +9,13 @@ pub mod faults;
 pub mod files;
 pub mod http;
 pub mod metric_names;
+pub mod otlp;
 pub mod ports;
 pub mod process;
 pub mod redis;
 pub mod redis_store;
 pub mod tls;
+pub mod tls_client;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -72,7 +72,7 @@ impl Node {
     /// Starts the process and reads its log until it serves; `PortTaken` if it could not
     /// listen because another process holds an address.
     fn launch(args: &[&str], env: &[(&str, &str)]) -> Result<Node, PortTaken> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ratelimiter"))
+        let mut child = Command::new(binary())
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .arg("serve")
             .args(args)
@@ -193,6 +193,13 @@ impl Node {
     pub fn log_until_exit(&self) -> Vec<String> {
         self.stderr.iter().collect()
     }
+}
+
+/// The binary to run: this build's, or the one `RATELIMITER_TEST_BINARY` names (to take the same
+/// measurements of another build).
+fn binary() -> std::ffi::OsString {
+    std::env::var_os("RATELIMITER_TEST_BINARY")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_ratelimiter").into())
 }
 
 impl Drop for Node {

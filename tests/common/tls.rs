@@ -1,6 +1,8 @@
 //! Throwaway certificates for TLS tests, made with the `openssl` command: a CA, a server
-//! certificate for `localhost` and 127.0.0.1 signed by it, and a client certificate for mutual
-//! TLS. A missing `openssl` fails the test with the command that installs it.
+//! certificate for `localhost` and 127.0.0.1 signed by it (and a second one, `server-next`, to
+//! rotate to), client certificates for mutual TLS (`client` with the SAN `envoy.client`,
+//! `outsider` with another SAN), and a second CA with a client of its own (`other-ca`,
+//! `stranger`). A missing `openssl` fails the test with the command that installs it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -16,30 +18,44 @@ impl Certificates {
     pub fn create() -> Certificates {
         let dir = tempfile::tempdir().unwrap();
         let certificates = Certificates { dir };
-        certificates.with_new_key(&[
+        certificates.authority("ca");
+        certificates.authority("other-ca");
+        let server = "subjectAltName=DNS:localhost,IP:127.0.0.1";
+        certificates.signed("ca", "server", "localhost", server);
+        certificates.signed("ca", "server-next", "localhost", server);
+        let client = |san: &str| format!("extendedKeyUsage=clientAuth\nsubjectAltName=DNS:{san}");
+        certificates.signed("ca", "client", "ratelimiter", &client("envoy.client"));
+        certificates.signed("ca", "outsider", "outsider", &client("outsider.client"));
+        certificates.signed("other-ca", "stranger", "stranger", &client("envoy.client"));
+        certificates
+    }
+
+    /// `<name>.crt`, `<name>.key` (for `ca`, `server`, `client`, ...).
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The directory holding the files.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A self-signed certificate authority, `<name>.crt` and `<name>.key`.
+    fn authority(&self, name: &str) {
+        let subject = format!("/CN=ratelimiter test {name}");
+        let (key, certificate) = (format!("{name}.key"), format!("{name}.crt"));
+        self.with_new_key(&[
             "req",
             "-x509",
             "-days",
             "1",
             "-subj",
-            "/CN=ratelimiter test CA",
+            &subject,
             "-keyout",
-            "ca.key",
+            &key,
             "-out",
-            "ca.crt",
+            &certificate,
         ]);
-        certificates.signed(
-            "server",
-            "localhost",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        );
-        certificates.signed("client", "ratelimiter", "extendedKeyUsage=clientAuth");
-        certificates
-    }
-
-    /// `<name>.crt`, `<name>.key` (for `ca`, `server`, `client`).
-    fn file(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
     }
 
     /// The service's flags that trust the CA and present the client certificate:
@@ -77,8 +93,8 @@ impl Certificates {
         .to_vec()
     }
 
-    /// `<name>.key` and `<name>.crt` for `common_name`, signed by the CA, with `extension`.
-    fn signed(&self, name: &str, common_name: &str, extension: &str) {
+    /// `<name>.key` and `<name>.crt` for `common_name`, signed by the CA `ca`, with `extension`.
+    fn signed(&self, ca: &str, name: &str, common_name: &str, extension: &str) {
         let (key, request, certificate) = (
             format!("{name}.key"),
             format!("{name}.csr"),
@@ -98,9 +114,9 @@ impl Certificates {
                 "-in",
                 &request,
                 "-CA",
-                "ca.crt",
+                &format!("{ca}.crt"),
                 "-CAkey",
-                "ca.key",
+                &format!("{ca}.key"),
                 "-CAcreateserial",
                 "-extfile",
                 &extensions,

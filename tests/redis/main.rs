@@ -1,6 +1,7 @@
 //! The Redis store on real `redis-server` processes (single, over mutual TLS, Sentinel, Cluster)
 //! that the harness starts on loopback: the store contract, failures and failovers under a
-//! running service, the node registry, and the harness's promise that a test talks only to the
+//! running service, health that tells the truth about a Redis that refuses counts, the node
+//! registry, and the harness's promise that a test talks only to the
 //! servers it started.
 
 #[path = "../common/mod.rs"]
@@ -11,5 +12,6 @@ mod deadlines;
 mod failover;
 mod faults;
 mod harness;
+mod health;
 mod registry;
 mod store;

@@ -178,7 +178,7 @@ proptest! {
         let config = Config::from_sources([("d.yaml", CONFIG)]).unwrap();
         let store = Arc::new(MemoryStore::new(10_000, Arc::new(ManualClock::new(1_000_000_000_000))));
         let metrics = Arc::new(Metrics::new(100));
-        let options = LimiterOptions { modes: Modes::default(), near_limit_ratio: 0.8, blocked_cache_keys: 0 };
+        let options = LimiterOptions { modes: Modes::default(), near_limit_ratio: 0.8, max_match_bytes: 1 << 20, blocked_cache_keys: 0 };
         let limiter = Limiter::new(store, metrics, options);
         limiter.install(config);
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();

@@ -1,10 +1,12 @@
 //! The service in this process, started on loopback port 0 with a clock the test moves by hand,
 //! answering real gRPC and HTTP clients; and the library under it (config, keys, the memory
-//! store). `http_api` also runs its scenarios on a real redis-server.
+//! store). `http_api` also runs its scenarios on a real redis-server. `tls`, `rotation` and
+//! `tracing`: TLS and mTLS clients, certificate rotation, spans sent to an OTLP receiver.
 
 #[path = "../common/mod.rs"]
 mod common;
 
+mod hostile_input;
 mod http_api;
 mod key_injectivity;
 mod layering;
@@ -13,5 +15,8 @@ mod rls_answers;
 mod rls_bad_input;
 mod rls_concurrency;
 mod rls_matching;
+mod rotation;
 mod stats_keys;
 mod store_contract;
+mod tls;
+mod tracing;

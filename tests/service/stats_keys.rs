@@ -2,13 +2,17 @@
 //! request's values where `detailed_metric` or `value_to_metric` ask for them, and the pattern
 //! for `share_threshold` levels. Cases from envoyproxy/ratelimit's config tests.
 
-use ratelimiter::config::Config;
+use ratelimiter::config::{Config, MatchBudget};
 
 fn stats_key(yaml: &str, entries: &[(&str, &str)]) -> String {
     let config = Config::from_sources([("test.yaml", yaml)]).unwrap();
     let domain = &config.domains()[0];
     let rule = domain
-        .find(entries.iter().map(|(k, v)| (*k, *v)))
+        .find(
+            entries.iter().map(|(k, v)| (*k, *v)),
+            &mut MatchBudget::new(usize::MAX),
+        )
+        .unwrap()
         .unwrap_or_else(|| panic!("{entries:?} matches a rule"));
     let values: Vec<&str> = entries.iter().map(|(_, v)| *v).collect();
     let mut key = domain.name.clone();

@@ -183,3 +183,23 @@ fn every_serve_flag_reads_its_environment_variable_and_is_documented() {
         );
     }
 }
+
+#[tokio::test]
+async fn sighup_reloads_the_config_and_user_signals_do_not_end_the_process() {
+    let config = common::config_dir(&[("x.yaml", "domain: x\n")]);
+    let node = Node::start(&["--config", config.path().to_str().unwrap()]);
+    // Files unchanged: only the signal can make this load happen.
+    node.signal("HUP");
+    let lines = node.log_until("loaded rate limit config", Duration::from_secs(20));
+    assert!(
+        lines.iter().any(|line| line.contains("SIGHUP")),
+        "{}",
+        lines.join("\n")
+    );
+    node.signal("USR1");
+    node.signal("USR2");
+    node.log_until("SIGUSR2", Duration::from_secs(20));
+    let mut client = common::connect(node.grpc_addr).await;
+    let response = ask(&mut client, request("x", &[&[("k", "v")]])).await;
+    assert_eq!(code(&response), Code::Ok);
+}

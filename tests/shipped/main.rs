@@ -1,6 +1,7 @@
 //! What ships, as operators and newcomers use it: the built `ratelimiter` binary (`serve`,
 //! `validate`, signals), the README, the examples and the demo, end to end through a real Envoy
-//! running the shipped configs, scraped by a real Prometheus.
+//! running the shipped configs (over mutual TLS, and tracing), scraped by a real Prometheus, and
+//! pushing to a statsd server.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -8,8 +9,10 @@ mod common;
 mod binary;
 mod demo;
 mod envoy_e2e;
+mod envoy_tls_tracing;
 mod examples;
 mod openapi;
 mod prometheus;
 mod readme;
+mod statsd;
 mod validate;

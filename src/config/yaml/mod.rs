@@ -5,6 +5,7 @@
 //! line and column they sit at. Scalars are read with the field's type as schema: `value: 1.10`
 //! stays the string `1.10`, as in the Go service.
 
+pub mod budget;
 mod values;
 
 use std::fmt;
@@ -75,7 +76,8 @@ pub struct ReplaceDoc {
 
 /// Parses one file's text.
 pub fn parse(text: &str) -> Result<FileDoc, serde_saphyr::Error> {
-    serde_saphyr::from_str::<Document>(text).map(|document| document.0)
+    serde_saphyr::from_str_with_options::<Document>(text, budget::options(text.len()))
+        .map(|document| document.0)
 }
 
 /// The top level: a map, or nothing at all (an empty file is a file without a domain).

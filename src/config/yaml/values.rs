@@ -23,6 +23,11 @@ impl fmt::Display for Scalar {
             Scalar::Null => f.write_str("<nil>"),
             Scalar::Bool(b) => write!(f, "{b}"),
             Scalar::Int(i) => write!(f, "{i}"),
+            // Past 2^53 a float no longer holds every integer: its shortest decimal would
+            // show digits that were never written (2^64 as 18446744073709552000).
+            Scalar::Float(x) if x.fract() == 0.0 && x.abs() >= 9_007_199_254_740_992.0 => {
+                write!(f, "{x:e}")
+            }
             Scalar::Float(x) => write!(f, "{x}"),
             Scalar::Text(s) => write!(f, "{s:?}"),
             Scalar::Collection => f.write_str("a list or map"),

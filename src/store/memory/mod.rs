@@ -3,9 +3,11 @@
 //!
 //! The bound is in counters and in bytes (each counter's key, slot and buckets), both split
 //! evenly over the shards. When a shard is full, it first drops counters whose window has ended,
-//! then evicts the least recently used of a few sampled counters (Redis's approximate LRU);
-//! evicting a live counter under-counts it, so such evictions are counted for the operator to
-//! see.
+//! then evicts, of a few sampled counters, the one farthest from its limit (the least recently
+//! used among equals). A counter at or over its limit goes only when 40 sampled counters of its
+//! shard are all at or over theirs too, so a client flooding new keys cannot evict the counter
+//! that is blocking it. Evicting a live counter under-counts it, so such evictions are counted
+//! for the operator to see.
 
 mod listing;
 mod shard;
@@ -153,6 +155,7 @@ impl MemoryStore {
                 hash,
                 key,
                 counter,
+                limit,
                 now,
                 self.shard_capacity,
                 &self.live_evictions,
@@ -214,5 +217,54 @@ impl CounterStore for MemoryStore {
 
     fn live_evictions(&self) -> u64 {
         MemoryStore::live_evictions(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    fn op(key: &str, limit: u64) -> CounterOp {
+        CounterOp {
+            key: key.into(),
+            window_secs: 3_600,
+            delta: 1,
+            limit,
+        }
+    }
+
+    #[test]
+    fn a_flood_of_new_keys_does_not_evict_a_counter_at_its_limit() {
+        let store = MemoryStore::new(SHARDS * 10, Arc::new(ManualClock::new(0)));
+        let victim = op("victim", 3);
+        for _ in 0..3 {
+            store.apply_one(&victim, 0);
+        }
+        for index in 0..50_000 {
+            store.apply_one(&op(&format!("flood-{index}"), 3), 0);
+        }
+        assert!(store.live_evictions() > 40_000, "the store was full");
+        assert_eq!(
+            store.apply_one(&victim, 0).value,
+            4,
+            "the victim kept its count"
+        );
+    }
+
+    #[test]
+    fn a_counter_near_its_limit_outlasts_more_recent_ones_farther_from_theirs() {
+        let store = MemoryStore::new(SHARDS * 10, Arc::new(ManualClock::new(0)));
+        let near = op("near", 3);
+        store.apply_one(&near, 0);
+        store.apply_one(&near, 0);
+        for index in 0..50_000 {
+            store.apply_one(&op(&format!("flood-{index}"), 1_000), 0);
+        }
+        assert_eq!(
+            store.apply_one(&near, 0).value,
+            3,
+            "2 of 3 outlasted 1 of 1,000"
+        );
     }
 }

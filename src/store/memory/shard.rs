@@ -14,8 +14,13 @@ use crate::store::CounterOp;
 use crate::store::sliding::Buckets;
 
 /// Counters sampled to find one to evict; Redis's default `maxmemory-samples` is 5, and 8 gets
-/// closer to true LRU for little extra work.
+/// closer to the true order for little extra work.
 const EVICTION_SAMPLES: usize = 8;
+
+/// When every sample is at or over its limit, this many more are drawn before one of those is
+/// evicted: an attacker must then fill the shard with counters at their limit (paying their
+/// limit in requests for each) before a victim at its limit can go.
+const EXTRA_SAMPLES: usize = 32;
 
 /// Least time between two in-line purges of one full shard, so that a shard full of live
 /// counters does not rescan itself on every insert.
@@ -39,17 +44,21 @@ pub(super) struct Shard {
     pub(super) slots: IndexMap<Box<str>, Slot, foldhash::fast::RandomState>,
     /// The [`footprint`] of every slot held.
     bytes: usize,
-    /// Bumped on every use; a slot's `last_used` orders it for LRU eviction.
+    /// Bumped on every use; a slot's `last_used` orders it for eviction among equals.
     pub(super) uses: u64,
     next_purge_ms: u64,
     /// xorshift state for sampling eviction candidates.
     random: u64,
 }
 
-/// 32 bytes: a million counters fit in well under 200 MB with their keys and the map.
+/// 40 bytes: a million counters fit in well under 200 MB with their keys and the map.
 pub(super) struct Slot {
     pub(super) counter: Counter,
+    /// When it was last used, in the shard's `uses`: among counters as far from their limits,
+    /// the least recently used goes first.
     pub(super) last_used: u64,
+    /// The limit the counter is checked against (`u64::MAX` when unknown).
+    pub(super) limit: u64,
 }
 
 pub(super) enum Counter {
@@ -73,6 +82,17 @@ impl Counter {
             Counter::Fixed { count, .. } => *count,
             Counter::Sliding(buckets) => buckets.count(now_ms),
         }
+    }
+}
+
+impl Slot {
+    /// How close the counter is to its limit, for eviction: ended windows first (below 0),
+    /// then by the share of the limit used; 1 and more is at or over it.
+    fn fill(&self, now_ms: u64) -> f64 {
+        if self.counter.expires_ms() <= now_ms {
+            return -1.0;
+        }
+        self.counter.value(now_ms) as f64 / self.limit.max(1) as f64
     }
 }
 
@@ -136,6 +156,7 @@ impl Shard {
         let uses = self.uses;
         if let Some(slot) = self.slot_mut(hash, &op.key) {
             slot.last_used = uses;
+            slot.limit = op.limit;
             let current = match slot.counter {
                 Counter::Fixed { ends_ms, count } if ends_ms == window.end_ms => count,
                 _ => 0,
@@ -157,6 +178,7 @@ impl Shard {
                     ends_ms: window.end_ms,
                     count,
                 },
+                op.limit,
                 now,
                 capacity,
                 live_evictions,
@@ -166,11 +188,13 @@ impl Shard {
     }
 
     /// Adds a counter for a key the shard does not hold.
+    #[allow(clippy::too_many_arguments)] // The key, its counter and its limit, and the bounds.
     pub(super) fn insert(
         &mut self,
         hash: u64,
         key: &str,
         counter: Counter,
+        limit: u64,
         now: u64,
         capacity: Capacity,
         live_evictions: &AtomicU64,
@@ -184,6 +208,7 @@ impl Shard {
         let slot = Slot {
             counter,
             last_used: self.uses,
+            limit,
         };
         match self
             .slots
@@ -208,20 +233,34 @@ impl Shard {
                 return;
             }
         }
-        let len = self.slots.len();
-        let mut samples = [0; EVICTION_SAMPLES];
-        for sample in &mut samples {
-            *sample = self.next_random() as usize % len;
-        }
-        let victim = samples
-            .into_iter()
-            .min_by_key(|&index| self.slots[index].last_used);
+        let first = self.least_needed(EVICTION_SAMPLES, None, now);
+        let victim = match first {
+            Some(index) if self.slots[index].fill(now) < 1.0 => first,
+            _ => self.least_needed(EXTRA_SAMPLES, first, now),
+        };
         if let Some((key, slot)) = victim.and_then(|index| self.slots.swap_remove_index(index)) {
             self.bytes -= footprint(&key, &slot.counter);
             if slot.counter.expires_ms() > now {
                 live_evictions.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Of `samples` counters drawn at random (and `also`), the one eviction costs least: the
+    /// farthest from its limit, then the least recently used.
+    fn least_needed(&mut self, samples: usize, also: Option<usize>, now: u64) -> Option<usize> {
+        let len = self.slots.len();
+        let drawn: Vec<usize> = (0..samples)
+            .map(|_| self.next_random() as usize % len.max(1))
+            .chain(also)
+            .filter(|&index| index < len)
+            .collect();
+        drawn.into_iter().min_by(|&a, &b| {
+            let (a, b) = (&self.slots[a], &self.slots[b]);
+            a.fill(now)
+                .total_cmp(&b.fill(now))
+                .then(a.last_used.cmp(&b.last_used))
+        })
     }
 
     pub(super) fn purge(&mut self, now: u64) -> usize {

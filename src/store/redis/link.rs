@@ -11,7 +11,9 @@
 //! connection is dropped at once, so requests fail fast until the new one works; a Cluster's is
 //! kept meanwhile, for the masters that still answer.
 //! The keeper also owns the store's half of `/health`: unreachable on a failure, reachable again
-//! after a good ping or dial.
+//! after a good ping or dial. Every request's outcome is reported too (most of them failing is
+//! a failing store, however it answers PING), and each new connection checks that Redis lets
+//! this user run scripts, which every count needs.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -97,13 +99,24 @@ impl RedisLink {
         self.dials.subscribe()
     }
 
-    /// Runs one request on the current connection within the request timeout.
+    /// Runs one request on the current connection within the request timeout; its outcome
+    /// counts in the store's health.
     pub async fn run<T, F, Fut>(&self, work: F) -> Result<T, StoreError>
     where
         F: FnOnce(Connection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        self.run_within(self.options.timeout, work).await
+        let outcome = self.run_within(self.options.timeout, work).await;
+        self.report(&outcome);
+        outcome
+    }
+
+    /// Counts a request's outcome in the store's health: most requests failing is a failing
+    /// store, however it answers PING. Requests sent another way than [`RedisLink::run`] (the
+    /// coalesced counting calls) report here too.
+    pub(super) fn report<T>(&self, outcome: &Result<T, StoreError>) {
+        let failure = outcome.as_ref().err().map(ToString::to_string);
+        self.health.store_call(failure.as_deref());
     }
 
     /// Runs a management request (listing, registry) within the connect timeout: such requests
@@ -168,6 +181,30 @@ impl RedisLink {
         self.trouble(false);
     }
 
+    /// Whether this user may run scripts, which every count needs: an ACL without
+    /// `@scripting` answers NOPERM to each of them, while PING works. Recorded in health.
+    async fn check_scripts(&self) {
+        let answered = self
+            .run_within(self.options.connect_timeout, |mut connection| async move {
+                redis::cmd("EVAL")
+                    .arg("return 1")
+                    .arg(0)
+                    .query_async::<i64>(&mut connection)
+                    .await
+            })
+            .await;
+        let refusal = match answered {
+            Err(StoreError::Protocol(error)) => Some(format!(
+                "Redis refuses to run this service's scripts ({error}); give the Redis user the right to run them (ACL +@scripting, or +eval +evalsha +script)"
+            )),
+            _ => None,
+        };
+        if let Some(refusal) = &refusal {
+            crate::throttled!(ERROR, "{refusal}");
+        }
+        self.health.set_store_refusal(refusal);
+    }
+
     /// Classifies a failed request: the store is unreachable (transient) or said something the
     /// service did not expect.
     pub(super) fn classify(&self, error: &RedisError) -> StoreError {
@@ -209,6 +246,7 @@ impl RedisLink {
                 self.redial.store(false, Ordering::Relaxed);
                 self.refresh_slots().await;
                 self.health.set_store_reachable(true);
+                self.check_scripts().await;
                 self.dials.send_modify(|dials| *dials += 1);
                 Ok(())
             }
@@ -295,6 +333,10 @@ async fn keep(link: Arc<RedisLink>, mut target: Target, stop: CancellationToken)
         if healthy && link.ping().await {
             link.refresh_slots().await;
             link.health.set_store_reachable(true);
+            if link.health.store_problem().is_some() {
+                // Rights can be given without a reconnect: look again.
+                link.check_scripts().await;
+            }
             continue;
         }
         link.health.set_store_reachable(false);

@@ -91,7 +91,9 @@ impl RedisStore {
         let answers = self
             .scripted(&scripts::COUNT)
             .run(&keys, args, deadline)
-            .await?;
+            .await;
+        self.link.report(&answers);
+        let answers = answers?;
         Ok(answers
             .into_iter()
             .map(|[value, resets_in_ms]| Count {

@@ -1,0 +1,197 @@
+//! What the service knows about its own health, shared by the parts that change it (shutdown,
+//! the counter store, config and certificate reloads) and the parts that report it (gRPC
+//! health, `/health`).
+//!
+//! The store's health comes from what its calls do, not only from whether it answers PING: a
+//! Redis that answers PING but refuses every count (out of memory, a user without the right to
+//! run scripts) makes the service degraded, with the reason.
+
+mod outcomes;
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
+
+use outcomes::Outcomes;
+
+/// The service's state as a load balancer should see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Serving, with every dependency reachable.
+    Healthy,
+    /// Serving, but the counter store cannot be reached or fails its calls: checks answer
+    /// UNAVAILABLE and Envoy's `failure_mode_deny` decides.
+    Degraded,
+    /// Shutting down: stop sending.
+    Draining,
+}
+
+impl Status {
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Healthy => "healthy",
+            Status::Degraded => "degraded",
+            Status::Draining => "draining",
+        }
+    }
+
+    /// Whether requests should still be sent here.
+    pub fn is_serving(self) -> bool {
+        self != Status::Draining
+    }
+}
+
+/// The outcome of the latest loads of something reloaded from files (the config, a listener's
+/// certificate).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadStatus {
+    /// When what is in force was loaded.
+    pub loaded_at: SystemTime,
+    /// The latest failed load since then, if any: what was loaded before stays in force.
+    pub last_error: Option<LoadFailure>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadFailure {
+    /// Each problem as `<file>: <message> at line L, column C`.
+    pub errors: Vec<String>,
+    /// When loads started failing (the first failure since the last good load).
+    pub since: SystemTime,
+}
+
+#[derive(Debug)]
+pub struct Health {
+    draining: AtomicBool,
+    store_reachable: AtomicBool,
+    /// The store's recent calls.
+    store_calls: Outcomes,
+    /// Set while the store refuses what the service must do (run its scripts).
+    store_refusal: RwLock<Option<String>>,
+    config: RwLock<LoadStatus>,
+    /// Each TLS listener's certificate, by listener name (`grpc`, `http`).
+    certificates: RwLock<BTreeMap<&'static str, LoadStatus>>,
+}
+
+impl Health {
+    /// Health of a service that has just loaded its config.
+    pub fn new(config_loaded_at: SystemTime) -> Health {
+        Health {
+            draining: AtomicBool::new(false),
+            store_reachable: AtomicBool::new(true),
+            store_calls: Outcomes::default(),
+            store_refusal: RwLock::new(None),
+            config: RwLock::new(LoadStatus {
+                loaded_at: config_loaded_at,
+                last_error: None,
+            }),
+            certificates: RwLock::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        if self.draining.load(Ordering::Relaxed) {
+            Status::Draining
+        } else if self.store_problem().is_none() {
+            Status::Healthy
+        } else {
+            Status::Degraded
+        }
+    }
+
+    /// Why the counter store is not healthy, in words for `/health`; `None` when it is.
+    pub fn store_problem(&self) -> Option<String> {
+        if !self.store_reachable.load(Ordering::Relaxed) {
+            return Some("the counter store cannot be reached".into());
+        }
+        let refusal = self
+            .store_refusal
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        refusal.or_else(|| self.store_calls.failing())
+    }
+
+    /// Records one store call's outcome (the error's text when it failed).
+    pub fn store_call(&self, failure: Option<&str>) {
+        self.store_calls.record(failure);
+    }
+
+    /// Records that the store refuses what the service needs (`None` once it no longer does).
+    pub fn set_store_refusal(&self, refusal: Option<String>) {
+        *self
+            .store_refusal
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = refusal;
+    }
+
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_store_reachable(&self) -> bool {
+        self.store_reachable.load(Ordering::Relaxed)
+    }
+
+    pub fn set_store_reachable(&self, reachable: bool) {
+        self.store_reachable.store(reachable, Ordering::Relaxed);
+    }
+
+    pub fn config(&self) -> LoadStatus {
+        self.config
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Records a good config load: its time, and no error.
+    pub fn config_loaded(&self, at: SystemTime) {
+        *write(&self.config) = LoadStatus::loaded(at);
+    }
+
+    /// Records a failed config load, each problem as one line; the failure's `since` stays at
+    /// the first failure in a row.
+    pub fn config_failed(&self, errors: Vec<String>, at: SystemTime) {
+        write(&self.config).failed(errors, at);
+    }
+
+    /// Each TLS listener's certificate status, by listener name.
+    pub fn certificates(&self) -> BTreeMap<&'static str, LoadStatus> {
+        self.certificates
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Records that `listener` now serves a newly loaded certificate.
+    pub fn certificate_loaded(&self, listener: &'static str, at: SystemTime) {
+        write(&self.certificates).insert(listener, LoadStatus::loaded(at));
+    }
+
+    /// Records a certificate of `listener` that was refused (the previous one stays in use).
+    pub fn certificate_failed(&self, listener: &'static str, error: String, at: SystemTime) {
+        write(&self.certificates)
+            .entry(listener)
+            .or_insert_with(|| LoadStatus::loaded(at))
+            .failed(vec![error], at);
+    }
+}
+
+impl LoadStatus {
+    fn loaded(at: SystemTime) -> LoadStatus {
+        LoadStatus {
+            loaded_at: at,
+            last_error: None,
+        }
+    }
+
+    fn failed(&mut self, errors: Vec<String>, at: SystemTime) {
+        let since = self.last_error.as_ref().map_or(at, |failure| failure.since);
+        self.last_error = Some(LoadFailure { errors, since });
+    }
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
