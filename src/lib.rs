@@ -15,10 +15,10 @@
 //! - [`server`]: the composition root, `server::run(settings, listeners, telemetry, clock,
 //!   shutdown)`; `server::options` is the one place settings become the plain option structs
 //!   the layers below take.
-//! - Faces: [`rls`] (the gRPC service: request validation, the tonic endpoint, responses and
-//!   their wire messages, the gRPC status of every error) and [`http`] (the management API,
-//!   `/json`, `/health`, `/metrics`, and the HTTP status of every error). Both reach counters
-//!   only through the limiter.
+//! - Faces: [`rls`] (the gRPC service: request validation, the caller's deadline for its
+//!   store call, the tonic endpoint, responses and their wire messages, the gRPC status of
+//!   every error) and [`http`] (the management API, `/json`, `/health`, `/metrics`, and the
+//!   HTTP status of every error). Both reach counters only through the limiter.
 //! - [`statsd`]: pushes the metrics to statsd under the Go service's stat names.
 //! - [`limiter`]: the decision (match, count in one store batch, statuses), the limits in force,
 //!   the `/check` sliding windows, listings and resets; it records the decision metrics. With
@@ -29,7 +29,8 @@
 //!   caller's.
 //! - [`store`]: the `CounterStore` trait, the counting rules of each algorithm (`sliding`,
 //!   `bucket`), the in-memory store and the Redis store (`store::redis`: options, connection
-//!   keeping, Lua scripts, listing).
+//!   keeping, Lua scripts, the coalescing of concurrent requests' calls into pipelines answered
+//!   by each caller's deadline, listing).
 //! - Leaves: [`algorithm`] (the counting algorithms' names), [`key`] (injective counter keys),
 //!   [`clock`] (units, the clock, epoch-aligned windows), [`metrics`] (every Prometheus
 //!   metric), [`health`] (the service's health, shared by whoever changes and whoever reports

@@ -1,7 +1,7 @@
 //! The tonic endpoint of `envoy.service.ratelimit.v3.RateLimitService`: the one method routed to
 //! [`RateLimitGrpc`], requests decoded as envoy-types', responses encoded from [`super::wire`]
-//! (which carries what envoy-types lacks), and an over-long request answered
-//! `RESOURCE_EXHAUSTED`.
+//! (which carries what envoy-types lacks). [`RateLimitGrpc::into_server`] wraps it so that an
+//! over-long request is answered `RESOURCE_EXHAUSTED` (`super::oversize`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::{Request, Response, Status};
 use tonic_prost::ProstCodec;
 
+use super::oversize::OversizeIsResourceExhausted;
 use super::service::RateLimitGrpc;
 use super::wire::RateLimitResponse;
 use crate::store::BoxFuture;
@@ -19,24 +20,23 @@ use crate::store::BoxFuture;
 const SERVICE: &str = "envoy.service.ratelimit.v3.RateLimitService";
 const SHOULD_RATE_LIMIT: &str = "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit";
 
-/// The start of tonic's `grpc-message` header for a request message over the decoding limit
-/// (percent-encoded, as the header carries it). tonic answers it `OUT_OF_RANGE`; the gRPC
-/// status-code guide (and grpc-go, which Envoy's other services use) says `RESOURCE_EXHAUSTED`.
-const OVERSIZE_MESSAGE: &str = "Error,%20decoded%20message%20length%20too%20large";
-
 #[derive(Clone)]
 pub struct RateLimitEndpoint {
     grpc: Arc<RateLimitGrpc>,
     max_message_bytes: usize,
 }
 
-impl RateLimitEndpoint {
-    /// The endpoint, refusing request messages larger than `max_message_bytes`.
-    pub fn new(grpc: RateLimitGrpc, max_message_bytes: usize) -> RateLimitEndpoint {
-        RateLimitEndpoint {
-            grpc: Arc::new(grpc),
+impl RateLimitGrpc {
+    /// The gRPC service: this one behind its own endpoint, request messages larger than
+    /// `max_message_bytes` answered `RESOURCE_EXHAUSTED`.
+    pub fn into_server(
+        self,
+        max_message_bytes: usize,
+    ) -> OversizeIsResourceExhausted<RateLimitEndpoint> {
+        OversizeIsResourceExhausted(RateLimitEndpoint {
+            grpc: Arc::new(self),
             max_message_bytes,
-        }
+        })
     }
 }
 
@@ -67,17 +67,7 @@ where
             let codec = ProstCodec::<RateLimitResponse, RateLimitRequest>::default();
             let mut grpc =
                 Grpc::new(codec).apply_max_message_size_config(Some(max_message_bytes), None);
-            let mut response = grpc.unary(method, request).await;
-            let headers = response.headers_mut();
-            let out_of_range = headers.get("grpc-status").is_some_and(|code| code == "11");
-            let oversize = headers
-                .get("grpc-message")
-                .and_then(|message| message.to_str().ok())
-                .is_some_and(|message| message.starts_with(OVERSIZE_MESSAGE));
-            if out_of_range && oversize {
-                headers.insert("grpc-status", http::HeaderValue::from_static("8"));
-            }
-            Ok(response)
+            Ok(grpc.unary(method, request).await)
         })
     }
 }

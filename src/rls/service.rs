@@ -8,10 +8,11 @@ use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::Code;
 use tonic::metadata::{KeyRef, MetadataMap};
 use tonic::{Request, Status};
 
+use super::deadline::store_deadline;
 use super::request::{self, RequestLimits};
 use super::response::{self, ResponseOptions};
 use super::wire::RateLimitResponse;
-use crate::limiter::Limiter;
+use crate::limiter::{Caller, Limiter};
 use crate::metrics::Metrics;
 use crate::trace::{self, Extractor, FutureExt, KeyValue, Tracer};
 
@@ -43,24 +44,36 @@ impl RateLimitGrpc {
         }
     }
 
-    /// `ShouldRateLimit`: one request, measured, and traced when tracing is on.
+    /// `ShouldRateLimit`: one request, measured, and traced when tracing is on; the store is
+    /// given until the caller's deadline.
     pub async fn should_rate_limit(
         &self,
         request: Request<RateLimitRequest>,
     ) -> Result<RateLimitResponse, Status> {
-        let started = Instant::now();
+        let arrived = Instant::now();
+        // Only a remote store can be late; the memory store answers at once.
+        let deadline = self
+            .limiter
+            .store_is_remote()
+            .then(|| store_deadline(request.metadata(), arrived))
+            .flatten();
+        let caller = Caller { arrived, deadline };
         let answer = match &self.tracer {
-            None => self.answer(request.into_inner()).await,
-            Some(tracer) => self.traced(tracer, request).await,
+            None => self.answer(request.into_inner(), caller).await,
+            Some(tracer) => self.traced(tracer, request, caller).await,
         };
-        self.metrics.observe_should_rate_limit(started.elapsed());
+        self.metrics.observe_should_rate_limit(arrived.elapsed());
         answer
     }
 
-    async fn answer(&self, request: RateLimitRequest) -> Result<RateLimitResponse, Status> {
+    async fn answer(
+        &self,
+        request: RateLimitRequest,
+        caller: Caller,
+    ) -> Result<RateLimitResponse, Status> {
         let check = request::validate(&request, &self.limits)
             .inspect_err(|_| self.metrics.service_errors.inc())?;
-        let decision = self.limiter.check(&check).await?;
+        let decision = self.limiter.check_for(&check, caller).await?;
         Ok(response::build(&request, &decision, &self.response))
     }
 
@@ -69,6 +82,7 @@ impl RateLimitGrpc {
         &self,
         tracer: &Tracer,
         request: Request<RateLimitRequest>,
+        caller: Caller,
     ) -> Result<RateLimitResponse, Status> {
         let (domain, descriptors) = (
             &request.get_ref().domain,
@@ -76,10 +90,10 @@ impl RateLimitGrpc {
         );
         let span = tracer.server_span(&Metadata(request.metadata()), domain, descriptors);
         if !trace::is_recording(&span) {
-            return self.answer(request.into_inner()).await;
+            return self.answer(request.into_inner(), caller).await;
         }
         let answer = self
-            .answer(request.into_inner())
+            .answer(request.into_inner(), caller)
             .with_context(span.clone())
             .await;
         let (outcome, code, error) = match &answer {

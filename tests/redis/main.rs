@@ -8,6 +8,8 @@
 mod common;
 
 mod algorithms;
+mod coalescing;
+mod deadlines;
 mod failover;
 mod faults;
 mod harness;

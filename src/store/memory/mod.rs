@@ -16,7 +16,7 @@ mod shard;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use meter::{Verdict, judge};
 use shard::{Capacity, Change, Counter, Shard, lock};
@@ -213,7 +213,12 @@ fn verdict_counts(op: &CounterOp, run_fits: bool) -> bool {
 }
 
 impl CounterStore for MemoryStore {
-    fn apply<'a>(&'a self, ops: &'a [CounterOp]) -> BoxFuture<'a, Result<Vec<Count>, StoreError>> {
+    /// Answers at once: there is no deadline to keep.
+    fn apply_by<'a>(
+        &'a self,
+        ops: &'a [CounterOp],
+        _deadline: Option<Instant>,
+    ) -> BoxFuture<'a, Result<Vec<Count>, StoreError>> {
         let now = self.clock.now_ms();
         let mut counts = Vec::with_capacity(ops.len());
         let mut start = 0;

@@ -2,16 +2,19 @@
 //! Cluster), so that every node behind Envoy counts against the same limits.
 //!
 //! A request's operations go in one script call on a single server; on a Cluster, in one call
-//! per hash slot, sent as one pipeline per master, all masters at once (`batch`); the ops of a
-//! run share a slot (the key encoder tags a list's keys), so a run is always one call. Every request
-//! is bounded by [`RedisOptions::timeout`]. Keys are the limiter's injective keys behind a
-//! prefix. Time comes from Redis, never from the nodes, so nodes with skewed clocks still share
-//! each window.
+//! per hash slot (`batch`); the ops of a run share a slot (the key encoder tags a list's keys),
+//! so a run is always one call, decided whole by the script. The calls of concurrent requests
+//! are coalesced into one pipeline per server or master (`coalesce`). Every request is answered
+//! by its caller's deadline, or within [`RedisOptions::timeout`] when the caller set none. Keys
+//! are the limiter's injective keys behind a prefix. Time comes from Redis, never from the
+//! nodes, so nodes with skewed clocks still share each window.
 
 mod backoff;
 mod batch;
 mod cluster;
+mod coalesce;
 mod connect;
+mod lanes;
 mod link;
 mod list;
 mod options;
@@ -19,7 +22,7 @@ mod scripts;
 mod switch;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use cluster::slot;
 pub use connect::{Connection, RedisSetupError, redact};
@@ -27,19 +30,26 @@ pub use link::RedisLink;
 pub use list::scan_all;
 pub use options::{RedisKind, RedisOptions, TlsFiles};
 
+use batch::Scripted;
+use coalesce::Coalescer;
+use lanes::Deadline;
+
 use super::sliding::BUCKETS;
 use super::{Admission, BoxFuture, Count, CounterOp, CounterPage, CounterStore, StoreError};
 use crate::algorithm::Algorithm;
 
 pub struct RedisStore {
     link: Arc<RedisLink>,
+    coalescer: Coalescer,
     prefix: String,
 }
 
 impl RedisStore {
-    /// Counters behind `prefix` on `link`'s Redis.
+    /// Counters behind `prefix` on `link`'s Redis. Call within a Tokio runtime: the store's
+    /// calls are sent by a task of its own.
     pub fn new(link: Arc<RedisLink>, prefix: &str) -> RedisStore {
         RedisStore {
+            coalescer: Coalescer::start(link.clone()),
             link,
             prefix: prefix.to_string(),
         }
@@ -49,23 +59,46 @@ impl RedisStore {
         format!("{}{key}", self.prefix)
     }
 
-    async fn apply_all(&self, ops: &[CounterOp]) -> Result<Vec<Count>, StoreError> {
+    fn scripted<'a>(&'a self, script: &'a redis::Script) -> Scripted<'a> {
+        Scripted {
+            link: &self.link,
+            coalescer: &self.coalescer,
+            script,
+        }
+    }
+
+    async fn apply_all(
+        &self,
+        ops: &[CounterOp],
+        deadline: Option<Instant>,
+    ) -> Result<Vec<Count>, StoreError> {
+        let now = Instant::now();
+        let deadline = match deadline {
+            Some(at) => Deadline {
+                at,
+                budget: at.saturating_duration_since(now),
+            },
+            None => Deadline {
+                at: now + self.link.timeout(),
+                budget: self.link.timeout(),
+            },
+        };
         let keys: Vec<String> = ops.iter().map(|op| self.redis_key(&op.key)).collect();
-        let slots = self.link.slot_map();
-        if slots.is_some() {
+        if self.link.slot_map().is_some() {
             runs_share_slots(ops, &keys)?;
         }
+        let args = |call: &mut redis::Cmd, group: &[usize]| {
+            call.arg(BUCKETS);
+            for &index in group {
+                call.arg(&script_args(&ops[index])[..]);
+            }
+        };
         let answers = self
-            .link
-            .run(|connection| {
-                batch::run::<3>(connection, slots, &scripts::APPLY, &keys, |call, group| {
-                    call.arg(BUCKETS);
-                    for &index in group {
-                        call.arg(&script_args(&ops[index])[..]);
-                    }
-                })
-            })
-            .await?;
+            .scripted(&scripts::APPLY)
+            .run::<3>(&keys, args, deadline)
+            .await;
+        self.link.report(&answers);
+        let answers = answers?;
         Ok(answers
             .into_iter()
             .map(|[value, resets_in_ms, fits]| Count {
@@ -122,11 +155,19 @@ fn millis(ms: i64) -> Duration {
 }
 
 impl CounterStore for RedisStore {
-    fn apply<'a>(&'a self, ops: &'a [CounterOp]) -> BoxFuture<'a, Result<Vec<Count>, StoreError>> {
+    fn apply_by<'a>(
+        &'a self,
+        ops: &'a [CounterOp],
+        deadline: Option<Instant>,
+    ) -> BoxFuture<'a, Result<Vec<Count>, StoreError>> {
         if ops.is_empty() {
             return Box::pin(std::future::ready(Ok(Vec::new())));
         }
-        Box::pin(self.apply_all(ops))
+        Box::pin(self.apply_all(ops, deadline))
+    }
+
+    fn is_remote(&self) -> bool {
+        true
     }
 
     fn list<'a>(
@@ -135,7 +176,8 @@ impl CounterStore for RedisStore {
         cursor: Option<&'a str>,
         limit: usize,
     ) -> BoxFuture<'a, Result<CounterPage, StoreError>> {
-        Box::pin(list::page(&self.link, &self.prefix, prefix, cursor, limit))
+        let reader = self.scripted(&scripts::READ);
+        Box::pin(list::page(reader, &self.prefix, prefix, cursor, limit))
     }
 
     fn reset<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
