@@ -78,7 +78,8 @@ pub struct ServeSettings {
     #[command(flatten)]
     pub registry: RegistrySettings,
 
-    /// This node's name in the node registry (defaults to the host name).
+    /// This node's name in the node registry (defaults to `<host name>:<gRPC port>`, unique on
+    /// a host).
     #[arg(long, env = "RATELIMITER_NODE_ID")]
     pub node_id: Option<String>,
 

@@ -134,7 +134,7 @@ fn list(errors: &[ConfigError]) -> String {
 
 /// Runs the service until `shutdown` completes, then drains and returns.
 pub async fn run(
-    settings: ServeSettings,
+    mut settings: ServeSettings,
     listeners: Listeners,
     telemetry: Telemetry,
     clock: Arc<dyn Clock>,
@@ -145,6 +145,8 @@ pub async fn run(
         metrics,
         reloads,
     } = telemetry;
+    let grpc_port = listeners.grpc.local_addr().map_or(0, |bound| bound.port());
+    options::settle_node_id(&mut settings, grpc_port);
     // The config is read before anything connects: a config that cannot be used stops the
     // service at once.
     let mut reloader = Reloader::new(&settings.config);
