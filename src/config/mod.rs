@@ -2,6 +2,7 @@
 //! loaded and validated as a whole into one immutable [`Config`] snapshot, and loaded again by
 //! the [`ConfigWatcher`] whenever the files change.
 
+mod diff;
 mod error;
 mod reload;
 mod sources;
@@ -12,6 +13,7 @@ pub mod yaml;
 
 use std::collections::HashMap;
 
+pub use diff::ConfigDiff;
 pub use error::ConfigError;
 #[cfg(test)]
 pub(crate) use reload::edits;

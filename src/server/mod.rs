@@ -92,7 +92,7 @@ pub struct Telemetry {
 impl Telemetry {
     pub fn new(settings: &ServeSettings) -> Telemetry {
         Telemetry {
-            health: Arc::new(Health::new(SystemTime::now())),
+            health: Arc::new(Health::new()),
             metrics: Arc::new(Metrics::new(settings.max_metric_series)),
             reloads: ReloadRequests::default(),
         }

@@ -12,6 +12,7 @@ mod envoy_e2e;
 mod envoy_tls_tracing;
 mod examples;
 mod openapi;
+mod operator_logs;
 mod prometheus;
 mod readme;
 mod statsd;

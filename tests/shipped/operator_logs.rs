@@ -1,0 +1,67 @@
+//! What an operator reads in the log of the built binary: what a reload changed (a WARN when a
+//! domain goes), and what a refused edit leaves in force.
+
+use std::time::Duration;
+
+use crate::common;
+use crate::common::files::save_by_rename;
+use crate::common::process::Node;
+
+/// Long enough for a reload on a loaded machine (a reload takes about 100 ms).
+const RELOAD: Duration = Duration::from_secs(20);
+
+const API: &str = "domain: api\ndescriptors:\n  - key: user\n    rate_limit: {unit: minute, requests_per_unit: 2}\n";
+const EDGE: &str = "domain: edge\ndescriptors:\n  - key: ip\n    rate_limit: {unit: second, requests_per_unit: 5}\n";
+const EDGE_EDITED: &str = "domain: edge\ndescriptors:\n  - key: ip\n    rate_limit: {unit: second, requests_per_unit: 6}\n";
+const BAD: &str = "domain: edge\ndescriptors:\n  - key: ip\n    rate_limit: {unit: fortnight}\n";
+
+#[test]
+fn a_reload_says_what_changed_and_warns_when_a_domain_goes() {
+    let config = common::config_dir(&[("api.yaml", API), ("edge.yaml", EDGE)]);
+    let node = Node::start(&["--config", config.path().to_str().unwrap()]);
+
+    std::fs::remove_file(config.path().join("api.yaml")).unwrap();
+    let lines = node.log_until("loaded rate limit config", RELOAD);
+    let removed = lines
+        .iter()
+        .find(|line| line.contains("domain removed"))
+        .unwrap_or_else(|| panic!("no WARN for the removed domain:\n{}", lines.join("\n")));
+    assert!(
+        removed.contains("WARN") && removed.contains("domain=\"api\""),
+        "{removed}"
+    );
+    let loaded = lines.last().unwrap();
+    assert!(loaded.contains("domains_removed=api"), "{loaded}");
+    assert!(loaded.contains("rules_removed=api.user"), "{loaded}");
+
+    save_by_rename(&config.path().join("edge.yaml"), EDGE_EDITED);
+    let loaded = node
+        .log_until("loaded rate limit config", RELOAD)
+        .join("\n");
+    assert!(loaded.contains("rules_changed=edge.ip"), "{loaded}");
+    assert!(loaded.contains("domains_removed=none"), "{loaded}");
+    assert!(!loaded.contains("domain removed"), "{loaded}");
+
+    save_by_rename(&config.path().join("edge.yaml"), BAD);
+    let refused = node
+        .log_until("rate limit config rejected", RELOAD)
+        .join("\n");
+    assert!(
+        refused.contains("the config loaded before stays in force"),
+        "{refused}"
+    );
+    assert!(refused.contains("in_force_since="), "{refused}");
+}
+
+#[test]
+fn starting_on_a_refused_config_does_not_claim_a_previous_one() {
+    let config = common::config_dir(&[("edge.yaml", BAD)]);
+    let node = Node::start(&[
+        "--config",
+        config.path().to_str().unwrap(),
+        "--allow-empty-config",
+    ]);
+    let log = node.startup_log.join("\n");
+    assert!(log.contains("no config was ever loaded"), "{log}");
+    assert!(!log.contains("stays in force"), "{log}");
+}
