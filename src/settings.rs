@@ -176,7 +176,7 @@ pub struct HttpSettings {
 
     /// Bearer token for `DELETE /api/counters/{key}`; once set, the read-only `/api/*`
     /// endpoints need it too (they show user identifiers). Without it, resets are refused.
-    #[arg(long, env = "RATELIMITER_ADMIN_TOKEN", value_parser = parse_token)]
+    #[arg(long, env = "RATELIMITER_ADMIN_TOKEN", hide_env_values = true, value_parser = parse_token)]
     pub admin_token: Option<Secret>,
 }
 

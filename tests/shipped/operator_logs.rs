@@ -65,3 +65,37 @@ fn starting_on_a_refused_config_does_not_claim_a_previous_one() {
     assert!(log.contains("no config was ever loaded"), "{log}");
     assert!(!log.contains("stays in force"), "{log}");
 }
+
+/// Secrets given to the binary, each a marker that must never be printed.
+const SECRETS: [(&str, &str); 3] = [
+    ("RATELIMITER_ADMIN_TOKEN", "marker-admin-token"),
+    (
+        "RATELIMITER_REDIS_URL",
+        "redis://admin:marker-redis-password@127.0.0.1:1",
+    ),
+    ("RATELIMITER_REDIS_SENTINEL_PASSWORD", "marker-sentinel"),
+];
+
+#[test]
+fn serve_help_never_prints_a_secret_from_the_environment() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ratelimiter"))
+        .args(["serve", "--help"])
+        .envs(SECRETS)
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(help.contains("RATELIMITER_ADMIN_TOKEN"), "{help}");
+    assert!(!help.contains("marker"), "{help}");
+}
+
+#[tokio::test]
+async fn a_redis_that_cannot_be_reached_is_named_without_its_password() {
+    let node = Node::start_with_env(&[], &SECRETS);
+    let log = node.startup_log.join("\n");
+    assert!(log.contains("cannot reach Redis"), "{log}");
+    assert!(log.contains("redis://admin@127.0.0.1:1"), "{log}");
+    let health = common::http::Http::new(node.http_addr).get("/health").await;
+    for shown in [&log, &health.body] {
+        assert!(!shown.contains("marker"), "{shown}");
+    }
+}
