@@ -53,6 +53,15 @@ pub fn without_password(url: &str) -> String {
     }
 }
 
+/// A comma-separated list of URLs (`--redis-url` for Sentinel or Cluster), each
+/// [`without_password`], joined by `, `.
+pub fn urls_without_passwords(urls: &str) -> String {
+    urls.split(',')
+        .map(|url| without_password(url.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

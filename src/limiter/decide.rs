@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use super::explain;
 use super::plan::{Applied, Plan, drop_replaced, plan};
 use super::{Check, CheckError, Counted, Decision, DescriptorCheck, Limiter, Outcome};
 use crate::config::MatchBudget;
@@ -26,6 +27,16 @@ enum Step<'c> {
     Counted(Applied<'c>, Source),
 }
 
+impl<'c> Step<'c> {
+    /// The stats key of the config rule the descriptor was counted against.
+    fn rule(&self) -> Option<&'c str> {
+        match self {
+            Step::Counted(applied, _) => applied.rule.map(|rule| rule.path_key.as_str()),
+            Step::NoLimit | Step::Unlimited => None,
+        }
+    }
+}
+
 impl Limiter {
     pub(super) async fn decide(&self, check: &Check<'_>) -> Result<Decision, CheckError> {
         let limits = self.limits.load();
@@ -46,6 +57,10 @@ impl Limiter {
             .map(|(plan, descriptor)| self.step(plan, descriptor, now, &mut ops))
             .collect();
         let counts = self.count(&ops).await?;
+        let explain = explain::admit().map(|held_back| {
+            let rules: Vec<Option<&str>> = steps.iter().map(Step::rule).collect();
+            (held_back, rules)
+        });
 
         let outcomes: Vec<Outcome> = steps
             .into_iter()
@@ -63,10 +78,14 @@ impl Limiter {
                 }
             })
             .collect();
-        Ok(Decision {
+        let decision = Decision {
             over_limit: self.overall_over_limit(&outcomes),
             outcomes,
-        })
+        };
+        if let Some((held_back, rules)) = explain {
+            explain::log(held_back, check, &rules, &decision);
+        }
+        Ok(decision)
     }
 
     /// Where a planned descriptor's count will come from: the blocked cache when it knows the

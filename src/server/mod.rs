@@ -171,6 +171,7 @@ pub async fn run(
         tracing::info!(addr = statsd.addr, "pushing stats to statsd");
     }
     let me = this_node(&settings, &listeners);
+    let node_id = me.id.clone();
     let (store, nodes, registry) =
         start_store(&settings, me, clock, &health, &metrics, &background).await?;
     let limiter = Arc::new(
@@ -188,6 +189,15 @@ pub async fn run(
         );
     }
     apply(first);
+    let limits = limiter.limits();
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        node_id,
+        store = %options::store_summary(&settings),
+        domains = limits.config().domains().len(),
+        rules = limits.config().rule_count(),
+        "starting ratelimiter"
+    );
     let reporting = Telemetry {
         health: health.clone(),
         metrics: metrics.clone(),
@@ -207,7 +217,10 @@ pub async fn run(
             result
         }
         None => {
-            tracing::info!(delay = ?settings.shutdown_delay, "shutting down: reporting NOT_SERVING");
+            tracing::info!(
+                delay = %humantime::format_duration(settings.shutdown_delay),
+                "shutting down: reporting NOT_SERVING"
+            );
             health.set_draining();
             metrics.node_up.set(0);
             set_grpc_health(&serving.grpc_health, ServingStatus::NotServing).await;
@@ -323,7 +336,7 @@ impl Serving {
             Ok(result) => result,
             Err(_) => {
                 tracing::warn!(
-                    ?timeout,
+                    timeout = %humantime::format_duration(timeout),
                     "in-flight calls did not finish in time; stopping anyway"
                 );
                 self.grpc.abort();

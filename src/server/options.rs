@@ -11,6 +11,7 @@ use crate::inflight::InFlightLimits;
 use crate::limiter::{LimiterOptions, Modes};
 use crate::registry::{RegistryOptions, host_name};
 use crate::rls::{HeaderNames, RequestLimits, ResponseOptions};
+use crate::secret::urls_without_passwords;
 use crate::settings::{OtlpProtocol, RedisType, ServeSettings, StatsdProtocol};
 use crate::statsd::StatsdOptions;
 use crate::store::redis::{RedisKind, RedisOptions, TlsFiles};
@@ -59,6 +60,18 @@ pub fn redis(settings: &ServeSettings) -> Option<RedisOptions> {
                 .zip(redis.redis_tls_key.clone()),
         },
     })
+}
+
+/// Where counters live, for the startup log: `memory`, or Redis's kind and URLs without their
+/// passwords.
+pub fn store_summary(settings: &ServeSettings) -> String {
+    match &settings.redis_url {
+        None => "memory".into(),
+        Some(urls) => {
+            let kind = format!("{:?}", settings.redis.redis_type).to_ascii_lowercase();
+            format!("redis {kind} {}", urls_without_passwords(urls.expose()))
+        }
+    }
 }
 
 pub fn registry(settings: &ServeSettings) -> RegistryOptions {

@@ -1,11 +1,14 @@
-//! What an operator reads in the log of the built binary: what a reload changed (a WARN when a
-//! domain goes), and what a refused edit leaves in force.
+//! What an operator reads in the log of the built binary: what it started with, what a reload
+//! changed (a WARN when a domain goes), what a refused edit leaves in force, why a check was
+//! decided (at debug level, throttled), which signal stopped it; never a secret; JSON on every
+//! line when asked, fatal errors included.
 
 use std::time::Duration;
 
 use crate::common;
 use crate::common::files::save_by_rename;
 use crate::common::process::Node;
+use crate::common::{ask, request};
 
 /// Long enough for a reload on a loaded machine (a reload takes about 100 ms).
 const RELOAD: Duration = Duration::from_secs(20);
@@ -98,4 +101,106 @@ async fn a_redis_that_cannot_be_reached_is_named_without_its_password() {
     for shown in [&log, &health.body] {
         assert!(!shown.contains("marker"), "{shown}");
     }
+}
+
+#[tokio::test]
+async fn startup_says_what_runs_and_shutdown_names_the_signal() {
+    let mut node = Node::start(&[]);
+    let log = node.startup_log.join("\n");
+    let summary = node
+        .startup_log
+        .iter()
+        .find(|line| line.contains("starting ratelimiter"))
+        .unwrap_or_else(|| panic!("no startup summary:\n{log}"));
+    for field in [
+        format!("version=\"{}\"", env!("CARGO_PKG_VERSION")),
+        format!(":{}", node.grpc_addr.port()),
+        "store=memory".to_string(),
+        "domains=2".to_string(),
+        "rules=".to_string(),
+    ] {
+        assert!(summary.contains(&field), "{field} missing: {summary}");
+    }
+
+    node.signal("TERM");
+    assert_eq!(node.wait_for_exit(RELOAD).await, Some(0));
+    let log = node.logged().join("\n");
+    assert!(log.contains("received SIGTERM: shutting down"), "{log}");
+    assert!(log.contains("delay=0s"), "{log}");
+}
+
+#[tokio::test]
+async fn at_debug_level_checks_are_explained_a_few_lines_a_second() {
+    let node = Node::start(&["--log-level", "info,ratelimiter=debug"]);
+    let mut client = common::connect(node.grpc_addr).await;
+    let descriptor: &[(&str, &str)] = &[("remote_address", "203.0.113.9")];
+    ask(&mut client, request("edge", &[descriptor])).await;
+    let explained = node.log_until("check:", RELOAD).pop().unwrap();
+    for part in [
+        "domain=\"edge\"",
+        "decision=\"OK\"",
+        "remote_address=\"203.0.113.9\" -> rule edge.remote_address: 1/50 per second (within)",
+    ] {
+        assert!(explained.contains(part), "{part} missing: {explained}");
+    }
+
+    // Every check after the first is either logged or counted in the next line's held_back.
+    for _ in 0..200 {
+        ask(&mut client, request("edge", &[descriptor])).await;
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    ask(
+        &mut client,
+        request("edge", &[&[("remote_address", "last")]]),
+    )
+    .await;
+    let lines: Vec<String> = node
+        .log_until("remote_address=\"last\"", RELOAD)
+        .into_iter()
+        .filter(|line| line.contains("check:"))
+        .collect();
+    let held_back: u64 = lines
+        .iter()
+        .map(|line| {
+            let (_, after) = line.split_once("held_back=").unwrap();
+            after
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert!(lines.len() < 100, "{} lines for 201 checks", lines.len());
+    assert_eq!(lines.len() as u64 + held_back, 201, "{lines:#?}");
+}
+
+#[test]
+fn with_json_logs_a_fatal_startup_error_is_json_too() {
+    let config = common::config_dir(&[("edge.yaml", BAD)]);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ratelimiter"))
+        .args([
+            "serve",
+            "--log-format",
+            "json",
+            "--grpc-addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--http-addr", "127.0.0.1:0", "--config"])
+        .arg(config.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    let fatal = lines.last().expect("a line");
+    assert_eq!(fatal["level"], "ERROR", "{fatal}");
+    let message = fatal["fields"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("edge.yaml: invalid rate limit unit 'fortnight'"),
+        "{message}"
+    );
 }

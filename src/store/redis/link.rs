@@ -29,7 +29,7 @@ use super::cluster::SlotMap;
 use super::connect::{Connection, RedisSetupError, Target, redact};
 use super::options::RedisOptions;
 use crate::health::Health;
-use crate::secret::without_password;
+use crate::secret::urls_without_passwords;
 use crate::store::StoreError;
 
 /// How often a healthy connection is checked; also bounds how long `/health` can miss a dead
@@ -225,13 +225,7 @@ impl RedisLink {
 
     /// The `--redis-url` entries without their passwords: where the link dials.
     fn shown_urls(&self) -> String {
-        self.options
-            .urls
-            .expose()
-            .split(',')
-            .map(|url| without_password(url.trim()))
-            .collect::<Vec<_>>()
-            .join(", ")
+        urls_without_passwords(self.options.urls.expose())
     }
 
     /// Lets go of a single server's connection that failed its ping: requests then fail at once
