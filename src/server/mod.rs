@@ -101,7 +101,7 @@ impl Telemetry {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("the rate limit config is invalid (fix it, or start with --allow-empty-config to serve without limits until it is fixed):\n{}", list(.0))]
+    #[error("cannot load the rate limit config (fix it, or start with --allow-empty-config to serve without limits until it is fixed):\n{}", list(.0))]
     Config(Vec<ConfigError>),
     #[error("the gRPC server failed: {0}")]
     Grpc(#[from] tonic::transport::Error),

@@ -204,3 +204,29 @@ fn with_json_logs_a_fatal_startup_error_is_json_too() {
         "{message}"
     );
 }
+
+#[test]
+fn a_missing_config_directory_is_called_missing_not_invalid() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ratelimiter"))
+        .args([
+            "serve",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--config", "/nonexistent/ratelimit/config"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot load the rate limit config"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("no such directory or file (see --config)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("invalid"), "{stderr}");
+}
