@@ -16,4 +16,5 @@ mod operator_logs;
 mod prometheus;
 mod readme;
 mod statsd;
+mod status_page;
 mod validate;
