@@ -3,8 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
-use super::{Config, Rule};
+use envoy_types::pb::google::protobuf::Struct;
+
+use super::{Config, Limit};
 
 /// Names listed per kind of change in a log line; the rest are counted.
 const MAX_LISTED: usize = 10;
@@ -46,27 +49,33 @@ impl ConfigDiff {
     }
 }
 
-/// Every rule by its stats key, with what it does in words that differ when it changes.
-fn rules(config: &Config) -> BTreeMap<String, String> {
+/// What a rule does, beyond its path: two rules at one path differ when any of it does.
+type Behaviour<'c> = (
+    Limit,
+    &'c Option<String>,
+    &'c [String],
+    [bool; 3],
+    &'c Option<Arc<Struct>>,
+);
+
+/// Every rule by its stats key, with what it does.
+fn rules(config: &Config) -> BTreeMap<String, Behaviour<'_>> {
     config
         .domains()
         .iter()
         .flat_map(|domain| &domain.rules)
-        .map(|rule| (rule.path_key.clone(), behaviour(rule)))
+        .map(|rule| {
+            let modes = [rule.shadow_mode, rule.quota_mode, rule.detailed_metric];
+            let behaviour = (
+                rule.limit,
+                &rule.name,
+                &rule.replaces[..],
+                modes,
+                &rule.metadata,
+            );
+            (rule.path_key.clone(), behaviour)
+        })
         .collect()
-}
-
-fn behaviour(rule: &Rule) -> String {
-    format!(
-        "{:?} {:?} {:?} shadow={} quota={} detailed={} {:?}",
-        rule.limit,
-        rule.name,
-        rule.replaces,
-        rule.shadow_mode,
-        rule.quota_mode,
-        rule.detailed_metric,
-        rule.metadata
-    )
 }
 
 /// (in `new` only, in `old` only, in both with different values).

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::common;
-use crate::common::process::Node;
+use crate::common::process::{Node, serve_until_exit};
 use crate::common::{Code, ask, code, request};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -105,18 +105,7 @@ fn an_invalid_config_at_startup_exits_1_naming_the_file() {
         "broken.yaml",
         "domain: x\ndescriptors:\n  - key: k\n    rate_limit: {unit: fortnight}\n",
     )]);
-    let output = Command::new(env!("CARGO_BIN_EXE_ratelimiter"))
-        .args([
-            "serve",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-        ])
-        .arg("--config")
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let output = serve_until_exit(&["--config", dir.path().to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

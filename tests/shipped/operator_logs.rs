@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::common;
 use crate::common::files::save_by_rename;
-use crate::common::process::Node;
+use crate::common::process::{Node, serve_until_exit};
 use crate::common::{ask, request};
 
 /// Long enough for a reload on a loaded machine (a reload takes about 100 ms).
@@ -178,18 +178,12 @@ async fn at_debug_level_checks_are_explained_a_few_lines_a_second() {
 #[test]
 fn with_json_logs_a_fatal_startup_error_is_json_too() {
     let config = common::config_dir(&[("edge.yaml", BAD)]);
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ratelimiter"))
-        .args([
-            "serve",
-            "--log-format",
-            "json",
-            "--grpc-addr",
-            "127.0.0.1:0",
-        ])
-        .args(["--http-addr", "127.0.0.1:0", "--config"])
-        .arg(config.path())
-        .output()
-        .unwrap();
+    let output = serve_until_exit(&[
+        "--log-format",
+        "json",
+        "--config",
+        config.path().to_str().unwrap(),
+    ]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     let lines: Vec<serde_json::Value> = stderr
@@ -207,17 +201,7 @@ fn with_json_logs_a_fatal_startup_error_is_json_too() {
 
 #[test]
 fn a_missing_config_directory_is_called_missing_not_invalid() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ratelimiter"))
-        .args([
-            "serve",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-        ])
-        .args(["--config", "/nonexistent/ratelimit/config"])
-        .output()
-        .unwrap();
+    let output = serve_until_exit(&["--config", "/nonexistent/ratelimit/config"]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
