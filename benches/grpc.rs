@@ -1,5 +1,5 @@
 //! The load benchmark: every server a process of its own on loopback, driven in one run by the
-//! same load generator (raw `h2`, one thread: `support/rls_h2.rs`), rounds interleaved, each row
+//! same load generator (hand-rolled HTTP/2, one thread: `support/rls_raw.rs`), rounds interleaved, each row
 //! reporting calls/s, latency and the CPU per call of the server, of Redis and of the generator
 //! itself, from `/proc`.
 //!
@@ -7,8 +7,8 @@
 //!   `--serve-noop ADDRESS`: the baseline;
 //! - ratelimiter on the memory store, with 1 and 5 descriptors;
 //! - the Redis ceiling: the store's counting script pipelined straight at a local redis-server,
-//!   a batch of calls per write; then the same calls through the store (as the service makes
-//!   them today) from the generator's thread; then ratelimiter on that Redis;
+//!   a batch of calls per write; then the same calls through the store (`RedisStore::apply`,
+//!   coalesced as in the service) from the generator's thread; then ratelimiter on that Redis;
 //! - ratelimiter on a local 3-master Cluster.
 //!
 //! Then memory: the service's RSS idle and with 1,000,000 live counters.
@@ -18,6 +18,8 @@
 //! `--only SECTION` runs one section (memory, redis, cluster or footprint) and `--seconds N`
 //! sets each row's length, to profile a server: each row prints its server's pid first.
 
+#[path = "support/hpack.rs"]
+mod hpack;
 #[path = "support/load.rs"]
 mod load;
 #[allow(dead_code)]
@@ -36,8 +38,8 @@ mod redis_pipeline;
 #[allow(dead_code)]
 #[path = "../tests/common/redis_store.rs"]
 mod redis_store;
-#[path = "support/rls_h2.rs"]
-mod rls_h2;
+#[path = "support/rls_raw.rs"]
+mod rls_raw;
 #[path = "support/table.rs"]
 mod table;
 
@@ -74,7 +76,7 @@ const NOOP_5: &str = "do-nothing tonic RLS server, 5 descriptors";
 const MEMORY_1: &str = "ratelimiter, memory store, 1 descriptor";
 const MEMORY_5: &str = "ratelimiter, memory store, 5 descriptors";
 const REDIS_PIPELINED: &str = "Redis ceiling: the store's script pipelined straight at Redis";
-const REDIS_STORE: &str = "the store's calls as made today, in the generator's thread";
+const REDIS_STORE: &str = "the store's own calls (RedisStore::apply), in the generator's thread";
 const REDIS_1: &str = "ratelimiter, local redis-server, 1 descriptor";
 const CLUSTER_1: &str = "ratelimiter, local 3-master Cluster, 1 descriptor";
 
@@ -104,11 +106,16 @@ fn main() {
     let rounds = if full { ROUNDS } else { 1 };
     println!("{}", machine());
     println!(
-        "load: one generator thread, {} connections, {} calls in flight, {} users, {:?} per row after {:?} warm-up, {rounds} round(s)\n",
-        load.connections, load.in_flight, load.users, load.duration, load.warmup
+        "load: one generator thread (hand-rolled HTTP/2 for gRPC rows, sleeping {:?} between looks at its sockets), {} connections, {} calls in flight, {} users, {:?} per row after {:?} warm-up, {rounds} round(s)\n",
+        rls_raw::PACE,
+        load.connections,
+        load.in_flight,
+        load.users,
+        load.duration,
+        load.warmup
     );
     let config = tempfile::tempdir().expect("a temp dir");
-    std::fs::write(config.path().join("bench.yaml"), rls_h2::LIMITS).expect("limits written");
+    std::fs::write(config.path().join("bench.yaml"), rls_raw::LIMITS).expect("limits written");
     let config = config.path().to_str().expect("a UTF-8 path").to_string();
     let wanted = |section: &str| only.as_deref().is_none_or(|only| only == section);
     let mut table = Table::default();
@@ -207,16 +214,21 @@ fn cluster_rows(table: &mut Table, load: Load, config: &str) {
     );
 }
 
-/// One row of `ShouldRateLimit` calls with `descriptors` descriptors at a server process.
+/// One row of `ShouldRateLimit` calls with `descriptors` descriptors at a server process, the
+/// generator paced (see [`Load::pace`]).
 fn grpc(address: &str, pid: u32, descriptors: usize, load: Load, redis: &[u32]) -> Measured {
     println!("  (server pid {pid}, {descriptors} descriptor(s))");
+    let load = Load {
+        pace: rls_raw::PACE,
+        ..load
+    };
     let watch = Watch {
         server: Some(pid),
         redis: redis.to_vec(),
     };
     let address = address.to_string();
     load::generate(load, watch, move || async move {
-        rls_h2::workers(&address, descriptors, load).await
+        rls_raw::workers(&address, descriptors, load).await
     })
 }
 
@@ -235,7 +247,7 @@ async fn store_workers(url: &str, load: Load) -> Vec<impl AsyncFnMut(u32) -> Tur
         .collect()
 }
 
-/// The counter operation the service makes for `rls_h2::request(1, user)`.
+/// The counter operation the service makes for `rls_raw::request(1, user)`.
 fn ops(user: u32) -> Vec<CounterOp> {
     let value = format!("user-{user}");
     let level = Level::AnyValue {
@@ -295,10 +307,10 @@ fn memory_footprint(counters: u32) {
             .expect("the service answers");
         let per_request = 64;
         for first in (0..counters).step_by(per_request) {
-            let mut request = rls_h2::request(0, 0);
+            let mut request = rls_raw::request(0, 0);
             request.domain = "rss".into();
             request.descriptors = (first..(first + per_request as u32).min(counters))
-                .map(|user| rls_h2::request(1, user).descriptors.remove(0))
+                .map(|user| rls_raw::request(1, user).descriptors.remove(0))
                 .map(|mut descriptor| {
                     descriptor.entries[0].key = "user".into();
                     descriptor

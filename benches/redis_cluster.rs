@@ -199,7 +199,7 @@ async fn measure(url: &str, flags: &[&str], warmup: usize, rounds: usize) -> Mea
         let slot = slot(format!("bench:{}", key(index)));
         slots
             .as_ref()
-            .and_then(|slots| slots.owner(slot).map(str::to_string))
+            .and_then(|slots| slots.owner(slot).map(|master| master.to_string()))
     };
     let same_master: Vec<CounterOp> = (0..)
         .filter(|&index| master(index) == master(0))

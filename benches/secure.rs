@@ -1,5 +1,5 @@
 //! What TLS and tracing cost per call: the service on the memory store driven by the raw HTTP/2
-//! load generator (`support/rls_h2.rs`, over rustls for the TLS rows), plain, over TLS, over
+//! load generator (`support/rls_raw.rs`, hand-rolled HTTP/2, over rustls for the TLS rows), plain, over TLS, over
 //! mutual TLS, with tracing on but nothing sampled, and with every call traced and exported to
 //! an OTLP receiver in this process; each row next to the plain one measured in the same run,
 //! with the server's and the generator's CPU time per call read from /proc.
@@ -7,6 +7,8 @@
 //! `cargo bench --bench secure`. Without `--bench` (as `cargo test --all-targets` runs it) every
 //! row runs briefly, as a smoke test.
 
+#[path = "support/hpack.rs"]
+mod hpack;
 #[path = "support/load.rs"]
 mod load;
 #[allow(dead_code)]
@@ -18,8 +20,8 @@ mod process;
 #[path = "support/procfs.rs"]
 mod procfs;
 #[allow(dead_code)]
-#[path = "support/rls_h2.rs"]
-mod rls_h2;
+#[path = "support/rls_raw.rs"]
+mod rls_raw;
 #[path = "support/table.rs"]
 mod table;
 #[allow(dead_code)]
@@ -63,14 +65,17 @@ enum Tls {
 
 fn main() {
     let full = std::env::args().any(|arg| arg == "--bench");
-    let load = Load::for_run(full);
+    let load = Load {
+        pace: rls_raw::PACE,
+        ..Load::for_run(full)
+    };
     let rounds = if full { ROUNDS } else { 1 };
     println!(
-        "load: one generator thread, {} connections, {} calls in flight, memory store, 1 descriptor, {:?} per row, {rounds} round(s)\n",
-        load.connections, load.in_flight, load.duration
+        "load: one generator thread (sleeping {:?} between looks at its sockets), {} connections, {} calls in flight, memory store, 1 descriptor, {:?} per row, {rounds} round(s)\n",
+        load.pace, load.connections, load.in_flight, load.duration
     );
     let config = tempfile::tempdir().expect("a temp dir");
-    std::fs::write(config.path().join("bench.yaml"), rls_h2::LIMITS).expect("limits written");
+    std::fs::write(config.path().join("bench.yaml"), rls_raw::LIMITS).expect("limits written");
     let certs = Certificates::create();
     let sink = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -93,7 +98,7 @@ fn main() {
             let address = server.grpc_addr.to_string();
             let tls = connector(&certs, variant.tls);
             let measured = load::generate(load, watch, move || async move {
-                rls_h2::workers_over(&address, 1, load, tls).await
+                rls_raw::workers_over(&address, 1, load, tls).await
             });
             let versus = (variant.name != PLAIN).then_some(PLAIN);
             table.add(variant.name, versus, &measured);

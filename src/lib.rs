@@ -15,8 +15,8 @@
 //! - [`server`]: the composition root, `server::run(settings, listeners, telemetry, clock,
 //!   shutdown)`; `server::options` is the one place settings become the plain option structs
 //!   the layers below take.
-//! - Faces: [`rls`] (the gRPC service: request validation, the tonic impl, responses, the gRPC
-//!   status of every error) and [`http`] (the management API, `/json`, `/health`, `/metrics`,
+//! - Faces: [`rls`] (the gRPC service: request validation, the caller's deadline for its
+//!   store call, the tonic impl, responses, the gRPC status of every error) and [`http`] (the management API, `/json`, `/health`, `/metrics`,
 //!   and the HTTP status of every error). Both reach counters only through the limiter.
 //! - [`statsd`]: pushes the metrics to statsd under the Go service's stat names.
 //! - [`limiter`]: the decision (match, count in one store batch, statuses), the limits in force,
@@ -27,7 +27,8 @@
 //!   and the watcher that reloads it when the files change; what to do with each reload is the
 //!   caller's.
 //! - [`store`]: the `CounterStore` trait, the in-memory store and the Redis store
-//!   (`store::redis`: options, connection keeping, Lua scripts, listing).
+//!   (`store::redis`: options, connection keeping, Lua scripts, the coalescing of concurrent
+//!   requests' calls into pipelines answered by each caller's deadline, listing).
 //! - Leaves: [`key`] (injective counter keys), [`clock`] (units, the clock, epoch-aligned
 //!   windows), [`metrics`] (every Prometheus metric), [`health`] (the service's health, shared
 //!   by whoever changes and whoever reports it), [`secret`] (values never printed), [`tls`]

@@ -8,7 +8,7 @@ use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use futures_util::future::{join, join_all};
+use futures_util::future::{join_all, join3};
 use hdrhistogram::Histogram;
 
 use super::procfs;
@@ -22,6 +22,11 @@ pub struct Load {
     pub duration: Duration,
     /// Distinct users, taken in turn.
     pub users: u32,
+    /// When not zero, the generator thread sleeps this long between looks at its sockets, so
+    /// that each wake-up reads the replies of several calls and sends as many new ones: waking
+    /// up for every reply would cost it about as much CPU per call as the kernel charges the
+    /// server. A call's measured latency includes up to this much.
+    pub pace: Duration,
 }
 
 impl Load {
@@ -34,6 +39,7 @@ impl Load {
                 warmup: Duration::from_secs(1),
                 duration: Duration::from_secs(5),
                 users: 10_000,
+                pace: Duration::ZERO,
             }
         } else {
             Load {
@@ -42,6 +48,7 @@ impl Load {
                 warmup: Duration::from_millis(50),
                 duration: Duration::from_millis(200),
                 users: 100,
+                pace: Duration::ZERO,
             }
         }
     }
@@ -51,13 +58,22 @@ impl Load {
 pub struct Turn {
     pub calls: u64,
     pub failed: u64,
+    /// Each answered call's own latency, µs, when the worker keeps calls of different ages in
+    /// flight; empty when every call took the whole turn.
+    pub latencies: Vec<u64>,
 }
 
 impl Turn {
     pub fn one(ok: bool) -> Turn {
+        Turn::batch(1, u64::from(!ok))
+    }
+
+    /// `calls` calls sent together and answered by the end of the turn.
+    pub fn batch(calls: u64, failed: u64) -> Turn {
         Turn {
-            calls: 1,
-            failed: u64::from(!ok),
+            calls,
+            failed,
+            latencies: Vec::new(),
         }
     }
 }
@@ -82,6 +98,8 @@ pub struct Measured {
     pub redis_cpu: Option<Duration>,
     /// Read and write system calls of the Redis servers.
     pub redis_io: Option<(u64, u64)>,
+    /// The machine's 1-minute load average at the end of the window.
+    pub load_average: f64,
 }
 
 impl Measured {
@@ -184,7 +202,12 @@ where
                 if tally.measuring {
                     tally.calls += turn.calls;
                     tally.errors += turn.failed;
-                    let _ = tally.latency.record_n(took, turn.calls);
+                    if turn.latencies.is_empty() {
+                        let _ = tally.latency.record_n(took, turn.calls);
+                    }
+                    for &micros in &turn.latencies {
+                        let _ = tally.latency.record(micros);
+                    }
                 }
             }
         }
@@ -199,7 +222,14 @@ where
         running.set(false);
         (first, last)
     };
-    let ((first, last), _) = join(window, join_all(workers)).await;
+    // Sleeping outside the runtime, then letting it look at every socket at once.
+    let pacer = async {
+        while !load.pace.is_zero() && running.get() {
+            std::thread::sleep(load.pace);
+            tokio::task::yield_now().await;
+        }
+    };
+    let ((first, last), _, _) = join3(window, join_all(workers), pacer).await;
     let tally = tally.into_inner();
     let redis = |edge: &Edge| {
         edge.redis.iter().fold(
@@ -221,5 +251,6 @@ where
             .map(|(last, first)| last.saturating_sub(first)),
         redis_cpu: watching_redis.then(|| cpu1.saturating_sub(cpu0)),
         redis_io: watching_redis.then_some((reads1 - reads0, writes1 - writes0)),
+        load_average: procfs::load_average(),
     }
 }

@@ -49,6 +49,18 @@ pub fn process_io_calls(pid: u32) -> (u64, u64) {
     (field("syscr:"), field("syscw:"))
 }
 
+/// The machine's 1-minute load average: how many runnable tasks shared the cores, on average,
+/// other engineers' builds included.
+pub fn load_average() -> f64 {
+    let path = "/proc/loadavg";
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|error| panic!("{path}: {error}"))
+        .split_whitespace()
+        .next()
+        .and_then(|value| value.parse().ok())
+        .expect("a load average")
+}
+
 /// Resident set size of process `pid`, KiB.
 pub fn rss_kib(pid: u32) -> u64 {
     let path = format!("/proc/{pid}/status");

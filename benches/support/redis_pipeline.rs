@@ -56,10 +56,7 @@ pub async fn workers(
                 Ok(failed) => failed,
                 Err(_) => batch as u64,
             };
-            Turn {
-                calls: batch as u64,
-                failed,
-            }
+            Turn::batch(batch as u64, failed)
         });
     }
     workers

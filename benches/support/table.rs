@@ -15,6 +15,7 @@ struct Sample {
     redis_writes: Option<f64>,
     generator_us: f64,
     errors: u64,
+    load_average: f64,
 }
 
 struct Row {
@@ -42,6 +43,7 @@ impl Table {
             redis_writes: measured.redis_io.map(|(_, writes)| per_call(writes)),
             generator_us: measured.per_call(measured.generator_cpu),
             errors: measured.errors,
+            load_average: measured.load_average,
         };
         let optional = |label: &str, value: Option<f64>| {
             value.map_or(String::new(), |value| {
@@ -49,14 +51,15 @@ impl Table {
             })
         };
         println!(
-            "  {name}: {:.0}/s, p50 {} µs, p99 {} µs{}{}, generator {:.1} µs/call, {} errors",
+            "  {name}: {:.0}/s, p50 {} µs, p99 {} µs{}{}, generator {:.1} µs/call, {} errors, load average {:.1}",
             sample.per_second,
             sample.p50,
             sample.p99,
             optional("server", sample.server_us),
             optional("Redis", sample.redis_us),
             sample.generator_us,
-            sample.errors
+            sample.errors,
+            sample.load_average
         );
         match self.rows.iter_mut().find(|row| row.name == name) {
             Some(row) => row.samples.push(sample),
@@ -104,9 +107,9 @@ impl Table {
 
     pub fn print(&self) {
         println!(
-            "\n| row | calls/s (min-max) | p50 µs | p99 µs | server CPU µs/call (min-max) | Redis CPU µs/call | Redis reads / writes per call | generator CPU µs/call | errors | compared with | calls/s | server CPU | Redis CPU | p99 |"
+            "\n| row | calls/s (min-max) | p50 µs | p99 µs | server CPU µs/call (min-max) | Redis CPU µs/call | Redis reads / writes per call | generator CPU µs/call | errors | load average (min-max) | compared with | calls/s | server CPU | Redis CPU | p99 |"
         );
-        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         for row in &self.rows {
             self.print_row(row);
         }
@@ -138,13 +141,14 @@ impl Table {
         };
         let times = |value: Option<f64>| value.map_or("-".into(), |value| format!("{value:.2}x"));
         println!(
-            "| {name} | {} | {} | {} | {} | {} | {io} | {} | {errors} | {} | {} | {} | {} | {} |",
+            "| {name} | {} | {} | {} | {} | {} | {io} | {} | {errors} | {} | {} | {} | {} | {} | {} |",
             ranged(|s| Some(s.per_second), 0),
             show(|s| Some(s.p50), 0),
             show(|s| Some(s.p99), 0),
             ranged(|s| s.server_us, 1),
             show(|s| s.redis_us, 1),
             show(|s| Some(s.generator_us), 1),
+            ranged(|s| Some(s.load_average), 1),
             row.versus.as_deref().unwrap_or("-"),
             times(ratio(|s| Some(s.per_second))),
             times(ratio(|s| s.server_us)),

@@ -31,7 +31,9 @@ pub use watch::{Apply, ConfigWatcher, ReloadRequests};
 pub struct Config {
     /// Sorted by name; each domain's `index` is its place here.
     domains: Vec<DomainTree>,
-    by_name: HashMap<String, usize>,
+    /// Looked up on every request: a fast hash (domain names come from the config, not from
+    /// requests, so a flood of crafted names cannot make them collide).
+    by_name: HashMap<String, usize, foldhash::fast::RandomState>,
 }
 
 impl Config {
@@ -102,7 +104,7 @@ impl Config {
     /// Sorts the domains by name and numbers them.
     fn new(mut domains: Vec<DomainTree>) -> Config {
         domains.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut by_name = HashMap::with_capacity(domains.len());
+        let mut by_name = HashMap::with_capacity_and_hasher(domains.len(), Default::default());
         for (index, domain) in domains.iter_mut().enumerate() {
             domain.index = index;
             by_name.insert(domain.name.clone(), index);

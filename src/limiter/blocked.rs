@@ -15,7 +15,12 @@
 //! A blocked hit answered here is not added to the store's count: the counter is already over.
 //!
 //! Time is passed in by the caller (one reading per request), so that tests can move it.
+//!
+//! While the cache holds nothing, as it does while no client is over its limit, it answers
+//! without looking (most requests never meet a blocked counter).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use moka::Expiry;
@@ -25,6 +30,9 @@ use crate::store::Count;
 
 pub struct BlockedCounters {
     entries: Cache<String, Blocked>,
+    /// At least as many as the entries held: raised before each insert, lowered when the cache
+    /// reports an entry gone (replaced, invalidated, expired or evicted). Zero means empty.
+    held: Arc<AtomicU64>,
 }
 
 /// The longest an entry answers without asking the store again.
@@ -71,16 +79,29 @@ impl Expiry<String, Blocked> for UntilStale {
 impl BlockedCounters {
     /// A cache of at most `capacity` blocked counters (least recently used go first).
     pub fn new(capacity: u64) -> BlockedCounters {
+        let held = Arc::new(AtomicU64::new(0));
+        let gone = held.clone();
         BlockedCounters {
             entries: Cache::builder()
                 .max_capacity(capacity)
                 .expire_after(UntilStale)
+                .eviction_listener(move |_, _, _| {
+                    gone.fetch_sub(1, Ordering::Relaxed);
+                })
                 .build(),
+            held,
         }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.held.load(Ordering::Relaxed) == 0
     }
 
     /// The counter's count and time to reset at `now`, when it is known to be over `limit`.
     pub fn get(&self, key: &str, limit: u32, now: Instant) -> Option<Count> {
+        if self.is_empty() {
+            return None;
+        }
         let blocked = self.entries.get(key)?;
         let answers = blocked.limit == limit && now < blocked.until && now < blocked.window_ends;
         answers.then(|| Count {
@@ -99,6 +120,7 @@ impl BlockedCounters {
                 window_ends: now + count.resets_in,
                 until: now + count.resets_in.min(MAX_AGE),
             };
+            self.held.fetch_add(1, Ordering::Relaxed);
             self.entries.insert(key.to_string(), blocked);
         } else {
             self.forget(key);
@@ -107,7 +129,7 @@ impl BlockedCounters {
 
     /// Drops what is known of a counter (it was reset).
     pub fn forget(&self, key: &str) {
-        if self.entries.contains_key(key) {
+        if !self.is_empty() {
             self.entries.invalidate(key);
         }
     }

@@ -4,13 +4,19 @@
 
 use std::time::Instant;
 
+use smallvec::SmallVec;
+
 use super::explain;
 use super::plan::{Applied, Plan, drop_replaced, plan};
-use super::{Check, CheckError, Counted, Decision, DescriptorCheck, Limiter, Outcome};
+use super::{Caller, Check, CheckError, Counted, Decision, DescriptorCheck, Limiter, Outcome};
 use crate::config::MatchBudget;
 use crate::store::{Count, CounterOp, StoreError};
 use crate::throttled;
 use crate::trace;
+
+/// One entry per descriptor of a request: requests have a few, so up to four stay inline and
+/// the usual request allocates none of these.
+type PerDescriptor<T> = SmallVec<[T; 4]>;
 
 /// A counted descriptor once the store has been asked or spared: where its count comes from.
 enum Source {
@@ -38,25 +44,30 @@ impl<'c> Step<'c> {
 }
 
 impl Limiter {
-    pub(super) async fn decide(&self, check: &Check<'_>) -> Result<Decision, CheckError> {
+    pub(super) async fn decide(
+        &self,
+        check: &Check<'_>,
+        caller: Caller,
+    ) -> Result<Decision, CheckError> {
         let limits = self.limits.load();
         let domain = limits.config().domain(check.domain);
         let mut budget = MatchBudget::new(self.max_match_bytes);
-        let mut plans: Vec<Plan> = check
+        let mut plans: PerDescriptor<Plan> = check
             .descriptors
             .iter()
             .map(|descriptor| plan(domain, descriptor, &mut budget))
             .collect::<Result<_, _>>()?;
         drop_replaced(&mut plans);
 
-        let now = Instant::now();
-        let mut ops = Vec::new();
-        let steps: Vec<Step> = plans
+        // The blocked cache's clock: the request's arrival, microseconds ago.
+        let now = caller.arrived;
+        let mut ops = PerDescriptor::new();
+        let steps: PerDescriptor<Step> = plans
             .into_iter()
             .zip(&check.descriptors)
             .map(|(plan, descriptor)| self.step(plan, descriptor, now, &mut ops))
             .collect();
-        let counts = self.count(&ops).await?;
+        let counts = self.count(&ops, caller.deadline).await?;
         let explain = explain::admit().map(|held_back| {
             let rules: Vec<Option<&str>> = steps.iter().map(Step::rule).collect();
             (held_back, rules)
@@ -96,7 +107,7 @@ impl Limiter {
         plan: Plan<'c>,
         descriptor: &DescriptorCheck<'_>,
         now: Instant,
-        ops: &mut Vec<CounterOp>,
+        ops: &mut PerDescriptor<CounterOp>,
     ) -> Step<'c> {
         let (limit, key) = match plan {
             Plan::NoLimit => return Step::NoLimit,
@@ -125,20 +136,30 @@ impl Limiter {
         Step::Counted(limit, source)
     }
 
-    /// One store call for every op, timed and counted; exactly one count per op.
-    async fn count(&self, ops: &[CounterOp]) -> Result<Vec<Count>, StoreError> {
+    /// One store call for every op, bounded by `deadline`, counted, and timed when the store is
+    /// remote; exactly one count per op.
+    async fn count(
+        &self,
+        ops: &[CounterOp],
+        deadline: Option<Instant>,
+    ) -> Result<Vec<Count>, StoreError> {
         if ops.is_empty() {
             return Ok(Vec::new());
         }
-        let started = Instant::now();
         let span = self
             .tracer
             .as_ref()
             .and_then(|tracer| tracer.store_span(self.store.kind(), ops.len()));
-        let counts = self.store.apply(ops).await;
-        self.metrics
-            .store_duration
-            .observe(started.elapsed().as_secs_f64());
+        let counts = if self.store.is_remote() {
+            let started = Instant::now();
+            let counts = self.store.apply_by(ops, deadline).await;
+            self.metrics
+                .store_duration
+                .observe(started.elapsed().as_secs_f64());
+            counts
+        } else {
+            self.store.apply_by(ops, deadline).await
+        };
         if let Some(span) = span {
             trace::end(
                 &span,
@@ -159,6 +180,9 @@ impl Limiter {
         });
         if let Err(error) = &counts {
             self.metrics.store_errors.inc();
+            if matches!(error, StoreError::Timeout(_)) {
+                self.metrics.store_deadlines_passed.inc();
+            }
             throttled!(WARN, %error, "counter store call failed");
         }
         counts

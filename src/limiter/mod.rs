@@ -50,6 +50,25 @@ pub struct LimitOverride {
     pub requests_per_unit: u32,
 }
 
+/// When a check arrived, and until when its caller waits for the answer.
+#[derive(Clone, Copy, Debug)]
+pub struct Caller {
+    pub arrived: Instant,
+    /// When the store must have answered; `None` leaves the bound to the store
+    /// (`--redis-timeout`).
+    pub deadline: Option<Instant>,
+}
+
+impl Caller {
+    /// A caller arriving now that sent no deadline.
+    pub fn now() -> Caller {
+        Caller {
+            arrived: Instant::now(),
+            deadline: None,
+        }
+    }
+}
+
 /// Service-wide switches that change decisions (the Go service's `SHADOW_MODE`, `QUOTA_MODE`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Modes {
@@ -177,15 +196,24 @@ impl Limiter {
         self.limits.load_full()
     }
 
-    /// Decides a request. Fails when the store cannot be reached, so that the caller can tell
-    /// Envoy "unavailable" and Envoy's `failure_mode_deny` decides, or when matching it would
-    /// take more work than one request may.
+    /// Decides a request arriving now with no deadline (see [`Limiter::check_for`]).
     pub async fn check(&self, check: &Check<'_>) -> Result<Decision, CheckError> {
-        let started = Instant::now();
-        let decision = self.decide(check).await;
+        self.check_for(check, Caller::now()).await
+    }
+
+    /// Decides a request for `caller`. Fails when the store cannot be reached, or not by the
+    /// caller's deadline, so that the caller can tell Envoy "unavailable" and Envoy's
+    /// `failure_mode_deny` decides, or when matching it would take more work than one request
+    /// may.
+    pub async fn check_for(
+        &self,
+        check: &Check<'_>,
+        caller: Caller,
+    ) -> Result<Decision, CheckError> {
+        let decision = self.decide(check, caller).await;
         self.metrics
             .check_duration
-            .observe(started.elapsed().as_secs_f64());
+            .observe(caller.arrived.elapsed().as_secs_f64());
         match &decision {
             Ok(decision) => self.count_check(decision.over_limit),
             Err(CheckError::Store(_)) => self.metrics.store_request_errors.inc(),
@@ -238,6 +266,11 @@ impl Limiter {
             blocked.forget(key);
         }
         Ok(found)
+    }
+
+    /// Whether the store is reached over the network, so that a caller's deadline matters.
+    pub fn store_is_remote(&self) -> bool {
+        self.store.is_remote()
     }
 
     /// The store's name for logs and `/health` (`memory`, `redis`).

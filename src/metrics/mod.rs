@@ -49,6 +49,8 @@ pub struct Metrics {
     pub active_counters: IntGauge,
     pub memory_live_evictions: IntCounter,
     pub store_errors: IntCounter,
+    /// Store calls cut off by their deadline, sent to the store or not.
+    pub store_deadlines_passed: IntCounter,
     pub store_duration: Histogram,
     pub config_load_success: IntCounter,
     pub config_load_error: IntCounter,
@@ -138,10 +140,15 @@ impl Metrics {
                 "ratelimiter_store_errors_total",
                 "Counter store calls that failed",
             ),
+            store_deadlines_passed: counter(
+                &r,
+                "ratelimiter_store_deadline_exceeded_total",
+                "Counter store calls cut off by their deadline (the caller's grpc-timeout less a margin, else --redis-timeout), whether they had reached the store or not",
+            ),
             store_duration: histogram(
                 &r,
                 "ratelimiter_store_duration_seconds",
-                "Time of one counter store call (one batch)",
+                "Time of one counter store call (one batch); remote stores only",
             ),
             config_load_success: counter(
                 &r,

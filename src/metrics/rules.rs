@@ -124,7 +124,10 @@ impl RuleCounters {
         self.total_hits.inc_by(hits);
         let before = count.saturating_sub(hits);
         let near = count.min(limit).saturating_sub(before.max(near_threshold));
-        self.near_limit.inc_by(near);
+        // Shared by every request of the rule: an addition of nothing is skipped, not made.
+        if near > 0 {
+            self.near_limit.inc_by(near);
+        }
         if count > limit {
             let over = count - before.max(limit);
             self.over_limit.inc_by(over);

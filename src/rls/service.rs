@@ -8,16 +8,15 @@ use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::{
     RateLimitService, RateLimitServiceServer,
 };
 use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
-use tonic::codegen::{Context, Poll, Service, http};
 use tonic::metadata::{KeyRef, MetadataMap};
-use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
+use super::deadline::store_deadline;
+use super::oversize::OversizeIsResourceExhausted;
 use super::request::{self, RequestLimits};
 use super::response::{self, ResponseOptions};
-use crate::limiter::Limiter;
+use crate::limiter::{Caller, Limiter};
 use crate::metrics::Metrics;
-use crate::store::BoxFuture;
 use crate::trace::{self, Extractor, FutureExt, KeyValue, Tracer};
 
 pub struct RateLimitGrpc {
@@ -61,10 +60,14 @@ impl RateLimitGrpc {
 }
 
 impl RateLimitGrpc {
-    async fn answer(&self, request: RateLimitRequest) -> Result<RateLimitResponse, Status> {
+    async fn answer(
+        &self,
+        request: RateLimitRequest,
+        caller: Caller,
+    ) -> Result<RateLimitResponse, Status> {
         let check = request::validate(&request, &self.limits)
             .inspect_err(|_| self.metrics.service_errors.inc())?;
-        let decision = self.limiter.check(&check).await?;
+        let decision = self.limiter.check_for(&check, caller).await?;
         Ok(response::build(&request, &decision, &self.response))
     }
 
@@ -73,6 +76,7 @@ impl RateLimitGrpc {
         &self,
         tracer: &Tracer,
         request: Request<RateLimitRequest>,
+        caller: Caller,
     ) -> Result<RateLimitResponse, Status> {
         let (domain, descriptors) = (
             &request.get_ref().domain,
@@ -80,10 +84,10 @@ impl RateLimitGrpc {
         );
         let span = tracer.server_span(&Metadata(request.metadata()), domain, descriptors);
         if !trace::is_recording(&span) {
-            return self.answer(request.into_inner()).await;
+            return self.answer(request.into_inner(), caller).await;
         }
         let answer = self
-            .answer(request.into_inner())
+            .answer(request.into_inner(), caller)
             .with_context(span.clone())
             .await;
         let (outcome, code, error) = match &answer {
@@ -132,57 +136,19 @@ impl RateLimitService for RateLimitGrpc {
         &self,
         request: Request<RateLimitRequest>,
     ) -> Result<Response<RateLimitResponse>, Status> {
-        let started = Instant::now();
+        let arrived = Instant::now();
+        // Only a remote store can be late; the memory store answers at once.
+        let deadline = self
+            .limiter
+            .store_is_remote()
+            .then(|| store_deadline(request.metadata(), arrived))
+            .flatten();
+        let caller = Caller { arrived, deadline };
         let answer = match &self.tracer {
-            None => self.answer(request.into_inner()).await,
-            Some(tracer) => self.traced(tracer, request).await,
+            None => self.answer(request.into_inner(), caller).await,
+            Some(tracer) => self.traced(tracer, request, caller).await,
         };
-        self.metrics.observe_should_rate_limit(started.elapsed());
+        self.metrics.observe_should_rate_limit(arrived.elapsed());
         answer.map(Response::new)
-    }
-}
-
-/// tonic answers an over-long request message with `OUT_OF_RANGE`; the gRPC status-code guide
-/// (and grpc-go, which Envoy's other services use) says `RESOURCE_EXHAUSTED`. This wrapper
-/// rewrites that one answer, recognised by tonic's message text.
-#[derive(Clone)]
-pub struct OversizeIsResourceExhausted<S>(S);
-
-/// The start of tonic's `grpc-message` header for a request message over the decoding limit
-/// (percent-encoded, as the header carries it).
-const OVERSIZE_MESSAGE: &str = "Error,%20decoded%20message%20length%20too%20large";
-
-impl<S: NamedService> NamedService for OversizeIsResourceExhausted<S> {
-    const NAME: &'static str = S::NAME;
-}
-
-impl<S, B> Service<http::Request<B>> for OversizeIsResourceExhausted<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<S::Response, S::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let response = self.0.call(request);
-        Box::pin(async move {
-            let mut response = response.await?;
-            let headers = response.headers_mut();
-            let out_of_range = headers.get("grpc-status").is_some_and(|code| code == "11");
-            let oversize = headers
-                .get("grpc-message")
-                .and_then(|message| message.to_str().ok())
-                .is_some_and(|message| message.starts_with(OVERSIZE_MESSAGE));
-            if out_of_range && oversize {
-                headers.insert("grpc-status", http::HeaderValue::from_static("8"));
-            }
-            Ok(response)
-        })
     }
 }

@@ -5,10 +5,11 @@
 //! `--shutdown-delay` the gRPC and HTTP listeners stop accepting; in-flight calls get
 //! `--shutdown-timeout` to finish; then background tasks stop.
 //!
-//! gRPC calls are bounded in time and in number per connection, and connections whose peer
-//! stops answering HTTP/2 PINGs are dropped (`grpc_server`); connections are admitted within
-//! bounds and must open within a deadline (`incoming`); calls and their bytes are bounded
-//! across all connections by the in-flight budget (`streams`).
+//! gRPC calls are bounded in number per connection, and connections whose peer stops answering
+//! HTTP/2 PINGs are dropped (`grpc_server`); connections are admitted within bounds and must
+//! open within a deadline (`incoming`); calls and their bytes are bounded across all connections
+//! by the in-flight budget, and a call's request body must arrive in time (`streams`); once
+//! read, a call waits only on its store, which answers by the caller's deadline.
 
 mod certificates;
 mod incoming;
@@ -54,13 +55,6 @@ const HEALTH_SERVICE_NAMES: [&str; 3] = [
     "ratelimit",
     "envoy.service.ratelimit.v3.RateLimitService",
 ];
-
-/// Longest a gRPC call may take, reading its request included, so that a client that sends a
-/// call's headers but never its body cannot hold a handler forever (it gets CANCELLED). Checks
-/// wait on Redis for `--redis-timeout` (15 ms by default) per round trip and Envoy gives up after
-/// 20 ms by default, so 5 s only ever cuts off stalled clients; a shorter `grpc-timeout` sent by
-/// the client still wins.
-const GRPC_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Calls one gRPC connection may have in flight at once. Envoy multiplexes a worker's checks on
 /// a connection and opens another when a server's limit is reached, so this only bounds what
@@ -348,10 +342,11 @@ impl Serving {
 }
 
 /// The gRPC server, bounded so that stalled or vanished clients cannot hold calls or
-/// connections forever.
+/// connections forever. No timer runs per call: a call's request body is bounded by `streams`,
+/// and once read, a call waits only on its store, which answers by the caller's deadline (or
+/// `--redis-timeout`). A `grpc-timeout` sent by the client is still enforced by tonic.
 fn grpc_server(settings: &ServeSettings) -> Server {
     Server::builder()
-        .timeout(GRPC_CALL_TIMEOUT)
         .max_concurrent_streams(GRPC_MAX_CONCURRENT_STREAMS)
         .http2_keepalive_interval(Some(GRPC_KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(GRPC_KEEPALIVE_TIMEOUT))

@@ -1,7 +1,12 @@
 //! Every gRPC call holds a place in the in-flight budget for as long as its response lasts, and
 //! is answered RESOURCE_EXHAUSTED at once when the budget is spent. Its request body must end
-//! within [`BODY_TIMEOUT`] of its headers (a half-open call is ended, DEADLINE_EXCEEDED), its
-//! bytes count against the budget, and a health watch ends after [`WATCH_LIFETIME`].
+//! within [`BODY_TIMEOUT`] of the first time it was waited for, right after its headers (a
+//! half-open call is ended, DEADLINE_EXCEEDED), its bytes count against the budget, and a health
+//! watch ends after [`WATCH_LIFETIME`].
+//!
+//! This is the only timer on a call, and it is armed only for a body that is late: a call's
+//! body nearly always arrives with its headers. Once read, a check waits on its store alone,
+//! which answers by the caller's deadline (`rls::deadline`).
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -22,8 +27,9 @@ use crate::inflight::{InFlight, PeerShare, Stream};
 use crate::store::BoxFuture;
 use crate::throttled;
 
-/// From a call's headers to the end of its request body. Envoy sends a check's headers and its
-/// message together, so this only ever cuts off clients that stall.
+/// From the first wait for a call's request body (right after its headers) to its end. Envoy
+/// sends a check's headers and its message together, so this only ever cuts off clients that
+/// stall.
 const BODY_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How long one health watch may last before the server ends it (UNAVAILABLE; the client
@@ -87,7 +93,7 @@ where
             Body::new(RequestBody {
                 inner: body,
                 stream: stream.clone(),
-                deadline: Some(Box::pin(tokio::time::sleep(BODY_TIMEOUT))),
+                due: Due::Unarmed,
             })
         });
         let response = self.inner.call(request);
@@ -109,8 +115,34 @@ where
 struct RequestBody {
     inner: Body,
     stream: Arc<Stream>,
-    /// Until the body ends.
-    deadline: Option<Pin<Box<Sleep>>>,
+    due: Due,
+}
+
+/// Where a request body stands against [`BODY_TIMEOUT`].
+enum Due {
+    /// Never waited for yet: no timer (most bodies come whole with their headers).
+    Unarmed,
+    /// Waited for: due by this timer.
+    Armed(Pin<Box<Sleep>>),
+    /// Ended, or cut off: nothing more is due.
+    Settled,
+}
+
+impl Due {
+    /// Whether the body is late, arming the timer the first time it is waited for.
+    fn passed(&mut self, cx: &mut Context<'_>) -> bool {
+        if let Due::Unarmed = self {
+            *self = Due::Armed(Box::pin(tokio::time::sleep(BODY_TIMEOUT)));
+        }
+        let Due::Armed(timer) = self else {
+            return false;
+        };
+        if timer.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        *self = Due::Settled;
+        true
+    }
 }
 
 impl HttpBody for RequestBody {
@@ -132,18 +164,15 @@ impl HttpBody for RequestBody {
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(None) => {
-                this.deadline = None;
+                this.due = Due::Settled;
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                let late = (this.deadline.as_mut())
-                    .is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready());
-                if !late {
+                if !this.due.passed(cx) {
                     return Poll::Pending;
                 }
-                this.deadline = None;
                 Poll::Ready(Some(Err(Status::deadline_exceeded(format!(
-                    "the request body did not arrive within {BODY_TIMEOUT:?} of its headers"
+                    "the request body did not arrive within {BODY_TIMEOUT:?}"
                 )))))
             }
             failed => failed,

@@ -43,10 +43,11 @@ pub struct RedisSettings {
     )]
     pub redis_sentinel_password: Option<Secret>,
 
-    /// Longest wait for Redis to answer one request's counters; past it the request gets
-    /// UNAVAILABLE and Envoy's failure_mode_deny decides. Keep it below Envoy's rate limit
-    /// timeout (20ms by default), or Envoy gives up before this service does.
-    #[arg(long, env = "RATELIMITER_REDIS_TIMEOUT", default_value = "15ms", value_parser = parse_duration)]
+    /// Longest wait for Redis to answer one request's counters when the caller sent no
+    /// deadline; past it the request gets UNAVAILABLE and Envoy's failure_mode_deny decides. A
+    /// gRPC call that carries `grpc-timeout` (Envoy sends its rate limit timeout, 20ms by
+    /// default) waits until then instead, less a margin to answer in time.
+    #[arg(long, env = "RATELIMITER_REDIS_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
     pub redis_timeout: Duration,
 
     /// Longest wait for one connection attempt (TCP, TLS, AUTH). Connections are made in the

@@ -7,7 +7,7 @@ pub mod sliding;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
@@ -56,8 +56,25 @@ pub struct CounterPage {
 /// Where counters live. Every operation is atomic per counter: N concurrent callers adding 1 to
 /// a counter see N distinct values. Operations on one key within a batch apply in order.
 pub trait CounterStore: Send + Sync + 'static {
-    /// Applies `ops` and returns one [`Count`] per op, in the same order.
-    fn apply<'a>(&'a self, ops: &'a [CounterOp]) -> BoxFuture<'a, Result<Vec<Count>, StoreError>>;
+    /// Applies `ops` and returns one [`Count`] per op, in the same order, within the store's
+    /// own bound (`--redis-timeout`).
+    fn apply<'a>(&'a self, ops: &'a [CounterOp]) -> BoxFuture<'a, Result<Vec<Count>, StoreError>> {
+        self.apply_by(ops, None)
+    }
+
+    /// [`CounterStore::apply`], answered by `deadline` when there is one (the caller stops
+    /// waiting then): a remote store that cannot answer in time fails with
+    /// [`StoreError::Timeout`], and does not send what it has not sent yet.
+    fn apply_by<'a>(
+        &'a self,
+        ops: &'a [CounterOp],
+        deadline: Option<Instant>,
+    ) -> BoxFuture<'a, Result<Vec<Count>, StoreError>>;
+
+    /// Whether the store is reached over the network, so that timing its calls tells something.
+    fn is_remote(&self) -> bool {
+        false
+    }
 
     /// Checks `hits` against `limit` over the sliding `window` ending now, counting them only if
     /// admitted (see [`sliding`] for the rules every store keeps).
@@ -103,7 +120,8 @@ pub enum StoreError {
     /// The store cannot be reached right now; retrying later may work.
     #[error("counter store unavailable: {0}")]
     Unavailable(String),
-    /// The store did not answer within the configured time.
+    /// The store did not answer in time: within this long, the caller's deadline or the
+    /// configured timeout.
     #[error("counter store did not answer within {0:?}")]
     Timeout(Duration),
     /// The store answered with something the service did not expect.

@@ -7,6 +7,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod coalescing;
+mod deadlines;
 mod failover;
 mod faults;
 mod harness;

@@ -15,7 +15,7 @@ mod shard;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shard::{Capacity, Counter, Shard, lock};
 
@@ -166,7 +166,12 @@ impl MemoryStore {
 }
 
 impl CounterStore for MemoryStore {
-    fn apply<'a>(&'a self, ops: &'a [CounterOp]) -> BoxFuture<'a, Result<Vec<Count>, StoreError>> {
+    /// Answers at once: there is no deadline to keep.
+    fn apply_by<'a>(
+        &'a self,
+        ops: &'a [CounterOp],
+        _deadline: Option<Instant>,
+    ) -> BoxFuture<'a, Result<Vec<Count>, StoreError>> {
         let now = self.clock.now_ms();
         let counts = ops.iter().map(|op| self.apply_one(op, now)).collect();
         Box::pin(std::future::ready(Ok(counts)))

@@ -1,188 +1,188 @@
 //! One request's script calls: a single call on a single server; on a Cluster, one call per hash
-//! slot (a script's keys must share a slot), sent as one pipeline per master, every master at
-//! once. A script Redis does not know yet (after a restart) is loaded and only the calls that
-//! were refused are sent again, so no call ever runs twice.
+//! slot (a script's keys must share a slot), each to the master that owns it. The calls go
+//! through the store's [`Coalescer`], so they travel in pipelines with other requests' calls. A
+//! script Redis does not know yet (after a restart) is loaded and only the calls that were
+//! refused are sent again, so no call ever runs twice.
 
-use std::sync::Arc;
+use std::time::Instant;
 
-use futures_util::future::{join_all, try_join_all};
-use redis::aio::ConnectionLike;
-use redis::cluster_async::ClusterConnection;
-use redis::{
-    Cmd, ErrorKind, FromRedisValue, RedisError, RedisResult, Script, ServerErrorKind, Value,
-};
+use futures_util::future::join_all;
+use redis::{Cmd, Script, ServerErrorKind, Value};
+use smallvec::SmallVec;
 
 use super::cluster::{self, SlotMap};
-use super::connect::Connection;
+use super::coalesce::Coalescer;
+use super::lanes::{Deadline, Reply, Route};
+use super::link::RedisLink;
+use crate::store::StoreError;
 
-/// Runs `script` over `keys` and returns the two integers each key's part of the script
-/// answers, in key order. `args` adds the arguments of one call, given the indexes of its keys.
-pub async fn run(
-    connection: Connection,
-    slots: Option<Arc<SlotMap>>,
-    script: &Script,
-    keys: &[String],
-    args: impl Fn(&mut Cmd, &[usize]),
-) -> RedisResult<Vec<[i64; 2]>> {
-    if keys.is_empty() {
-        return Ok(Vec::new());
-    }
-    let groups = slot_groups(keys, slots.is_some());
-    let calls: Vec<Cmd> = groups
-        .iter()
-        .map(|(_, group)| {
-            let mut call = redis::cmd("EVALSHA");
-            call.arg(script.get_hash()).arg(group.len());
-            for &index in group {
-                call.arg(&keys[index]);
+/// A few of something per request, inline: a request has a few keys, in one slot group
+/// outside a Cluster.
+type Few<T> = SmallVec<[T; 4]>;
+
+/// Key indexes by hash slot.
+type Groups = SmallVec<[(u16, Few<usize>); 1]>;
+
+/// Bytes of a script call besides its keys: the command, the script's SHA1, the key count and
+/// two numbers per key, with their RESP framing.
+const CALL_BYTES: usize = 96;
+
+/// A script over some keys, and where its calls go.
+pub struct Scripted<'a> {
+    pub link: &'a RedisLink,
+    pub coalescer: &'a Coalescer,
+    pub script: &'a Script,
+}
+
+impl Scripted<'_> {
+    /// Runs the script over `keys` by `deadline` and returns the two integers each key's part
+    /// of the script answers, in key order. `args` adds the arguments of one call, given the
+    /// indexes of its keys.
+    pub async fn run(
+        &self,
+        keys: &[String],
+        args: impl Fn(&mut Cmd, &[usize]),
+        deadline: Deadline,
+    ) -> Result<Vec<[i64; 2]>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let slots = self.link.slot_map();
+        let groups = slot_groups(keys, slots.is_some());
+        let call = |index: usize| {
+            let (slot, group) = &groups[index];
+            let key_bytes: usize = group.iter().map(|&key| keys[key].len() + 48).sum();
+            let mut command = Cmd::with_capacity(3 + 3 * group.len(), CALL_BYTES + key_bytes);
+            command
+                .arg("EVALSHA")
+                .arg(self.script.get_hash())
+                .arg(group.len());
+            for &key in group {
+                command.arg(&keys[key]);
             }
-            args(&mut call, group);
-            call
-        })
-        .collect();
-    let everything: Vec<usize> = (0..calls.len()).collect();
-    let mut replies = send(&connection, slots.as_deref(), &groups, &calls, &everything).await?;
-    let refused: Vec<usize> = replies
-        .iter()
-        .enumerate()
-        .filter(|(_, reply)| is_no_script(reply))
-        .map(|(index, _)| index)
-        .collect();
-    if !refused.is_empty() {
-        script.load_async(&mut connection.clone()).await?;
-        let again = send(&connection, slots.as_deref(), &groups, &calls, &refused).await?;
-        for (index, reply) in refused.into_iter().zip(again) {
-            replies[index] = reply;
+            args(&mut command, group);
+            (route(slots.as_deref(), *slot), command)
+        };
+        let mut replies = self.send(&call, 0..groups.len(), deadline).await;
+        let refused: Few<usize> = replies
+            .iter()
+            .enumerate()
+            .filter(|(_, reply)| is_no_script(reply))
+            .map(|(index, _)| index)
+            .collect();
+        if !refused.is_empty() {
+            self.load(deadline.at).await?;
+            let again = self.send(&call, refused.iter().copied(), deadline).await;
+            for (index, reply) in refused.into_iter().zip(again) {
+                replies[index] = reply;
+            }
+        }
+        let replies = replies.into_iter().map(|reply| {
+            reply.and_then(|value| {
+                value
+                    .extract_error()
+                    .map_err(|error| self.link.classify(&error))
+            })
+        });
+        pairs(keys.len(), &groups, replies)
+    }
+
+    /// Sends the calls numbered `which` and returns their replies in that order.
+    async fn send(
+        &self,
+        call: &impl Fn(usize) -> (Route, Cmd),
+        which: impl ExactSizeIterator<Item = usize>,
+        deadline: Deadline,
+    ) -> Few<Reply> {
+        let mut answers = which.map(|index| {
+            let (route, command) = call(index);
+            self.coalescer.call(command, route, deadline)
+        });
+        match (answers.next(), answers.len()) {
+            (Some(only), 0) => smallvec::smallvec![only.await],
+            (Some(first), _) => join_all(std::iter::once(first).chain(answers)).await.into(),
+            (None, _) => Few::new(),
         }
     }
-    pairs(keys.len(), &groups, replies)
+
+    /// Loads the script (on every master of a Cluster).
+    async fn load(&self, deadline: Instant) -> Result<(), StoreError> {
+        self.link
+            .run_by(deadline, |mut connection| async move {
+                self.script.load_async(&mut connection).await.map(drop)
+            })
+            .await
+    }
 }
 
 /// Puts each call's reply back in key order: `replies[i]` answers `groups[i]` with two numbers
-/// per key. A missing reply, or one with the wrong count, is an error and never a count of 0:
-/// a zero would admit the request.
+/// per key. A failed call fails the request, and a reply with the wrong count is an error,
+/// never a count of 0: a zero would admit the request.
 fn pairs(
     keys: usize,
-    groups: &[(u16, Vec<usize>)],
-    replies: Vec<Reply>,
-) -> RedisResult<Vec<[i64; 2]>> {
-    if replies.len() != groups.len() {
-        return Err(wrong_count("a counter batch", replies.len(), groups.len()));
-    }
+    groups: &[(u16, Few<usize>)],
+    replies: impl IntoIterator<Item = Reply>,
+) -> Result<Vec<[i64; 2]>, StoreError> {
     let mut out = vec![[0, 0]; keys];
     for ((_, group), reply) in groups.iter().zip(replies) {
-        let numbers = Vec::<i64>::from_redis_value(reply?.extract_error()?)?;
-        if numbers.len() != 2 * group.len() {
-            return Err(wrong_count(
-                "a counter script",
-                numbers.len(),
-                2 * group.len(),
-            ));
-        }
+        let numbers = match reply? {
+            Value::Array(numbers) if numbers.len() == 2 * group.len() => numbers,
+            Value::Array(numbers) => {
+                return Err(StoreError::Protocol(format!(
+                    "a counter script answered {} values where {} were expected",
+                    numbers.len(),
+                    2 * group.len()
+                )));
+            }
+            other => {
+                return Err(StoreError::Protocol(format!(
+                    "a counter script answered {other:?}, not a list of numbers"
+                )));
+            }
+        };
         for (&index, pair) in group.iter().zip(numbers.chunks_exact(2)) {
-            out[index] = [pair[0], pair[1]];
+            out[index] = [integer(&pair[0])?, integer(&pair[1])?];
         }
     }
     Ok(out)
 }
 
-fn wrong_count(what: &str, got: usize, wanted: usize) -> RedisError {
-    RedisError::from((
-        ErrorKind::UnexpectedReturnType,
-        "wrong number of replies",
-        format!("{what} answered {got} values where {wanted} were expected"),
-    ))
-}
-
-/// One call's reply: a failed pipeline fails the whole request, a refused call only itself.
-type Reply = RedisResult<Value>;
-
-/// Sends the calls numbered `which` and returns their replies in that order.
-async fn send(
-    connection: &Connection,
-    slots: Option<&SlotMap>,
-    groups: &[(u16, Vec<usize>)],
-    calls: &[Cmd],
-    which: &[usize],
-) -> RedisResult<Vec<Reply>> {
-    match (connection, slots) {
-        (Connection::Cluster(cluster), Some(slots)) => {
-            by_master(cluster, slots, groups, calls, which).await
-        }
-        (connection, _) => {
-            let sends = which.iter().map(|&index| {
-                let mut connection = connection.clone();
-                async move { connection.req_packed_command(&calls[index]).await }
-            });
-            Ok(join_all(sends).await)
-        }
+fn integer(value: &Value) -> Result<i64, StoreError> {
+    match value {
+        Value::Int(number) => Ok(*number),
+        other => Err(StoreError::Protocol(format!(
+            "a counter script answered {other:?}, not a number"
+        ))),
     }
 }
 
-/// One pipeline per master; a slot the map does not know yet goes alone, routed by its key.
-async fn by_master(
-    cluster: &ClusterConnection,
-    slots: &SlotMap,
-    groups: &[(u16, Vec<usize>)],
-    calls: &[Cmd],
-    which: &[usize],
-) -> RedisResult<Vec<Reply>> {
-    let mut masters: Vec<(Option<&str>, Vec<usize>)> = Vec::new();
-    for &index in which {
-        let master = slots.owner(groups[index].0);
-        match masters
-            .iter_mut()
-            .find(|(seen, _)| *seen == master && master.is_some())
-        {
-            Some((_, indexes)) => indexes.push(index),
-            None => masters.push((master, vec![index])),
-        }
+/// Where the call for `slot` goes: the one server, its master, or routed by its key while the
+/// slot map does not know it.
+fn route(slots: Option<&SlotMap>, slot: u16) -> Route {
+    match slots.map(|slots| slots.owner(slot)) {
+        None => Route::Server,
+        Some(Some(master)) => Route::Master(master.clone()),
+        Some(None) => Route::ByKey,
     }
-    let sends = masters.iter().map(|(master, indexes)| {
-        let mut cluster = cluster.clone();
-        async move {
-            let commands: Vec<Cmd> = indexes.iter().map(|&index| calls[index].clone()).collect();
-            let replies: Vec<Reply> = match master {
-                Some(master) => {
-                    let replies = cluster::pipeline(&mut cluster, master, &commands).await?;
-                    if replies.len() != commands.len() {
-                        return Err(wrong_count("a pipeline", replies.len(), commands.len()));
-                    }
-                    replies.into_iter().map(Ok).collect()
-                }
-                None => vec![cluster.req_packed_command(&commands[0]).await],
-            };
-            Ok::<_, RedisError>(indexes.iter().copied().zip(replies).collect::<Vec<_>>())
-        }
-    });
-    let mut replies: Vec<(usize, Reply)> =
-        try_join_all(sends).await?.into_iter().flatten().collect();
-    // Back in the order of `which`.
-    replies.sort_by_key(|(index, _)| which.iter().position(|wanted| wanted == index));
-    Ok(replies.into_iter().map(|(_, reply)| reply).collect())
 }
 
 /// NOSCRIPT: the call did not run; load the script and send it again.
 fn is_no_script(reply: &Reply) -> bool {
-    match reply {
-        Ok(Value::ServerError(error)) => error.kind() == Some(ServerErrorKind::NoScript),
-        Err(error) => error.kind() == ErrorKind::Server(ServerErrorKind::NoScript),
-        Ok(_) => false,
-    }
+    matches!(reply, Ok(Value::ServerError(error)) if error.kind() == Some(ServerErrorKind::NoScript))
 }
 
 /// Key indexes grouped by hash slot, in first-seen order (one group outside a Cluster). A
 /// request has a few dozen keys at most, so a linear search beats hashing.
-fn slot_groups(keys: &[String], cluster: bool) -> Vec<(u16, Vec<usize>)> {
+fn slot_groups(keys: &[String], cluster: bool) -> Groups {
     if !cluster {
-        return vec![(0, (0..keys.len()).collect())];
+        return smallvec::smallvec![(0, (0..keys.len()).collect())];
     }
-    let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
+    let mut groups = Groups::new();
     for (index, key) in keys.iter().enumerate() {
         let slot = cluster::slot(key);
         match groups.iter_mut().find(|(seen, _)| *seen == slot) {
             Some((_, group)) => group.push(index),
-            None => groups.push((slot, vec![index])),
+            None => groups.push((slot, smallvec::smallvec![index])),
         }
     }
     groups
@@ -198,25 +198,32 @@ mod tests {
         ))
     }
 
+    fn groups(groups: &[(u16, &[usize])]) -> Groups {
+        groups
+            .iter()
+            .map(|(slot, keys)| (*slot, keys.iter().copied().collect()))
+            .collect()
+    }
+
     #[test]
     fn replies_go_back_in_key_order() {
-        let groups = vec![(1, vec![0, 2]), (2, vec![1])];
+        let groups = groups(&[(1, &[0, 2]), (2, &[1])]);
         let out = pairs(3, &groups, vec![reply(&[5, 10, 7, 20]), reply(&[6, 30])]).unwrap();
         assert_eq!(out, [[5, 10], [6, 30], [7, 20]]);
     }
 
     #[test]
-    fn a_short_batch_reply_is_an_error_not_a_count_of_zero() {
-        let groups = vec![(1, vec![0]), (2, vec![1])];
-        let error = pairs(2, &groups, vec![reply(&[5, 10])]).unwrap_err();
-        assert_eq!(error.kind(), ErrorKind::UnexpectedReturnType);
-        assert!(error.to_string().contains("1 values where 2"), "{error}");
+    fn a_short_script_reply_is_an_error_not_a_count_of_zero() {
+        let groups = groups(&[(1, &[0, 1])]);
+        assert!(pairs(2, &groups, vec![reply(&[5, 10])]).is_err());
+        assert!(pairs(2, &groups, vec![reply(&[5, 10, 1, 2, 3, 4])]).is_err());
     }
 
     #[test]
-    fn a_short_script_reply_is_an_error_not_a_count_of_zero() {
-        let groups = vec![(1, vec![0, 1])];
-        assert!(pairs(2, &groups, vec![reply(&[5, 10])]).is_err());
-        assert!(pairs(2, &groups, vec![reply(&[5, 10, 1, 2, 3, 4])]).is_err());
+    fn a_failed_call_fails_the_request() {
+        let groups = groups(&[(1, &[0]), (2, &[1])]);
+        let failed = Err(StoreError::Unavailable("gone".into()));
+        let error = pairs(2, &groups, vec![reply(&[5, 10]), failed]).unwrap_err();
+        assert_eq!(error, StoreError::Unavailable("gone".into()));
     }
 }

@@ -1,14 +1,16 @@
 //! Cluster topology as the store needs it: the hash slot of a key, and which master owns each
-//! slot, so that a request's script calls (one per slot, as Redis requires) travel as one
-//! pipeline per master, all masters at once.
+//! slot, so that a request's script calls (one per slot, as Redis requires) go to their
+//! masters in the pipelines the coalescer sends to each.
 //!
 //! The map is refreshed by the link's keeper after every dial and every ping. When it is stale
 //! (a resharding under way), the master answers MOVED, the request fails with UNAVAILABLE and
 //! the next ping corrects the map; nothing is retried, so nothing is counted twice.
 
+use std::sync::Arc;
+
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use redis::{Cmd, FromRedisValue, RedisResult, Value};
+use redis::{FromRedisValue, RedisResult, Value};
 
 /// Hash slots in a Redis Cluster.
 const SLOTS: u16 = 16_384;
@@ -32,8 +34,9 @@ pub fn slot(key: impl AsRef<[u8]>) -> u16 {
 /// Which master (`host:port`) owns each slot.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SlotMap {
-    /// (first slot, last slot, master), sorted by first slot.
-    ranges: Vec<(u16, u16, String)>,
+    /// (first slot, last slot, master), sorted by first slot. Masters are shared, as every
+    /// call to a master carries its name.
+    ranges: Vec<(u16, u16, Arc<str>)>,
 }
 
 impl SlotMap {
@@ -56,11 +59,11 @@ impl SlotMap {
                     ranges.push((
                         u16::from_redis_value_ref(first)?,
                         u16::from_redis_value_ref(last)?,
-                        format!(
+                        Arc::from(format!(
                             "{}:{}",
                             String::from_redis_value_ref(ip)?,
                             u16::from_redis_value_ref(port)?
-                        ),
+                        )),
                     ));
                 }
             }
@@ -70,10 +73,10 @@ impl SlotMap {
     }
 
     /// The master that owns `slot`, if the map knows it.
-    pub fn owner(&self, slot: u16) -> Option<&str> {
+    pub fn owner(&self, slot: u16) -> Option<&Arc<str>> {
         let index = self.ranges.partition_point(|(first, _, _)| *first <= slot);
         let (_, last, master) = self.ranges.get(index.checked_sub(1)?)?;
-        (slot <= *last).then_some(master.as_str())
+        (slot <= *last).then_some(master)
     }
 
     /// Every master, sorted by address.
@@ -81,7 +84,7 @@ impl SlotMap {
         let mut masters: Vec<String> = self
             .ranges
             .iter()
-            .map(|(_, _, master)| master.clone())
+            .map(|(_, _, master)| master.to_string())
             .collect();
         masters.sort();
         masters.dedup();
@@ -96,21 +99,6 @@ pub fn to_master(master: &str) -> SingleNodeRoutingInfo {
         host: host.to_string(),
         port: port.parse().unwrap_or_default(),
     }
-}
-
-/// Sends `commands` to `master` in one pipeline and returns each command's reply.
-pub async fn pipeline(
-    cluster: &mut ClusterConnection,
-    master: &str,
-    commands: &[Cmd],
-) -> RedisResult<Vec<Value>> {
-    let mut pipe = redis::pipe();
-    for command in commands {
-        pipe.add_command(command.clone());
-    }
-    cluster
-        .route_pipeline(pipe, 0, commands.len(), to_master(master))
-        .await
 }
 
 #[cfg(test)]
@@ -136,9 +124,9 @@ mod tests {
                 (10923, 16383, "c:3".into()),
             ],
         };
-        assert_eq!(map.owner(0), Some("a:1"));
-        assert_eq!(map.owner(5461), Some("b:2"));
-        assert_eq!(map.owner(16383), Some("c:3"));
+        assert_eq!(map.owner(0).map(|master| &**master), Some("a:1"));
+        assert_eq!(map.owner(5461).map(|master| &**master), Some("b:2"));
+        assert_eq!(map.owner(16383).map(|master| &**master), Some("c:3"));
         assert_eq!(SlotMap::default().owner(7), None);
         assert_eq!(map.masters(), ["a:1", "b:2", "c:3"]);
     }

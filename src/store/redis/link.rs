@@ -2,7 +2,8 @@
 //! background task.
 //!
 //! Requests never wait for a connection: without one they fail at once with `Unavailable`, and
-//! every call is bounded by a timeout. The keeper task is the only one that dials, so a
+//! every call is bounded by a deadline (the counting calls', kept by the store's coalescer) or a
+//! timeout. The keeper task is the only one that dials, so a
 //! recovering Redis sees one attempt at a time from each node, spaced by jittered exponential
 //! backoff. It pings every [`PING_INTERVAL`], and at once when a request failed; a failed ping
 //! (or an error that says the connection is dead or points at a replica, or a sentinel's
@@ -17,7 +18,7 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use redis::{ErrorKind, RedisError, ServerErrorKind};
@@ -107,9 +108,16 @@ impl RedisLink {
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let outcome = self.run_within(self.options.timeout, work).await;
+        self.report(&outcome);
+        outcome
+    }
+
+    /// Counts a request's outcome in the store's health: most requests failing is a failing
+    /// store, however it answers PING. Requests sent another way than [`RedisLink::run`] (the
+    /// coalesced counting calls) report here too.
+    pub(super) fn report<T>(&self, outcome: &Result<T, StoreError>) {
         let failure = outcome.as_ref().err().map(ToString::to_string);
         self.health.store_call(failure.as_deref());
-        outcome
     }
 
     /// Runs a management request (listing, registry) within the connect timeout: such requests
@@ -119,7 +127,20 @@ impl RedisLink {
         F: FnOnce(Connection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        let timeout = self.options.connect_timeout.max(self.options.timeout);
+        self.run_within(self.slow_timeout(), work).await
+    }
+
+    /// Runs one request on the current connection, answered by `deadline`.
+    pub(super) async fn run_by<T, F, Fut>(
+        &self,
+        deadline: Instant,
+        work: F,
+    ) -> Result<T, StoreError>
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let timeout = deadline.saturating_duration_since(Instant::now());
         self.run_within(timeout, work).await
     }
 
@@ -133,12 +154,32 @@ impl RedisLink {
         };
         match tokio::time::timeout(timeout, work(Connection::clone(&connection))).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(self.failed(&error)),
+            Ok(Err(error)) => Err(self.classify(&error)),
             Err(_) => {
                 self.trouble(false);
                 Err(StoreError::Timeout(timeout))
             }
         }
+    }
+
+    /// The connection requests use now, if there is one.
+    pub(super) fn connection(&self) -> Option<Arc<Connection>> {
+        self.current.load_full()
+    }
+
+    /// Longest wait for one request's counters when its caller set no deadline.
+    pub(super) fn timeout(&self) -> Duration {
+        self.options.timeout
+    }
+
+    /// Longest wait for a management request (see [`RedisLink::run_slow`]).
+    pub(super) fn slow_timeout(&self) -> Duration {
+        self.options.connect_timeout.max(self.options.timeout)
+    }
+
+    /// A request sent on the connection was not answered by its deadline: check the connection.
+    pub(super) fn timed_out(&self) {
+        self.trouble(false);
     }
 
     /// Whether this user may run scripts, which every count needs: an ACL without
@@ -167,7 +208,7 @@ impl RedisLink {
 
     /// Classifies a failed request: the store is unreachable (transient) or said something the
     /// service did not expect.
-    fn failed(&self, error: &RedisError) -> StoreError {
+    pub(super) fn classify(&self, error: &RedisError) -> StoreError {
         let text = redact(&error.to_string(), self.options.urls.expose());
         // A timeout says nothing about the connection (Redis may just be slow): checked first,
         // as redis-rs reports it as an I/O error.

@@ -11,10 +11,13 @@
 use redis::cluster_routing::RoutingInfo;
 use redis::{FromRedisValue, RedisResult};
 
+use std::time::Instant;
+
+use super::batch::Scripted;
 use super::cluster::{SlotMap, to_master};
 use super::connect::Connection;
+use super::lanes::Deadline;
 use super::link::RedisLink;
-use super::{batch, scripts};
 use crate::store::sliding::BUCKETS;
 use crate::store::{CounterEntry, CounterPage, StoreError};
 
@@ -56,7 +59,7 @@ impl Position {
 
 /// One page of live counters whose key starts with `prefix`, from `cursor`.
 pub async fn page(
-    link: &RedisLink,
+    reader: Scripted<'_>,
     store_prefix: &str,
     prefix: &str,
     cursor: Option<&str>,
@@ -67,11 +70,15 @@ pub async fn page(
         .transpose()?;
     let pattern = format!("{}*", glob_escape(&format!("{store_prefix}{prefix}")));
     let limit = limit.max(1);
-    let slots = link.slot_map();
-    let masters = masters(slots.as_deref());
-    let (keys, values, next) = link
+    let link = reader.link;
+    let deadline = Deadline {
+        at: Instant::now() + link.slow_timeout(),
+        budget: link.slow_timeout(),
+    };
+    let masters = masters(link.slot_map().as_deref());
+    let (keys, next) = link
         .run_slow(|mut connection| async move {
-            let (keys, next) = scan_page(
+            scan_page(
                 &mut connection,
                 &masters,
                 start,
@@ -79,14 +86,13 @@ pub async fn page(
                 limit,
                 SCANS_PER_PAGE,
             )
-            .await?;
-            let values = batch::run(connection, slots, &scripts::READ, &keys, |call, _| {
-                call.arg(BUCKETS);
-            })
-            .await?;
-            Ok((keys, values, next))
+            .await
         })
         .await?;
+    let read = |call: &mut redis::Cmd, _: &[usize]| {
+        call.arg(BUCKETS);
+    };
+    let values = reader.run(&keys, read, deadline).await?;
     let counters = keys
         .into_iter()
         .zip(values)

@@ -2,15 +2,18 @@
 //! Cluster), so that every node behind Envoy counts against the same limits.
 //!
 //! A request's operations go in one script call on a single server; on a Cluster, in one call
-//! per hash slot, sent as one pipeline per master, all masters at once (`batch`). Every request
-//! is bounded by [`RedisOptions::timeout`]. Keys are the limiter's injective keys behind a
-//! prefix. Time comes from Redis, never from the nodes, so nodes with skewed clocks still share
-//! each window.
+//! per hash slot (`batch`). The calls of concurrent requests are coalesced into one pipeline
+//! per server or master (`coalesce`). Every request is answered by its caller's deadline, or
+//! within [`RedisOptions::timeout`] when the caller set none. Keys are the limiter's injective
+//! keys behind a prefix. Time comes from Redis, never from the nodes, so nodes with skewed
+//! clocks still share each window.
 
 mod backoff;
 mod batch;
 mod cluster;
+mod coalesce;
 mod connect;
+mod lanes;
 mod link;
 mod list;
 mod options;
@@ -18,7 +21,7 @@ mod scripts;
 mod switch;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use cluster::slot;
 pub use connect::{Connection, RedisSetupError, redact};
@@ -26,18 +29,25 @@ pub use link::RedisLink;
 pub use list::scan_all;
 pub use options::{RedisKind, RedisOptions, TlsFiles};
 
+use batch::Scripted;
+use coalesce::Coalescer;
+use lanes::Deadline;
+
 use super::sliding::{BUCKETS, Slide, bucket_width_ms};
 use super::{BoxFuture, Count, CounterOp, CounterPage, CounterStore, StoreError};
 
 pub struct RedisStore {
     link: Arc<RedisLink>,
+    coalescer: Coalescer,
     prefix: String,
 }
 
 impl RedisStore {
-    /// Counters behind `prefix` on `link`'s Redis.
+    /// Counters behind `prefix` on `link`'s Redis. Call within a Tokio runtime: the store's
+    /// calls are sent by a task of its own.
     pub fn new(link: Arc<RedisLink>, prefix: &str) -> RedisStore {
         RedisStore {
+            coalescer: Coalescer::start(link.clone()),
             link,
             prefix: prefix.to_string(),
         }
@@ -47,20 +57,43 @@ impl RedisStore {
         format!("{}{key}", self.prefix)
     }
 
-    async fn apply_all(&self, ops: &[CounterOp]) -> Result<Vec<Count>, StoreError> {
+    fn scripted<'a>(&'a self, script: &'a redis::Script) -> Scripted<'a> {
+        Scripted {
+            link: &self.link,
+            coalescer: &self.coalescer,
+            script,
+        }
+    }
+
+    async fn apply_all(
+        &self,
+        ops: &[CounterOp],
+        deadline: Option<Instant>,
+    ) -> Result<Vec<Count>, StoreError> {
+        let now = Instant::now();
+        let deadline = match deadline {
+            Some(at) => Deadline {
+                at,
+                budget: at.saturating_duration_since(now),
+            },
+            None => Deadline {
+                at: now + self.link.timeout(),
+                budget: self.link.timeout(),
+            },
+        };
         let keys: Vec<String> = ops.iter().map(|op| self.redis_key(&op.key)).collect();
-        let slots = self.link.slot_map();
+        let args = |call: &mut redis::Cmd, group: &[usize]| {
+            for op in group.iter().map(|&index| &ops[index]) {
+                call.arg(op.window_secs.max(1).saturating_mul(1_000))
+                    .arg(op.delta);
+            }
+        };
         let answers = self
-            .link
-            .run(|connection| {
-                batch::run(connection, slots, &scripts::COUNT, &keys, |call, group| {
-                    for op in group.iter().map(|&index| &ops[index]) {
-                        call.arg(op.window_secs.max(1).saturating_mul(1_000))
-                            .arg(op.delta);
-                    }
-                })
-            })
-            .await?;
+            .scripted(&scripts::COUNT)
+            .run(&keys, args, deadline)
+            .await;
+        self.link.report(&answers);
+        let answers = answers?;
         Ok(answers
             .into_iter()
             .map(|[value, resets_in_ms]| Count {
@@ -111,11 +144,19 @@ fn millis(ms: i64) -> Duration {
 }
 
 impl CounterStore for RedisStore {
-    fn apply<'a>(&'a self, ops: &'a [CounterOp]) -> BoxFuture<'a, Result<Vec<Count>, StoreError>> {
+    fn apply_by<'a>(
+        &'a self,
+        ops: &'a [CounterOp],
+        deadline: Option<Instant>,
+    ) -> BoxFuture<'a, Result<Vec<Count>, StoreError>> {
         if ops.is_empty() {
             return Box::pin(std::future::ready(Ok(Vec::new())));
         }
-        Box::pin(self.apply_all(ops))
+        Box::pin(self.apply_all(ops, deadline))
+    }
+
+    fn is_remote(&self) -> bool {
+        true
     }
 
     fn slide<'a>(
@@ -134,7 +175,8 @@ impl CounterStore for RedisStore {
         cursor: Option<&'a str>,
         limit: usize,
     ) -> BoxFuture<'a, Result<CounterPage, StoreError>> {
-        Box::pin(list::page(&self.link, &self.prefix, prefix, cursor, limit))
+        let reader = self.scripted(&scripts::READ);
+        Box::pin(list::page(reader, &self.prefix, prefix, cursor, limit))
     }
 
     fn reset<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
