@@ -199,7 +199,7 @@ fn unmatched(method: Method, path: FullPath) -> Response {
     let error = if allowed.is_empty() {
         ApiError::NotFound {
             field: None,
-            message: "no such endpoint (see the README's HTTP API section)".into(),
+            message: "no such endpoint (see docs/http-api.md, or GET /api/openapi.json)".into(),
         }
     } else if allowed.contains(&method.as_str()) {
         ApiError::Malformed {

@@ -162,13 +162,13 @@ fn serve_flags() -> Vec<(String, Option<String>)> {
 fn every_serve_flag_reads_its_environment_variable_and_is_documented() {
     let flags = serve_flags();
     assert!(flags.len() >= 40, "{flags:?}");
-    let readme = include_str!("../../README.md");
+    let reference = include_str!("../../docs/configuration.md");
     for (flag, env) in flags.iter().filter(|(flag, _)| flag != "--help") {
         let expected = format!("RATELIMITER_{}", flag[2..].to_uppercase().replace('-', "_"));
         assert_eq!(env.as_deref(), Some(expected.as_str()), "{flag}");
         assert!(
-            readme.contains(&format!("`{flag}`")),
-            "{flag} is missing from the README's flags table"
+            reference.contains(&format!("`{flag}`")),
+            "{flag} is missing from the flags table of docs/configuration.md"
         );
     }
 }
