@@ -8,7 +8,8 @@
 const { chromium } = require("playwright-core");
 
 const [base, token, screenshot, blockedValue, trafficValue] = process.argv.slice(2);
-const WAIT = { timeout: 20000 };
+// Generous: the test suite runs this beside Envoy, schemathesis and Redis on two shared cores.
+const WAIT = { timeout: 60000 };
 
 const rows = (selector) =>
   [...document.querySelectorAll(selector + " tbody tr:not(.empty)")].map((row) =>
@@ -30,6 +31,7 @@ async function main() {
   const seen = { problems: [], elsewhere: [] };
   try {
     const page = await browser.newPage({ viewport: { width: 1280, height: 1200 } });
+    page.setDefaultTimeout(WAIT.timeout);
     page.on("pageerror", (error) => seen.problems.push("page error: " + error.message));
     page.on("request", (request) => {
       if (!request.url().startsWith(base)) seen.elsewhere.push(request.url());
