@@ -52,7 +52,7 @@ fn serve(settings: ServeSettings) -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("ratelimiter: cannot start the async runtime: {error}");
+            tracing::error!("cannot start the async runtime: {error}");
             return ExitCode::FAILURE;
         }
     };
@@ -84,7 +84,8 @@ fn serve(settings: ServeSettings) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("ratelimiter: {message}");
+            // Through the log, so that it comes as JSON with --log-format json.
+            tracing::error!("cannot serve: {message}");
             ExitCode::FAILURE
         }
     }
@@ -104,17 +105,19 @@ fn init_tracing(settings: &ServeSettings) -> Result<(), String> {
     Ok(())
 }
 
-/// Completes on SIGTERM (what Kubernetes and systemd send) or SIGINT (Ctrl-C). The handlers
-/// are installed when this is called, not when the future is first polled, so that a signal
-/// that comes while the server is still starting is not met by the default action (exit).
+/// Completes on SIGTERM (what Kubernetes and systemd send) or SIGINT (Ctrl-C), and logs which.
+/// The handlers are installed when this is called, not when the future is first polled, so
+/// that a signal that comes while the server is still starting is not met by the default
+/// action (exit).
 fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     let mut terminate = signal(SignalKind::terminate()).ok();
     let mut interrupt = signal(SignalKind::interrupt()).ok();
     async move {
-        tokio::select! {
-            () = received(&mut terminate) => {}
-            () = received(&mut interrupt) => {}
-        }
+        let name = tokio::select! {
+            () = received(&mut terminate) => "SIGTERM",
+            () = received(&mut interrupt) => "SIGINT",
+        };
+        tracing::info!(signal = name, "received {name}: shutting down");
     }
 }
 

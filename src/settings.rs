@@ -41,7 +41,9 @@ pub enum Command {
     /// Check a config directory (or one file) exactly as `serve` would load it, then exit:
     /// 0 and "all rate limit configs ok", or 1 and one line per error.
     Validate {
-        /// Directory of *.yaml/*.yml files (one domain each), or a single file.
+        /// Directory of *.yaml/*.yml files (one domain each), or a single file; `config` by
+        /// default, as for `serve`.
+        #[arg(default_value = "config")]
         path: PathBuf,
     },
 }
@@ -59,11 +61,11 @@ pub struct ServeSettings {
     pub allow_empty_config: bool,
 
     /// Address for the gRPC rate-limit and health services (what Envoy calls).
-    #[arg(long, env = "RATELIMITER_GRPC_ADDR", default_value = "0.0.0.0:8081")]
+    #[arg(long, env = "RATELIMITER_GRPC_ADDR", default_value = "0.0.0.0:8081", value_parser = parse_listen_addr)]
     pub grpc_addr: SocketAddr,
 
     /// Address for the HTTP management API and Prometheus metrics.
-    #[arg(long, env = "RATELIMITER_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    #[arg(long, env = "RATELIMITER_HTTP_ADDR", default_value = "0.0.0.0:8080", value_parser = parse_listen_addr)]
     pub http_addr: SocketAddr,
 
     /// Keep counters in Redis (redis:// or rediss:// for TLS, with user:password@ when needed)
@@ -78,7 +80,8 @@ pub struct ServeSettings {
     #[command(flatten)]
     pub registry: RegistrySettings,
 
-    /// This node's name in the node registry (defaults to the host name).
+    /// This node's name in the node registry (defaults to `<host name>:<gRPC port>`, unique on
+    /// a host).
     #[arg(long, env = "RATELIMITER_NODE_ID")]
     pub node_id: Option<String>,
 
@@ -175,7 +178,7 @@ pub struct HttpSettings {
 
     /// Bearer token for `DELETE /api/counters/{key}`; once set, the read-only `/api/*`
     /// endpoints need it too (they show user identifiers). Without it, resets are refused.
-    #[arg(long, env = "RATELIMITER_ADMIN_TOKEN", value_parser = parse_token)]
+    #[arg(long, env = "RATELIMITER_ADMIN_TOKEN", hide_env_values = true, value_parser = parse_token)]
     pub admin_token: Option<Secret>,
 }
 
@@ -262,6 +265,21 @@ fn parse_token(text: &str) -> Result<Secret, String> {
         return Err("the admin token must not be empty".into());
     }
     Ok(Secret::new(text))
+}
+
+/// An address to listen on: `ip:port`, or `host:port` with a host name resolved now
+/// (`localhost:8081`), its first address taken.
+fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(address) = text.parse() {
+        return Ok(address);
+    }
+    let mut resolved = text.to_socket_addrs().map_err(|error| {
+        format!("{error} (expected host:port, such as 0.0.0.0:8081 or localhost:8081)")
+    })?;
+    resolved
+        .next()
+        .ok_or_else(|| format!("{text} resolves to no address"))
 }
 
 fn parse_ratio(text: &str) -> Result<f64, String> {
@@ -356,6 +374,22 @@ mod tests {
             let parsed = Cli::try_parse_from(["ratelimiter", "serve", "--log-level", level]);
             assert!(parsed.is_ok(), "{level}: {:?}", parsed.err());
         }
+    }
+
+    #[test]
+    fn listen_addresses_may_name_a_host() {
+        let cli = Cli::parse_from(["ratelimiter", "serve", "--grpc-addr", "localhost:8081"]);
+        let Command::Serve(settings) = cli.command else {
+            unreachable!("parsed a serve command")
+        };
+        assert!(
+            settings.grpc_addr.ip().is_loopback(),
+            "{}",
+            settings.grpc_addr
+        );
+        assert_eq!(settings.grpc_addr.port(), 8081);
+        let refused = Cli::try_parse_from(["ratelimiter", "serve", "--http-addr", "localhost"]);
+        assert!(refused.is_err(), "a port is needed");
     }
 
     #[test]

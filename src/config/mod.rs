@@ -2,9 +2,11 @@
 //! loaded and validated as a whole into one immutable [`Config`] snapshot, and loaded again by
 //! the [`ConfigWatcher`] whenever the files change.
 
+mod diff;
 mod error;
 mod reload;
 mod sources;
+mod suggest;
 mod tree;
 mod validate;
 mod watch;
@@ -12,6 +14,7 @@ pub mod yaml;
 
 use std::collections::HashMap;
 
+pub use diff::ConfigDiff;
 pub use error::ConfigError;
 #[cfg(test)]
 pub(crate) use reload::edits;
@@ -68,25 +71,31 @@ impl Config {
     pub fn from_sources<'a>(
         sources: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Config, Vec<ConfigError>> {
-        let mut domains: HashMap<String, DomainTree> = HashMap::new();
+        // Each domain, and the file that defined it first.
+        let mut domains: HashMap<String, (DomainTree, &str)> = HashMap::new();
         let mut errors = Vec::new();
         for (name, text) in sources {
             match parse_file(name, text) {
                 Err(mut file_errors) => errors.append(&mut file_errors),
-                Ok(domain) if domains.contains_key(&domain.name) => {
-                    errors.push(ConfigError::new(
+                Ok(domain) => match domains.get(&domain.name) {
+                    Some((_, first)) => errors.push(ConfigError::new(
                         name,
-                        format!("duplicate domain '{}' in config file", domain.name),
+                        format!(
+                            "duplicate domain '{}' in config file (first defined in {first})",
+                            domain.name
+                        ),
                         None,
-                    ));
-                }
-                Ok(domain) => {
-                    domains.insert(domain.name.clone(), domain);
-                }
+                    )),
+                    None => {
+                        domains.insert(domain.name.clone(), (domain, name));
+                    }
+                },
             }
         }
         if errors.is_empty() {
-            Ok(Config::new(domains.into_values().collect()))
+            Ok(Config::new(
+                domains.into_values().map(|(domain, _)| domain).collect(),
+            ))
         } else {
             Err(errors)
         }

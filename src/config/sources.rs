@@ -63,8 +63,15 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
 /// The files `load` reads, sorted by name.
 pub fn config_files(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     let shown = path.display().to_string();
-    let metadata = std::fs::metadata(path)
-        .map_err(|e| ConfigError::new(&shown, format!("cannot read config: {e}"), None))?;
+    let metadata = std::fs::metadata(path).map_err(|e| {
+        let message = match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                "cannot read config: no such directory or file (see --config)".to_string()
+            }
+            _ => format!("cannot read config: {e}"),
+        };
+        ConfigError::new(&shown, message, None)
+    })?;
     if !metadata.is_dir() {
         // A single file: `read_file` refuses anything but a regular one.
         return Ok(vec![path.to_path_buf()]);

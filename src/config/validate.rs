@@ -9,6 +9,7 @@ use std::sync::Arc;
 use envoy_types::pb::google::protobuf::{ListValue, Struct, Value, value::Kind};
 
 use super::error::ConfigError;
+use super::suggest::{self, did_you_mean};
 use super::tree::{Choices, DomainTree, LevelSpec, Limit, Node, Pattern, Rule, Selector};
 use super::yaml::{
     At, DescriptorDoc, FileDoc, Item, MetaValue, RateLimitDoc, ReplaceDoc, Scalar, StrayKey,
@@ -65,7 +66,10 @@ impl Checker<'_> {
     fn stray_keys(&mut self, keys: &[At<StrayKey>]) {
         for key in keys {
             let message = match &key.value {
-                StrayKey::Unknown(name) => format!("config error, unknown key '{name}'"),
+                StrayKey::Unknown(name) => format!(
+                    "config error, unknown key '{name}'{}",
+                    did_you_mean(name, &suggest::KEYS)
+                ),
                 StrayKey::NotText(text) => {
                     format!("config error, key is not of type string: {text}")
                 }
@@ -253,7 +257,8 @@ impl Checker<'_> {
                 self.error("should not specify rate limit unit when unlimited", unit_at)
             }
             (_, None) if !(rate_limit.unlimited && text.is_empty()) => {
-                self.error(format!("invalid rate limit unit '{text}'"), unit_at)
+                let hint = did_you_mean(text, &suggest::UNITS);
+                self.error(format!("invalid rate limit unit '{text}'{hint}"), unit_at)
             }
             _ => {}
         }

@@ -46,10 +46,31 @@ impl Status {
 /// certificate).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoadStatus {
-    /// When what is in force was loaded.
-    pub loaded_at: SystemTime,
+    /// When what is in force was loaded; `None` while nothing ever loaded.
+    pub loaded_at: Option<SystemTime>,
     /// The latest failed load since then, if any: what was loaded before stays in force.
     pub last_error: Option<LoadFailure>,
+}
+
+/// Whether the files on disk are what is in force.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoadState {
+    /// The latest files loaded and are in force.
+    Current,
+    /// The latest files were refused: what loaded before them stays in force.
+    Stale,
+    /// Nothing ever loaded (the service started on a bad config with --allow-empty-config).
+    Missing,
+}
+
+impl LoadState {
+    pub fn name(self) -> &'static str {
+        match self {
+            LoadState::Current => "current",
+            LoadState::Stale => "stale",
+            LoadState::Missing => "none",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,15 +95,15 @@ pub struct Health {
 }
 
 impl Health {
-    /// Health of a service that has just loaded its config.
-    pub fn new(config_loaded_at: SystemTime) -> Health {
+    /// Health of a service that is starting: serving, its config not yet loaded.
+    pub fn new() -> Health {
         Health {
             draining: AtomicBool::new(false),
             store_reachable: AtomicBool::new(true),
             store_calls: Outcomes::default(),
             store_refusal: RwLock::new(None),
             config: RwLock::new(LoadStatus {
-                loaded_at: config_loaded_at,
+                loaded_at: None,
                 last_error: None,
             }),
             certificates: RwLock::new(BTreeMap::new()),
@@ -177,11 +198,25 @@ impl Health {
     }
 }
 
+impl Default for Health {
+    fn default() -> Health {
+        Health::new()
+    }
+}
+
 impl LoadStatus {
     fn loaded(at: SystemTime) -> LoadStatus {
         LoadStatus {
-            loaded_at: at,
+            loaded_at: Some(at),
             last_error: None,
+        }
+    }
+
+    pub fn state(&self) -> LoadState {
+        match (self.loaded_at, &self.last_error) {
+            (None, _) => LoadState::Missing,
+            (Some(_), Some(_)) => LoadState::Stale,
+            (Some(_), None) => LoadState::Current,
         }
     }
 

@@ -37,7 +37,10 @@ struct StoreView {
 /// A load status (the config's, a certificate's), as `/health` and `/api/limits` show it.
 #[derive(Serialize)]
 pub struct LoadView {
-    loaded_at: String,
+    /// `current` (the files on disk are in force), `stale` (the latest files were refused: what
+    /// loaded at `loaded_at` stays in force) or `none` (nothing ever loaded).
+    state: &'static str,
+    loaded_at: Option<String>,
     /// The latest failed reload since then (what was loaded at `loaded_at` stays in force).
     last_error: Option<FailureView>,
 }
@@ -51,7 +54,8 @@ struct FailureView {
 impl LoadView {
     pub fn new(status: &LoadStatus) -> LoadView {
         LoadView {
-            loaded_at: timestamp(status.loaded_at),
+            state: status.state().name(),
+            loaded_at: status.loaded_at.map(timestamp),
             last_error: status.last_error.as_ref().map(|failure| FailureView {
                 errors: failure.errors.clone(),
                 since: timestamp(failure.since),

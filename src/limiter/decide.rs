@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use smallvec::SmallVec;
 
+use super::explain;
 use super::plan::{Applied, Plan, drop_replaced, plan};
 use super::{Caller, Check, CheckError, Counted, Decision, DescriptorCheck, Limiter, Outcome};
 use crate::config::MatchBudget;
@@ -30,6 +31,16 @@ enum Step<'c> {
     NoLimit,
     Unlimited,
     Counted(Applied<'c>, Source),
+}
+
+impl<'c> Step<'c> {
+    /// The stats key of the config rule the descriptor was counted against.
+    fn rule(&self) -> Option<&'c str> {
+        match self {
+            Step::Counted(applied, _) => applied.rule.map(|rule| rule.path_key.as_str()),
+            Step::NoLimit | Step::Unlimited => None,
+        }
+    }
 }
 
 impl Limiter {
@@ -57,6 +68,10 @@ impl Limiter {
             .map(|(plan, descriptor)| self.step(plan, descriptor, now, &mut ops))
             .collect();
         let counts = self.count(&ops, caller.deadline).await?;
+        let explain = explain::admit().map(|held_back| {
+            let rules: Vec<Option<&str>> = steps.iter().map(Step::rule).collect();
+            (held_back, rules)
+        });
 
         let outcomes: Vec<Outcome> = steps
             .into_iter()
@@ -74,10 +89,14 @@ impl Limiter {
                 }
             })
             .collect();
-        Ok(Decision {
+        let decision = Decision {
             over_limit: self.overall_over_limit(&outcomes),
             outcomes,
-        })
+        };
+        if let Some((held_back, rules)) = explain {
+            explain::log(held_back, check, &rules, &decision);
+        }
+        Ok(decision)
     }
 
     /// Where a planned descriptor's count will come from: the blocked cache when it knows the

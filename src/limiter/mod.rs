@@ -7,6 +7,7 @@
 
 mod blocked;
 mod decide;
+mod explain;
 mod limits;
 mod plan;
 mod stats;

@@ -54,6 +54,10 @@ pub struct Metrics {
     pub store_duration: Histogram,
     pub config_load_success: IntCounter,
     pub config_load_error: IntCounter,
+    /// 1 while the config files on disk are in force, 0 while they are refused.
+    pub config_in_force: IntGauge,
+    /// When the config in force was loaded, in seconds since the Unix epoch (0: never).
+    pub config_loaded_at: IntGauge,
     /// `ratelimit_service_should_rate_limit_error{err_type="service_error"}`: refused requests.
     pub service_errors: IntCounter,
     /// `ratelimit_service_should_rate_limit_error{err_type="redis_error"}`: store failures.
@@ -155,6 +159,16 @@ impl Metrics {
                 &r,
                 "ratelimit_service_config_load_error",
                 "Config loads that failed (the previous config stays)",
+            ),
+            config_in_force: gauge(
+                &r,
+                "ratelimiter_config_in_force",
+                "1 while the config files on disk are in force; 0 while they are refused (the last good config stays in force, or none if none ever loaded)",
+            ),
+            config_loaded_at: gauge(
+                &r,
+                "ratelimiter_config_last_load_success_timestamp_seconds",
+                "When the config in force was loaded, in seconds since the Unix epoch (0: never)",
             ),
             service_errors: errors.with_label_values(&["service_error"]),
             store_request_errors: errors.with_label_values(&["redis_error"]),

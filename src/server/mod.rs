@@ -86,7 +86,7 @@ pub struct Telemetry {
 impl Telemetry {
     pub fn new(settings: &ServeSettings) -> Telemetry {
         Telemetry {
-            health: Arc::new(Health::new(SystemTime::now())),
+            health: Arc::new(Health::new()),
             metrics: Arc::new(Metrics::new(settings.max_metric_series)),
             reloads: ReloadRequests::default(),
         }
@@ -95,7 +95,7 @@ impl Telemetry {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("the rate limit config is invalid (fix it, or start with --allow-empty-config to serve without limits until it is fixed):\n{}", list(.0))]
+    #[error("cannot load the rate limit config (fix it, or start with --allow-empty-config to serve without limits until it is fixed):\n{}", list(.0))]
     Config(Vec<ConfigError>),
     #[error("the gRPC server failed: {0}")]
     Grpc(#[from] tonic::transport::Error),
@@ -128,7 +128,7 @@ fn list(errors: &[ConfigError]) -> String {
 
 /// Runs the service until `shutdown` completes, then drains and returns.
 pub async fn run(
-    settings: ServeSettings,
+    mut settings: ServeSettings,
     listeners: Listeners,
     telemetry: Telemetry,
     clock: Arc<dyn Clock>,
@@ -139,6 +139,8 @@ pub async fn run(
         metrics,
         reloads,
     } = telemetry;
+    let grpc_port = listeners.grpc.local_addr().map_or(0, |bound| bound.port());
+    options::settle_node_id(&mut settings, grpc_port);
     // The config is read before anything connects: a config that cannot be used stops the
     // service at once.
     let mut reloader = Reloader::new(&settings.config);
@@ -163,6 +165,7 @@ pub async fn run(
         tracing::info!(addr = statsd.addr, "pushing stats to statsd");
     }
     let me = this_node(&settings, &listeners);
+    let node_id = me.id.clone();
     let (store, nodes, registry) =
         start_store(&settings, me, clock, &health, &metrics, &background).await?;
     let limiter = Arc::new(
@@ -180,6 +183,15 @@ pub async fn run(
         );
     }
     apply(first);
+    let limits = limiter.limits();
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        node_id,
+        store = %options::store_summary(&settings),
+        domains = limits.config().domains().len(),
+        rules = limits.config().rule_count(),
+        "starting ratelimiter"
+    );
     let reporting = Telemetry {
         health: health.clone(),
         metrics: metrics.clone(),
@@ -199,7 +211,10 @@ pub async fn run(
             result
         }
         None => {
-            tracing::info!(delay = ?settings.shutdown_delay, "shutting down: reporting NOT_SERVING");
+            tracing::info!(
+                delay = %humantime::format_duration(settings.shutdown_delay),
+                "shutting down: reporting NOT_SERVING"
+            );
             health.set_draining();
             metrics.node_up.set(0);
             set_grpc_health(&serving.grpc_health, ServingStatus::NotServing).await;
@@ -315,7 +330,7 @@ impl Serving {
             Ok(result) => result,
             Err(_) => {
                 tracing::warn!(
-                    ?timeout,
+                    timeout = %humantime::format_duration(timeout),
                     "in-flight calls did not finish in time; stopping anyway"
                 );
                 self.grpc.abort();

@@ -195,6 +195,23 @@ impl Node {
     }
 }
 
+/// `ratelimiter serve` on loopback port 0 with `args`, run to its end (a start that fails):
+/// its exit code and what it printed.
+pub fn serve_until_exit(args: &[&str]) -> std::process::Output {
+    Command::new(binary())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "serve",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+        ])
+        .args(args)
+        .output()
+        .expect("the ratelimiter binary runs")
+}
+
 /// The binary to run: this build's, or the one `RATELIMITER_TEST_BINARY` names (to take the same
 /// measurements of another build).
 fn binary() -> std::ffi::OsString {
