@@ -124,7 +124,11 @@ async fn requests(
     let telemetry = Telemetry::new(&settings);
     let service = tokio::spawn(server::run(
         settings,
-        Listeners { grpc, http },
+        Listeners {
+            grpc,
+            http,
+            prometheus: None,
+        },
         telemetry,
         Arc::new(SystemClock),
         async {

@@ -15,19 +15,19 @@ use ratelimiter::clock::SystemClock;
 use ratelimiter::config::{self, ReloadRequests};
 use ratelimiter::logs::RepeatFilter;
 use ratelimiter::server::{self, Listeners, Telemetry};
-use ratelimiter::settings::{Cli, Command, LogFormat, ServeSettings};
+use ratelimiter::settings::{Cli, Command, ConfigLayout, LogFormat, ServeSettings};
 
 fn main() -> ExitCode {
     let cli = Cli::parse_with_go_names(std::env::args_os(), &|name| std::env::var(name).ok())
         .unwrap_or_else(|error| error.exit());
     match cli.command {
-        Command::Validate { path } => validate(&path),
+        Command::Validate { path, layout } => validate(&path, &layout),
         Command::Serve(settings) => serve(*settings),
     }
 }
 
-fn validate(path: &std::path::Path) -> ExitCode {
-    match config::load(path) {
+fn validate(path: &std::path::Path, layout: &ConfigLayout) -> ExitCode {
+    match config::load(path, server::options::layout_of(layout)) {
         Ok(_) => {
             println!("all rate limit configs ok");
             ExitCode::SUCCESS
@@ -46,6 +46,7 @@ fn serve(settings: ServeSettings) -> ExitCode {
         eprintln!("ratelimiter: {message}");
         return ExitCode::FAILURE;
     }
+    settings.go_report.log();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -71,9 +72,20 @@ fn serve(settings: ServeSettings) -> ExitCode {
             .map_err(|error| {
                 format!("cannot listen for HTTP on {}: {error}", settings.http_addr)
             })?;
+        let prometheus =
+            match settings.prometheus.prometheus_addr {
+                Some(address) => Some(tokio::net::TcpListener::bind(address).await.map_err(
+                    |error| format!("cannot listen for the metrics on {address}: {error}"),
+                )?),
+                None => None,
+            };
         server::run(
             settings,
-            Listeners { grpc, http },
+            Listeners {
+                grpc,
+                http,
+                prometheus,
+            },
             telemetry,
             Arc::new(SystemClock),
             shutdown,

@@ -25,11 +25,12 @@ use warp::hyper::service::Service;
 use super::api::Api;
 use super::error::ApiError;
 use super::reply;
-use super::routes::routes;
+use super::routes::{metrics_only, routes};
 use crate::admission::{Admission, AdmissionLimits};
 use crate::inflight::PeerShare;
 use crate::store::BoxFuture;
 use crate::tls::{self, ServerTls};
+use warp::filters::BoxedFilter;
 
 /// Connections served at once by default (`--http-max-connections`). Operators, scrapers and
 /// `/check` callers need far fewer; the cap keeps a flood of connections from taking the file
@@ -55,7 +56,38 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let max_body = api.options.max_body_bytes;
-    let service = TowerToHyperService::new(warp::service(routes(api)));
+    serve_routes(listener, tls, routes(api), max_body, limits, shutdown).await;
+}
+
+/// Serves only the metrics, at `path`, on `listener` (plain HTTP) until `shutdown` completes.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    api: Arc<Api>,
+    path: String,
+    limits: AdmissionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let max_body = api.options.max_body_bytes;
+    serve_routes(
+        listener,
+        None,
+        metrics_only(api, path),
+        max_body,
+        limits,
+        shutdown,
+    )
+    .await;
+}
+
+async fn serve_routes(
+    listener: TcpListener,
+    tls: Option<Arc<ServerTls>>,
+    routes: BoxedFilter<(warp::reply::Response,)>,
+    max_body: usize,
+    limits: AdmissionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let service = TowerToHyperService::new(warp::service(routes));
     let refusal = tls.is_none().then_some(REFUSAL);
     let admission = Admission::new(limits, "HTTP", refusal);
     let connections = GracefulShutdown::new();

@@ -23,5 +23,5 @@ mod routes;
 mod scrape;
 
 pub use api::{Api, ApiOptions, CheckDefaults};
-pub use listener::{MAX_CONNECTIONS, serve};
+pub use listener::{MAX_CONNECTIONS, serve, serve_metrics};
 pub use routes::ROUTES;

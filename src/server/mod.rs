@@ -79,6 +79,8 @@ pub struct Listeners {
     pub grpc: TcpListener,
     /// The management API and metrics.
     pub http: TcpListener,
+    /// The metrics alone, where the Go service's Prometheus listener was (`--prometheus-addr`).
+    pub prometheus: Option<TcpListener>,
 }
 
 /// What the service reports about itself, made by the caller so that it can read them too, and
@@ -101,7 +103,7 @@ impl Telemetry {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("the rate limit config is invalid (fix it, or start with --allow-empty-config to serve without limits until it is fixed):\n{}", list(.0))]
+    #[error("the rate limit config is invalid (fix it, or start with --allow-empty-config to serve, failing every call, until it is fixed):\n{}", list(.0))]
     Config(Vec<ConfigError>),
     #[error("the gRPC server failed: {0}")]
     Grpc(#[from] tonic::transport::Error),
@@ -147,7 +149,7 @@ pub async fn run(
     } = telemetry;
     // The config is read before anything connects: a config that cannot be used stops the
     // service at once.
-    let mut reloader = Reloader::new(&settings.config);
+    let mut reloader = Reloader::new(&settings.config, options::layout(&settings));
     let first = reloader.reload();
     if let Reload::Rejected(errors) = &first
         && !settings.allow_empty_config
@@ -180,10 +182,13 @@ pub async fn run(
         metrics.clone(),
         settings.config.clone(),
     );
+    health.require_config(settings.healthy_only_with_config);
     if matches!(first, Reload::Rejected(_)) {
         tracing::error!(
-            "starting with NO rate limits (--allow-empty-config): every request is allowed until the config is fixed"
+            "starting with no rate limit configuration (--allow-empty-config): every call fails with UNAVAILABLE until the config is fixed"
         );
+        limiter.refuse_until_configured();
+        health.set_config_domains(None);
     }
     apply(first);
     let reporting = Telemetry {
@@ -263,18 +268,32 @@ impl Serving {
         let grpc_address = address_of(&listeners.grpc);
         let http_address = address_of(&listeners.http);
         let budget = Arc::new(InFlight::new(options::in_flight(settings)));
-        let api = http::Api::new(
+        let api = Arc::new(http::Api::new(
             limiter,
             metrics.clone(),
             health,
             nodes,
             budget.clone(),
             options::api(settings),
-        );
+        ));
+        if let Some(prometheus) = listeners.prometheus {
+            tracing::info!(
+                "serving the metrics on {}{}",
+                address_of(&prometheus),
+                settings.prometheus.prometheus_path
+            );
+            tokio::spawn(http::serve_metrics(
+                prometheus,
+                api.clone(),
+                settings.prometheus.prometheus_path.clone(),
+                options::http_admission(settings),
+                stop_accepting.clone().cancelled_owned(),
+            ));
+        }
         let http = tokio::spawn(http::serve(
             listeners.http,
             tls.http,
-            Arc::new(api),
+            api,
             options::http_admission(settings),
             stop_accepting.clone().cancelled_owned(),
         ));

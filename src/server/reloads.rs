@@ -24,6 +24,7 @@ pub fn applier(
         match outcome {
             Reload::Unchanged => {}
             Reload::Loaded(config) => {
+                health.set_config_domains(Some(config.domains().len()));
                 limiter.install(config);
                 metrics.config_load_success.inc();
                 health.config_loaded(now);

@@ -100,7 +100,11 @@ impl Service {
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server::run(
             settings,
-            Listeners { grpc, http },
+            Listeners {
+                grpc,
+                http,
+                prometheus: None,
+            },
             telemetry,
             clock.clone(),
             async {
