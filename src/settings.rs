@@ -85,8 +85,9 @@ pub struct ServeSettings {
     #[arg(long, env = "RATELIMITER_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
 
-    /// Keep counters in Redis (redis:// or rediss:// for TLS, with user:password@ when needed)
-    /// so that several nodes share them. Without it, counters live in this process's memory.
+    /// Keep counters in Redis (redis:// or rediss:// for TLS, with user:password@ when needed;
+    /// redis+unix:///path/to/socket for one server on a Unix socket) so that several nodes
+    /// share them. Without it, counters live in this process's memory.
     /// See --redis-type for comma-separated sentinel and cluster addresses.
     #[arg(long, env = "RATELIMITER_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<Secret>,
