@@ -204,9 +204,14 @@ fn on_parse_stack<T: Send>(work: impl FnOnce() -> T + Send) -> T {
 
 /// A YAML syntax or type error, with its position taken out of the message text.
 fn yaml_error(name: &str, error: &serde_saphyr::Error) -> ConfigError {
-    let text = match yaml::budget::breach(error) {
-        Some(breach) => yaml::budget::explain(breach),
-        None => error.without_snippet().to_string(),
+    let text = match (yaml::budget::breach(error), error.without_snippet()) {
+        (Some(breach), _) => yaml::budget::explain(breach),
+        (None, serde_saphyr::Error::DuplicateMappingKey { key, .. }) => format!(
+            "the key {} appears twice in one mapping; keep one of them (the Go service silently keeps the last, which hides the mistake)",
+            key.as_deref().map_or("?".into(), |key| format!("'{key}'"))
+        ),
+        (None, serde_saphyr::Error::MultipleDocuments { .. }) => "a second YAML document (after `---`) in one file; put each domain in a file of its own (the Go service silently ignores every document but the first)".into(),
+        (None, other) => other.to_string(),
     };
     let position = error
         .location()
@@ -240,4 +245,34 @@ fn one_line(text: &str) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_of(text: &str) -> String {
+        let errors = Config::from_sources([("x.yaml", text)]).unwrap_err();
+        errors[0].to_string()
+    }
+
+    #[test]
+    fn duplicate_keys_and_second_documents_get_an_operators_message() {
+        let rule =
+            "descriptors:\n  - key: k\n    rate_limit: {unit: second, requests_per_unit: 1}\n";
+        let duplicate = error_of(&format!("domain: a\ndomain: b\n{rule}"));
+        assert!(
+            duplicate.contains("the key 'domain' appears twice"),
+            "{duplicate}"
+        );
+        assert!(duplicate.contains("line 2"), "{duplicate}");
+        let second = error_of(&format!("domain: a\n{rule}---\ndomain: b\n"));
+        assert!(second.contains("a second YAML document"), "{second}");
+        for text in [&duplicate, &second] {
+            assert!(
+                !text.contains("Options") && !text.contains("from_str"),
+                "{text}"
+            );
+        }
+    }
 }
