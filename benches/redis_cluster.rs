@@ -128,6 +128,7 @@ async fn requests(
             grpc,
             http,
             prometheus: None,
+            debug: None,
         },
         telemetry,
         Arc::new(SystemClock),

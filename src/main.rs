@@ -72,19 +72,15 @@ fn serve(settings: ServeSettings) -> ExitCode {
             .map_err(|error| {
                 format!("cannot listen for HTTP on {}: {error}", settings.http_addr)
             })?;
-        let prometheus =
-            match settings.prometheus.prometheus_addr {
-                Some(address) => Some(tokio::net::TcpListener::bind(address).await.map_err(
-                    |error| format!("cannot listen for the metrics on {address}: {error}"),
-                )?),
-                None => None,
-            };
+        let prometheus = bind_side(settings.prometheus.prometheus_addr, "the metrics").await?;
+        let debug = bind_side(settings.debug_addr, "the debug endpoints").await?;
         server::run(
             settings,
             Listeners {
                 grpc,
                 http,
                 prometheus,
+                debug,
             },
             telemetry,
             Arc::new(SystemClock),
@@ -100,6 +96,20 @@ fn serve(settings: ServeSettings) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A side listener's socket, when its address is given.
+async fn bind_side(
+    address: Option<std::net::SocketAddr>,
+    what: &str,
+) -> Result<Option<tokio::net::TcpListener>, String> {
+    let Some(address) = address else {
+        return Ok(None);
+    };
+    tokio::net::TcpListener::bind(address)
+        .await
+        .map(Some)
+        .map_err(|error| format!("cannot listen for {what} on {address}: {error}"))
 }
 
 fn init_tracing(settings: &ServeSettings) -> Result<(), String> {

@@ -85,6 +85,11 @@ pub struct ServeSettings {
     #[arg(long, env = "RATELIMITER_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
 
+    /// Also serve a debug listener here (plain HTTP, GET only): `/rlconfig` (the loaded rules)
+    /// and `/stats` (every metric, as text), as the Go service's DEBUG_HOST:DEBUG_PORT.
+    #[arg(long, env = "RATELIMITER_DEBUG_ADDR")]
+    pub debug_addr: Option<SocketAddr>,
+
     /// Keep counters in Redis (redis:// or rediss:// for TLS, with user:password@ when needed;
     /// redis+unix:///path/to/socket for one server on a Unix socket) so that several nodes
     /// share them. Without it, counters live in this process's memory.

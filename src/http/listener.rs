@@ -25,7 +25,8 @@ use warp::hyper::service::Service;
 use super::api::Api;
 use super::error::ApiError;
 use super::reply;
-use super::routes::{metrics_only, routes};
+use super::routes::routes;
+use super::side::{self, Side};
 use crate::admission::{Admission, AdmissionLimits};
 use crate::inflight::PeerShare;
 use crate::store::BoxFuture;
@@ -59,24 +60,17 @@ pub async fn serve(
     serve_routes(listener, tls, routes(api), max_body, limits, shutdown).await;
 }
 
-/// Serves only the metrics, at `path`, on `listener` (plain HTTP) until `shutdown` completes.
-pub async fn serve_metrics(
+/// Serves a side listener's routes on `listener` (plain HTTP) until `shutdown` completes.
+pub async fn serve_side(
     listener: TcpListener,
     api: Arc<Api>,
-    path: String,
+    side: Side,
     limits: AdmissionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let max_body = api.options.max_body_bytes;
-    serve_routes(
-        listener,
-        None,
-        metrics_only(api, path),
-        max_body,
-        limits,
-        shutdown,
-    )
-    .await;
+    let routes = side::routes(api, side);
+    serve_routes(listener, None, routes, max_body, limits, shutdown).await;
 }
 
 async fn serve_routes(

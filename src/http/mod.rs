@@ -21,7 +21,9 @@ pub mod openapi;
 mod reply;
 mod routes;
 mod scrape;
+mod side;
 
 pub use api::{Api, ApiOptions, CheckDefaults};
-pub use listener::{MAX_CONNECTIONS, serve, serve_metrics};
+pub use listener::{MAX_CONNECTIONS, serve, serve_side};
 pub use routes::ROUTES;
+pub use side::Side;

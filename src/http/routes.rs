@@ -157,32 +157,8 @@ where
         .boxed()
 }
 
-/// Only the metrics, at `path`: the Go service's Prometheus listener (`USE_PROMETHEUS`,
-/// `PROMETHEUS_ADDR`, `PROMETHEUS_PATH`). Anything else is 404.
-pub fn metrics_only(api: Arc<Api>, path: String) -> BoxedFilter<(Response,)> {
-    let state: State = warp::any().map(move || api.clone()).boxed();
-    let path = Arc::new(path);
-    get_or_head()
-        .and(warp::path::full())
-        .and(state)
-        .then(move |full: FullPath, api: Arc<Api>| {
-            let wanted = path.clone();
-            async move {
-                if full.as_str() == wanted.as_str() {
-                    respond("/metrics", scrape::metrics(api)).await
-                } else {
-                    reply::error(&ApiError::NotFound {
-                        field: None,
-                        message: format!("the metrics are at {wanted}"),
-                    })
-                }
-            }
-        })
-        .boxed()
-}
-
 /// `GET`, or `HEAD` (answered like `GET`, without the body: probes and `curl -I` use it).
-fn get_or_head() -> BoxedFilter<()> {
+pub(super) fn get_or_head() -> BoxedFilter<()> {
     warp::get().or(warp::head()).unify().boxed()
 }
 
@@ -199,7 +175,7 @@ fn segments(route: &'static str) -> BoxedFilter<()> {
 }
 
 /// A route's answer, or its error as JSON, labelled with the route pattern.
-async fn respond(
+pub(super) async fn respond(
     route: &'static str,
     answer: impl Future<Output = Result<Response, ApiError>>,
 ) -> Response {

@@ -81,6 +81,8 @@ pub struct Listeners {
     pub http: TcpListener,
     /// The metrics alone, where the Go service's Prometheus listener was (`--prometheus-addr`).
     pub prometheus: Option<TcpListener>,
+    /// `/rlconfig` and `/stats`, where the Go service's debug listener was (`--debug-addr`).
+    pub debug: Option<TcpListener>,
 }
 
 /// What the service reports about itself, made by the caller so that it can read them too, and
@@ -276,16 +278,18 @@ impl Serving {
             budget.clone(),
             options::api(settings),
         ));
-        if let Some(prometheus) = listeners.prometheus {
-            tracing::info!(
-                "serving the metrics on {}{}",
-                address_of(&prometheus),
-                settings.prometheus.prometheus_path
-            );
-            tokio::spawn(http::serve_metrics(
-                prometheus,
+        let prometheus = settings.prometheus.prometheus_path.clone();
+        let sides = [
+            (listeners.prometheus, http::Side::Metrics(prometheus)),
+            (listeners.debug, http::Side::Debug),
+        ];
+        for (listener, side) in sides {
+            let Some(listener) = listener else { continue };
+            tracing::info!("serving {side:?} on {}", address_of(&listener));
+            tokio::spawn(http::serve_side(
+                listener,
                 api.clone(),
-                settings.prometheus.prometheus_path.clone(),
+                side,
                 options::http_admission(settings),
                 stop_accepting.clone().cancelled_owned(),
             ));

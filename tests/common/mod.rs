@@ -104,6 +104,7 @@ impl Service {
                 grpc,
                 http,
                 prometheus: None,
+                debug: None,
             },
             telemetry,
             clock.clone(),

@@ -155,6 +155,7 @@ async fn the_docker_compose_set_runs_with_redis_over_a_unix_socket() {
     let redis = RedisServer::start_with(&["--unixsocket", &socket_text, "--unixsocketperm", "700"]);
     let root = tempfile::tempdir().unwrap();
     let _config_map = runtime_tree(root.path());
+    let debug_port = common::ports::candidate();
     let node = Node::start_go(|grpc, http| {
         vars(&[
             // REDIS_SOCKET_TYPE left to Go's default, unix.
@@ -166,8 +167,8 @@ async fn the_docker_compose_set_runs_with_redis_over_a_unix_socket() {
             ("PORT", http.to_string()),
             ("GRPC_HOST", "127.0.0.1".into()),
             ("GRPC_PORT", grpc.to_string()),
-            ("DEBUG_HOST", "0.0.0.0".into()),
-            ("DEBUG_PORT", "6070".into()),
+            ("DEBUG_HOST", "127.0.0.1".into()),
+            ("DEBUG_PORT", debug_port.to_string()),
             ("USE_STATSD", "false".into()),
             ("LOG_LEVEL", "debug".into()),
             ("MEMCACHE_HOST_PORT", "memcached:11211".into()),
@@ -184,6 +185,30 @@ async fn the_docker_compose_set_runs_with_redis_over_a_unix_socket() {
     assert_eq!(admitted(&mut client, "edge", "user", 4).await, 2);
     let keys = redis.cli(&["--scan"]);
     assert!(!keys.trim().is_empty(), "counted in Redis over the socket");
+
+    let debug = Http::new(([127, 0, 0, 1], debug_port).into());
+    let rlconfig = debug.get("/rlconfig").await;
+    assert_eq!(rlconfig.status, 200);
+    assert!(
+        rlconfig
+            .body
+            .contains("edge.user: unit=MINUTE requests_per_unit=2"),
+        "{}",
+        rlconfig.body
+    );
+    let stats = debug.get("/stats").await;
+    assert!(
+        stats
+            .body
+            .contains("ratelimit_service_rate_limit_over_limit"),
+        "{}",
+        stats.body
+    );
+    assert_eq!(
+        debug.get("/json").await.status,
+        404,
+        "only the debug endpoints"
+    );
 }
 
 #[test]

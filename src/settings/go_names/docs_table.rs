@@ -46,6 +46,7 @@ fn samples(variable: &GoVariable) -> Vec<&'static str> {
     let text = match variable.name {
         "HOST" => "127.0.0.2",
         "GRPC_HOST" => "127.0.0.3",
+        "DEBUG_HOST" => "127.0.0.4",
         "LOG_LEVEL" => "debug",
         "LOG_FORMAT" => "json",
         "CONFIG_TYPE" => "GRPC_XDS_SOTW",

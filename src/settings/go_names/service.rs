@@ -38,6 +38,12 @@ pub fn listeners(
     {
         settings.grpc_addr = address;
     }
+    // Go always opens its debug listener; here only when one of these is set.
+    if !given("debug_addr")
+        && let Some(address) = address(go, "DEBUG_HOST", "DEBUG_PORT", 6070)?
+    {
+        settings.debug_addr = Some(address);
+    }
     let bounds = &mut settings.bounds;
     for (name, id, target) in [
         (

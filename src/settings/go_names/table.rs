@@ -74,8 +74,8 @@ macro_rules! go_variables {
 go_variables! {
     HOST Text H;
     PORT Int H;
-    DEBUG_HOST Text Treatment::NotNeeded("the debug endpoints (/rlconfig, stats) are served on the HTTP listener");
-    DEBUG_PORT Int Treatment::NotNeeded("the debug endpoints (/rlconfig, stats) are served on the HTTP listener");
+    DEBUG_HOST Text H;
+    DEBUG_PORT Int H;
     GRPC_UDS Text H;
     GRPC_HOST Text H;
     GRPC_PORT Int H;
