@@ -34,9 +34,21 @@ fn runtime_tree(root: &Path) -> ConfigMap {
     )
 }
 
-fn vars(pairs: &[(&str, String)]) -> Vec<(String, String)> {
-    pairs
+/// What both deployments set: listeners on loopback, the runtime tree, statsd off; plus `more`.
+fn vars(root: &Path, grpc: u16, http: u16, more: &[(&str, String)]) -> Vec<(String, String)> {
+    let common = [
+        ("RUNTIME_ROOT", root.display().to_string()),
+        ("RUNTIME_SUBDIRECTORY", "ratelimit".into()),
+        ("RUNTIME_IGNOREDOTFILES", "true".into()),
+        ("HOST", "127.0.0.1".into()),
+        ("PORT", http.to_string()),
+        ("GRPC_HOST", "127.0.0.1".into()),
+        ("GRPC_PORT", grpc.to_string()),
+        ("USE_STATSD", "false".into()),
+    ];
+    common
         .iter()
+        .chain(more)
         .map(|(name, value)| (name.to_string(), value.clone()))
         .collect()
 }
@@ -59,25 +71,22 @@ async fn a_kubernetes_manifest_runs_unchanged_with_redis_over_tcp() {
     let mut config_map = runtime_tree(root.path());
     let prometheus_port = common::ports::candidate();
     let node = Node::start_go(|grpc, http| {
-        vars(&[
-            ("REDIS_SOCKET_TYPE", "tcp".into()),
-            ("REDIS_URL", format!("127.0.0.1:{}", redis.port)),
-            ("RUNTIME_ROOT", root.path().display().to_string()),
-            ("RUNTIME_SUBDIRECTORY", "ratelimit".into()),
-            ("RUNTIME_WATCH_ROOT", "false".into()),
-            ("RUNTIME_IGNOREDOTFILES", "true".into()),
-            ("HOST", "127.0.0.1".into()),
-            ("PORT", http.to_string()),
-            ("GRPC_HOST", "127.0.0.1".into()),
-            ("GRPC_PORT", grpc.to_string()),
-            ("USE_STATSD", "false".into()),
-            ("USE_PROMETHEUS", "true".into()),
-            ("PROMETHEUS_ADDR", format!("127.0.0.1:{prometheus_port}")),
-            ("LOG_LEVEL", "info".into()),
-            ("LIMIT_RESPONSE_HEADERS_ENABLED", "true".into()),
-            ("CACHE_KEY_PREFIX", "gofleet_".into()),
-            ("REDIS_POOL_SIZE", "20".into()),
-        ])
+        vars(
+            root.path(),
+            grpc,
+            http,
+            &[
+                ("REDIS_SOCKET_TYPE", "tcp".into()),
+                ("REDIS_URL", format!("127.0.0.1:{}", redis.port)),
+                ("RUNTIME_WATCH_ROOT", "false".into()),
+                ("USE_PROMETHEUS", "true".into()),
+                ("PROMETHEUS_ADDR", format!("127.0.0.1:{prometheus_port}")),
+                ("LOG_LEVEL", "info".into()),
+                ("LIMIT_RESPONSE_HEADERS_ENABLED", "true".into()),
+                ("CACHE_KEY_PREFIX", "gofleet_".into()),
+                ("REDIS_POOL_SIZE", "20".into()),
+            ],
+        )
     });
     let log = node.startup_log.join("\n");
     assert!(
@@ -157,22 +166,19 @@ async fn the_docker_compose_set_runs_with_redis_over_a_unix_socket() {
     let _config_map = runtime_tree(root.path());
     let debug_port = common::ports::candidate();
     let node = Node::start_go(|grpc, http| {
-        vars(&[
-            // REDIS_SOCKET_TYPE left to Go's default, unix.
-            ("REDIS_URL", socket_text.clone()),
-            ("RUNTIME_ROOT", root.path().display().to_string()),
-            ("RUNTIME_SUBDIRECTORY", "ratelimit".into()),
-            ("RUNTIME_IGNOREDOTFILES", "true".into()),
-            ("HOST", "127.0.0.1".into()),
-            ("PORT", http.to_string()),
-            ("GRPC_HOST", "127.0.0.1".into()),
-            ("GRPC_PORT", grpc.to_string()),
-            ("DEBUG_HOST", "127.0.0.1".into()),
-            ("DEBUG_PORT", debug_port.to_string()),
-            ("USE_STATSD", "false".into()),
-            ("LOG_LEVEL", "debug".into()),
-            ("MEMCACHE_HOST_PORT", "memcached:11211".into()),
-        ])
+        vars(
+            root.path(),
+            grpc,
+            http,
+            &[
+                // REDIS_SOCKET_TYPE left to Go's default, unix.
+                ("REDIS_URL", socket_text.clone()),
+                ("DEBUG_HOST", "127.0.0.1".into()),
+                ("DEBUG_PORT", debug_port.to_string()),
+                ("LOG_LEVEL", "debug".into()),
+                ("MEMCACHE_HOST_PORT", "memcached:11211".into()),
+            ],
+        )
     });
     assert!(
         node.startup_log

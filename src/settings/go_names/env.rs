@@ -6,7 +6,30 @@ use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use super::GoNameError;
+/// A Go variable set to a value that cannot be honoured here (the reason says whether the Go
+/// service refuses it too).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{name}={value:?}: {why}")]
+pub struct GoNameError {
+    name: &'static str,
+    value: String,
+    why: String,
+}
+
+impl GoNameError {
+    pub fn new(name: &'static str, value: &str, why: &str) -> GoNameError {
+        GoNameError {
+            name,
+            value: value.to_string(),
+            why: why.to_string(),
+        }
+    }
+
+    /// The variable refused.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+}
 
 /// The environment, read with Go's parsing.
 pub struct GoEnv<'e> {
@@ -44,6 +67,22 @@ impl<'e> GoEnv<'e> {
     /// Set and not empty.
     pub fn non_empty(&self, name: &'static str) -> Option<String> {
         self.string(name).filter(|value| !value.is_empty())
+    }
+
+    /// Refuses `name` when it is true: what it asks for is not built here (`why` says so).
+    pub fn refuse_true(&self, name: &'static str, why: &str) -> Result<(), GoNameError> {
+        match self.bool(name)? {
+            Some(true) => Err(GoNameError::new(name, "true", why)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses `name` when it is set and not empty (`why` says what is not supported).
+    pub fn refuse_set(&self, name: &'static str, why: &str) -> Result<(), GoNameError> {
+        match self.non_empty(name) {
+            Some(value) => Err(GoNameError::new(name, &value, why)),
+            None => Ok(()),
+        }
     }
 
     /// Go's `strconv.ParseBool`.

@@ -16,7 +16,7 @@ use clap::{CommandFactory, FromArgMatches};
 
 use super::{Cli, Command, ServeSettings};
 use env::GoEnv;
-pub use env::parse_go_duration;
+pub use env::GoNameError;
 use table::{GO_VARIABLES, Treatment};
 
 impl Cli {
@@ -50,31 +50,6 @@ impl Cli {
             })?;
         }
         Ok(cli)
-    }
-}
-
-/// A Go variable set to a value that cannot be honoured here (the reason says whether the Go
-/// service refuses it too).
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{name}={value:?}: {why}")]
-pub struct GoNameError {
-    name: &'static str,
-    value: String,
-    why: String,
-}
-
-impl GoNameError {
-    fn new(name: &'static str, value: &str, why: &str) -> GoNameError {
-        GoNameError {
-            name,
-            value: value.to_string(),
-            why: why.to_string(),
-        }
-    }
-
-    /// The variable refused.
-    pub fn name(&self) -> &'static str {
-        self.name
     }
 }
 

@@ -2,8 +2,7 @@
 //! (`host:port`, a socket path, comma lists for Cluster, `master,host:port,...` for Sentinel,
 //! `REDIS_AUTH` as `password` or `user:password`), turned into our `--redis-url` and its flags.
 
-use super::GoNameError;
-use super::env::GoEnv;
+use super::env::{GoEnv, GoNameError};
 use crate::settings::{RedisType, Secret, ServeSettings};
 
 type Given<'a> = &'a dyn Fn(&str) -> bool;
@@ -30,20 +29,14 @@ pub fn store(settings: &mut ServeSettings, given: Given, go: &GoEnv) -> Result<(
             ));
         }
     }
-    if go.bool("REDIS_PERSECOND")? == Some(true) {
-        return Err(GoNameError::new(
-            "REDIS_PERSECOND",
-            "true",
-            "a second Redis for per-second limits is not supported here yet; every limit is counted in REDIS_URL",
-        ));
-    }
-    if go.bool("REDIS_TLS_SKIP_HOSTNAME_VERIFICATION")? == Some(true) {
-        return Err(GoNameError::new(
-            "REDIS_TLS_SKIP_HOSTNAME_VERIFICATION",
-            "true",
-            "not supported here: the Redis certificate must name the host in REDIS_URL",
-        ));
-    }
+    go.refuse_true(
+        "REDIS_PERSECOND",
+        "a second Redis for per-second limits is not supported here yet; every limit is counted in REDIS_URL",
+    )?;
+    go.refuse_true(
+        "REDIS_TLS_SKIP_HOSTNAME_VERIFICATION",
+        "not supported here: the Redis certificate must name the host in REDIS_URL",
+    )?;
     if !given("redis_key_prefix")
         && let Some(prefix) = go.string("CACHE_KEY_PREFIX")
     {

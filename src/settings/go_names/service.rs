@@ -4,8 +4,7 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::GoNameError;
-use super::env::GoEnv;
+use super::env::{GoEnv, GoNameError};
 use crate::settings::{ConfigFiles, LogFormat, ServeSettings, parse_header_name};
 
 /// What Go's `0` (no limit) for a connection age becomes: ten years.
@@ -21,13 +20,10 @@ pub fn listeners(
     given: Given,
     go: &GoEnv,
 ) -> Result<(), GoNameError> {
-    if let Some(path) = go.non_empty("GRPC_UDS") {
-        return Err(GoNameError::new(
-            "GRPC_UDS",
-            &path,
-            "serving gRPC on a Unix socket is not supported here yet; unset it to serve on GRPC_HOST:GRPC_PORT",
-        ));
-    }
+    go.refuse_set(
+        "GRPC_UDS",
+        "serving gRPC on a Unix socket is not supported here yet; unset it to serve on GRPC_HOST:GRPC_PORT",
+    )?;
     if !given("http_addr")
         && let Some(address) = address(go, "HOST", "PORT", 8080)?
     {
@@ -253,12 +249,9 @@ pub fn answers(settings: &mut ServeSettings, given: Given, go: &GoEnv) -> Result
         }
         settings.near_limit_ratio = ratio;
     }
-    if go.bool("STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT")? == Some(true) {
-        return Err(GoNameError::new(
-            "STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT",
-            "true",
-            "not supported here yet: every descriptor of a request is counted, as with the Go service's default (false)",
-        ));
-    }
+    go.refuse_true(
+        "STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT",
+        "not supported here yet: every descriptor of a request is counted, as with the Go service's default (false)",
+    )?;
     Ok(())
 }

@@ -3,8 +3,7 @@
 //! accepted as not needed. `docs/go-environment.md` lists the same variables; a test keeps the
 //! two in step.
 
-use super::GoNameError;
-use super::env::GoEnv;
+use super::env::{GoEnv, GoNameError};
 
 /// How envconfig parses a variable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,8 +8,7 @@
 
 use std::net::SocketAddr;
 
-use super::GoNameError;
-use super::env::GoEnv;
+use super::env::{GoEnv, GoNameError};
 use crate::settings::{OtlpProtocol, ServeSettings, StatsdProtocol};
 
 type Given<'a> = &'a dyn Fn(&str) -> bool;
@@ -130,7 +129,7 @@ pub fn statsd(settings: &mut ServeSettings, given: Given, go: &GoEnv) -> Result<
     if !given("statsd_flush_interval")
         && let Some(interval) = go.string("STATS_FLUSH_INTERVAL")
     {
-        statsd.statsd_flush_interval = super::parse_go_duration(&interval)
+        statsd.statsd_flush_interval = super::env::parse_go_duration(&interval)
             .map_err(|why| GoNameError::new("STATS_FLUSH_INTERVAL", &interval, why))?;
     }
     if !given("stats_tag")
@@ -155,20 +154,14 @@ pub fn prometheus(
     given: Given,
     go: &GoEnv,
 ) -> Result<(), GoNameError> {
-    if let Some(mapper) = go.non_empty("PROMETHEUS_MAPPER_YAML") {
-        return Err(GoNameError::new(
-            "PROMETHEUS_MAPPER_YAML",
-            &mapper,
-            "custom statsd_exporter mapping files are not supported here; metric names follow the Go service's default mapping",
-        ));
-    }
-    if go.bool("PROMETHEUS_RESPONSE_TIME_AS_MILLISECONDS")? == Some(true) {
-        return Err(GoNameError::new(
-            "PROMETHEUS_RESPONSE_TIME_AS_MILLISECONDS",
-            "true",
-            "not supported here: ratelimit_service_response_time_seconds is in seconds, as its name says",
-        ));
-    }
+    go.refuse_set(
+        "PROMETHEUS_MAPPER_YAML",
+        "custom statsd_exporter mapping files are not supported here; metric names follow the Go service's default mapping",
+    )?;
+    go.refuse_true(
+        "PROMETHEUS_RESPONSE_TIME_AS_MILLISECONDS",
+        "not supported here: ratelimit_service_response_time_seconds is in seconds, as its name says",
+    )?;
     let disabled = go.bool("DISABLE_STATS")?.unwrap_or(false);
     if disabled || !go.bool("USE_PROMETHEUS")?.unwrap_or(false) || given("prometheus_addr") {
         return Ok(());

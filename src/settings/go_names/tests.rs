@@ -7,7 +7,8 @@ use clap::Parser;
 use super::*;
 use crate::settings::{OtlpProtocol, RedisType, StatsdProtocol};
 
-fn settings_with(vars: &[(&str, &str)], flags: &[&str]) -> Result<ServeSettings, GoNameError> {
+/// `ratelimiter serve <flags>` with the Go variables `vars`: the settings and the report.
+fn parsed(vars: &[(&str, &str)], flags: &[&str]) -> Result<(ServeSettings, GoReport), GoNameError> {
     let mut args = vec!["ratelimiter", "serve"];
     args.extend_from_slice(flags);
     let Command::Serve(mut settings) = Cli::parse_from(args).command else {
@@ -18,8 +19,12 @@ fn settings_with(vars: &[(&str, &str)], flags: &[&str]) -> Result<ServeSettings,
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     let given = |id: &str| flags.iter().any(|flag| flag[2..].replace('-', "_") == id);
-    apply(&mut settings, &given, &|name| vars.get(name).cloned())?;
-    Ok(*settings)
+    let report = apply(&mut settings, &given, &|name| vars.get(name).cloned())?;
+    Ok((*settings, report))
+}
+
+fn settings_with(vars: &[(&str, &str)], flags: &[&str]) -> Result<ServeSettings, GoNameError> {
+    parsed(vars, flags).map(|(settings, _)| settings)
 }
 
 #[test]
@@ -144,18 +149,7 @@ fn go_values_go_would_refuse_are_refused_by_name() {
 }
 
 fn report_with(vars: &[(&str, &str)], flags: &[&str]) -> (ServeSettings, GoReport) {
-    let mut args = vec!["ratelimiter", "serve"];
-    args.extend_from_slice(flags);
-    let Command::Serve(mut settings) = Cli::parse_from(args).command else {
-        unreachable!("parsed a serve command")
-    };
-    let vars: HashMap<String, String> = vars
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let given = |id: &str| flags.iter().any(|flag| flag[2..].replace('-', "_") == id);
-    let report = apply(&mut settings, &given, &|name| vars.get(name).cloned()).unwrap();
-    (*settings, report)
+    parsed(vars, flags).unwrap()
 }
 
 fn redis_url(vars: &[(&str, &str)]) -> String {
