@@ -15,19 +15,19 @@ use ratelimiter::clock::SystemClock;
 use ratelimiter::config::{self, ReloadRequests};
 use ratelimiter::logs::RepeatFilter;
 use ratelimiter::server::{self, Listeners, Telemetry};
-use ratelimiter::settings::{Cli, Command, LogFormat, ServeSettings};
+use ratelimiter::settings::{Cli, Command, ConfigLayout, LogFormat, ServeSettings};
 
 fn main() -> ExitCode {
     let cli = Cli::parse_with_go_names(std::env::args_os(), &|name| std::env::var(name).ok())
         .unwrap_or_else(|error| error.exit());
     match cli.command {
-        Command::Validate { path } => validate(&path),
+        Command::Validate { path, layout } => validate(&path, &layout),
         Command::Serve(settings) => serve(*settings),
     }
 }
 
-fn validate(path: &std::path::Path) -> ExitCode {
-    match config::load(path) {
+fn validate(path: &std::path::Path, layout: &ConfigLayout) -> ExitCode {
+    match config::load(path, server::options::layout_of(layout)) {
         Ok(_) => {
             println!("all rate limit configs ok");
             ExitCode::SUCCESS
@@ -46,6 +46,7 @@ fn serve(settings: ServeSettings) -> ExitCode {
         eprintln!("ratelimiter: {message}");
         return ExitCode::FAILURE;
     }
+    settings.go_report.log();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -71,9 +72,16 @@ fn serve(settings: ServeSettings) -> ExitCode {
             .map_err(|error| {
                 format!("cannot listen for HTTP on {}: {error}", settings.http_addr)
             })?;
+        let prometheus = bind_side(settings.prometheus.prometheus_addr, "the metrics").await?;
+        let debug = bind_side(settings.debug_addr, "the debug endpoints").await?;
         server::run(
             settings,
-            Listeners { grpc, http },
+            Listeners {
+                grpc,
+                http,
+                prometheus,
+                debug,
+            },
             telemetry,
             Arc::new(SystemClock),
             shutdown,
@@ -89,6 +97,20 @@ fn serve(settings: ServeSettings) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A side listener's socket, when its address is given.
+async fn bind_side(
+    address: Option<std::net::SocketAddr>,
+    what: &str,
+) -> Result<Option<tokio::net::TcpListener>, String> {
+    let Some(address) = address else {
+        return Ok(None);
+    };
+    tokio::net::TcpListener::bind(address)
+        .await
+        .map(Some)
+        .map_err(|error| format!("cannot listen for {what} on {address}: {error}"))
 }
 
 fn init_tracing(settings: &ServeSettings) -> Result<(), String> {

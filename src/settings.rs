@@ -15,12 +15,17 @@ pub use crate::secret::Secret;
 
 mod bounds;
 pub mod go_names;
+mod layout;
 mod redis;
 mod telemetry;
 mod tls;
 pub use bounds::ServiceBounds;
+pub use go_names::GoReport;
+pub use layout::{ConfigFiles, ConfigLayout};
 pub use redis::{RedisSettings, RedisType, RegistrySettings};
-pub use telemetry::{OtlpProtocol, StatsdProtocol, StatsdSettings, TracingSettings};
+pub use telemetry::{
+    OtlpProtocol, PrometheusSettings, StatsdProtocol, StatsdSettings, TracingSettings,
+};
 pub use tls::TlsSettings;
 
 /// Envoy-compatible external rate-limit service.
@@ -41,24 +46,37 @@ pub enum Command {
     /// Check a config directory (or one file) exactly as `serve` would load it, then exit:
     /// 0 and "all rate limit configs ok", or 1 and one line per error.
     Validate {
-        /// Directory of *.yaml/*.yml files (one domain each), or a single file; `config` by
-        /// default, as for `serve`.
+        /// Directory of limit files (one domain each; which files, see --config-files), or a
+        /// single file; `config` by default, as for `serve`.
         #[arg(default_value = "config")]
         path: PathBuf,
+
+        #[command(flatten)]
+        layout: ConfigLayout,
     },
 }
 
 #[derive(Clone, Debug, Args)]
 pub struct ServeSettings {
-    /// Directory of envoyproxy/ratelimit YAML files (one domain per *.yaml/*.yml; dotfiles and
-    /// subdirectories are skipped), or a single file.
+    /// Directory of envoyproxy/ratelimit YAML files (one domain per file; which files, see
+    /// --config-files), or a single file.
     #[arg(long, env = "RATELIMITER_CONFIG", default_value = "config")]
     pub config: PathBuf,
 
-    /// Start even when the config is invalid or missing: serve with no limits (every request
-    /// allowed), report the error in health and metrics, and load the first good edit.
+    #[command(flatten)]
+    pub layout: ConfigLayout,
+
+    /// Start even when the config is invalid or missing: serve, failing every call with
+    /// UNAVAILABLE "no rate limit configuration loaded" (so Envoy's failure_mode_deny decides),
+    /// report it in health and metrics, and load the first good edit (the Go service's
+    /// FORCE_START_WITHOUT_INITIAL_CONFIG).
     #[arg(long, env = "RATELIMITER_ALLOW_EMPTY_CONFIG")]
     pub allow_empty_config: bool,
+
+    /// Report unhealthy until a config with at least one domain is loaded (the Go service's
+    /// HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED).
+    #[arg(long, env = "RATELIMITER_HEALTHY_ONLY_WITH_CONFIG")]
+    pub healthy_only_with_config: bool,
 
     /// Address for the gRPC rate-limit and health services (what Envoy calls).
     #[arg(long, env = "RATELIMITER_GRPC_ADDR", default_value = "0.0.0.0:8081", value_parser = parse_listen_addr)]
@@ -68,8 +86,14 @@ pub struct ServeSettings {
     #[arg(long, env = "RATELIMITER_HTTP_ADDR", default_value = "0.0.0.0:8080", value_parser = parse_listen_addr)]
     pub http_addr: SocketAddr,
 
-    /// Keep counters in Redis (redis:// or rediss:// for TLS, with user:password@ when needed)
-    /// so that several nodes share them. Without it, counters live in this process's memory.
+    /// Also serve a debug listener here (plain HTTP, GET only): `/rlconfig` (the loaded rules)
+    /// and `/stats` (every metric, as text), as the Go service's DEBUG_HOST:DEBUG_PORT.
+    #[arg(long, env = "RATELIMITER_DEBUG_ADDR")]
+    pub debug_addr: Option<SocketAddr>,
+
+    /// Keep counters in Redis (redis:// or rediss:// for TLS, with user:password@ when needed;
+    /// redis+unix:///path/to/socket for one server on a Unix socket) so that several nodes
+    /// share them. Without it, counters live in this process's memory.
     /// See --redis-type for comma-separated sentinel and cluster addresses.
     #[arg(long, env = "RATELIMITER_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<Secret>,
@@ -161,6 +185,13 @@ pub struct ServeSettings {
 
     #[command(flatten)]
     pub statsd: StatsdSettings,
+
+    #[command(flatten)]
+    pub prometheus: PrometheusSettings,
+
+    /// What became of the Go service's environment variables, logged at startup.
+    #[arg(skip)]
+    pub go_report: GoReport,
 }
 
 /// The HTTP API: what `/check` assumes when a request leaves it out, and who may administer.
@@ -325,7 +356,7 @@ fn parse_log_filter(text: &str) -> Result<String, String> {
 }
 
 /// An HTTP header name: letters, digits and ``!#$%&'*+-.^_`|~`` (RFC 9110 tokens).
-fn parse_header_name(text: &str) -> Result<String, String> {
+pub(crate) fn parse_header_name(text: &str) -> Result<String, String> {
     let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
     if text.is_empty() || !text.chars().all(token) {
         return Err("not an HTTP header name (letters, digits and -, no spaces)".into());

@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use super::diff::{ConfigDiff, Names};
-use super::{Config, ConfigError, Sources};
+use super::{Config, ConfigError, Layout, Sources};
 
 /// Loads the config at `path`, remembering what it read last.
 pub struct Reloader {
     path: PathBuf,
+    layout: Layout,
     /// What the previous reload read: the same input gives the same outcome, so it is not
     /// compiled, counted or logged again.
     last_read: Option<Result<Sources, ConfigError>>,
@@ -28,9 +29,10 @@ pub enum Reload {
 }
 
 impl Reloader {
-    pub fn new(path: &Path) -> Reloader {
+    pub fn new(path: &Path, layout: Layout) -> Reloader {
         Reloader {
             path: path.to_path_buf(),
+            layout,
             last_read: None,
         }
     }
@@ -48,9 +50,12 @@ impl Reloader {
 
     /// Reads the files and, if they changed since the previous reload, compiles them.
     pub fn reload(&mut self) -> Reload {
-        let read = Sources::read(&self.path);
+        let read = Sources::read(&self.path, self.layout);
         if self.last_read.as_ref() == Some(&read) {
             return Reload::Unchanged;
+        }
+        if let Ok(sources) = &read {
+            sources.warn_skipped();
         }
         let compiled = match &read {
             Ok(sources) => sources.compile(),
@@ -139,7 +144,7 @@ pub(crate) mod edits {
         /// A new directory, read by a reloader at `path_in_dir` inside it (`""`: the directory).
         pub fn new(path_in_dir: &str) -> ConfigDir {
             let dir = tempfile::tempdir().unwrap();
-            let reloader = Reloader::new(&dir.path().join(path_in_dir));
+            let reloader = Reloader::new(&dir.path().join(path_in_dir), Layout::default());
             ConfigDir { dir, reloader }
         }
 

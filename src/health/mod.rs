@@ -10,7 +10,7 @@ mod outcomes;
 
 use std::collections::BTreeMap;
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::SystemTime;
 
 use outcomes::Outcomes;
@@ -81,6 +81,9 @@ pub struct LoadFailure {
     pub since: SystemTime,
 }
 
+/// What calls are answered, and health says, while no config could be loaded.
+pub const NO_CONFIG_LOADED: &str = "no rate limit configuration loaded";
+
 #[derive(Debug)]
 pub struct Health {
     draining: AtomicBool,
@@ -90,6 +93,10 @@ pub struct Health {
     /// Set while the store refuses what the service must do (run its scripts).
     store_refusal: RwLock<Option<String>>,
     config: RwLock<LoadStatus>,
+    /// Domains of the config in force.
+    config_domains: AtomicUsize,
+    /// Unhealthy while the config in force has no domain (`--healthy-only-with-config`).
+    config_required: AtomicBool,
     /// Each TLS listener's certificate, by listener name (`grpc`, `http`).
     certificates: RwLock<BTreeMap<&'static str, LoadStatus>>,
 }
@@ -106,14 +113,46 @@ impl Health {
                 loaded_at: None,
                 last_error: None,
             }),
+            config_domains: AtomicUsize::new(0),
+            config_required: AtomicBool::new(false),
             certificates: RwLock::new(BTreeMap::new()),
         }
+    }
+
+    /// Unhealthy while the config in force has no domain (the Go service's
+    /// HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED).
+    pub fn require_config(&self, required: bool) {
+        self.config_required.store(required, Ordering::Relaxed);
+    }
+
+    /// Records how many domains the config in force has.
+    pub fn set_config_domains(&self, domains: usize) {
+        self.config_domains.store(domains, Ordering::Relaxed);
+    }
+
+    /// Why the config makes the service unhealthy, in words for `/health`; `None` when it
+    /// does not.
+    pub fn config_problem(&self) -> Option<String> {
+        if self.config().state() == LoadState::Missing {
+            Some(NO_CONFIG_LOADED.into())
+        } else if self.config_required.load(Ordering::Relaxed)
+            && self.config_domains.load(Ordering::Relaxed) == 0
+        {
+            Some("no config with at least one domain is loaded".into())
+        } else {
+            None
+        }
+    }
+
+    /// Why the service is not healthy (the store first, then the config); `None` when it is.
+    pub fn problem(&self) -> Option<String> {
+        self.store_problem().or_else(|| self.config_problem())
     }
 
     pub fn status(&self) -> Status {
         if self.draining.load(Ordering::Relaxed) {
             Status::Draining
-        } else if self.store_problem().is_none() {
+        } else if self.problem().is_none() {
             Status::Healthy
         } else {
             Status::Degraded

@@ -21,6 +21,10 @@ struct HealthView<'a> {
     node_id: &'a str,
     store: StoreView,
     config: LoadView,
+    /// Why the config makes the service unhealthy: none loaded, or none with a domain when
+    /// one is required.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    config_problem: Option<String>,
     /// Each TLS listener's certificate: when it was loaded, and the latest refused one.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     certificates: BTreeMap<&'static str, LoadView>,
@@ -85,6 +89,7 @@ pub async fn health(api: Arc<Api>) -> Result<Response, ApiError> {
             problem: api.health.store_problem(),
         },
         config: LoadView::new(&api.health.config()),
+        config_problem: api.health.config_problem(),
         certificates: api
             .health
             .certificates()
@@ -106,7 +111,7 @@ pub async fn healthcheck(api: Arc<Api>) -> Result<Response, ApiError> {
         Status::Healthy => Ok(reply::text(StatusCode::OK, "OK".into())),
         Status::Degraded => Err(ApiError::Unhealthy(
             api.health
-                .store_problem()
+                .problem()
                 .unwrap_or_else(|| "the counter store is unhealthy".into()),
         )),
         Status::Draining => Err(ApiError::Unhealthy("the service is shutting down".into())),

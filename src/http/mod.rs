@@ -21,8 +21,10 @@ pub mod openapi;
 mod reply;
 mod routes;
 mod scrape;
+mod side;
 mod status_page;
 
 pub use api::{Api, ApiOptions, CheckDefaults};
-pub use listener::{MAX_CONNECTIONS, serve};
+pub use listener::{MAX_CONNECTIONS, serve, serve_side};
 pub use routes::ROUTES;
+pub use side::Side;

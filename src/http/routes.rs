@@ -162,7 +162,7 @@ where
 }
 
 /// `GET`, or `HEAD` (answered like `GET`, without the body: probes and `curl -I` use it).
-fn get_or_head() -> BoxedFilter<()> {
+pub(super) fn get_or_head() -> BoxedFilter<()> {
     warp::get().or(warp::head()).unify().boxed()
 }
 
@@ -179,7 +179,7 @@ fn segments(route: &'static str) -> BoxedFilter<()> {
 }
 
 /// A route's answer, or its error as JSON, labelled with the route pattern.
-async fn respond(
+pub(super) async fn respond(
     route: &'static str,
     answer: impl Future<Output = Result<Response, ApiError>>,
 ) -> Response {

@@ -237,7 +237,8 @@ impl Limiter {
     }
 
     /// OVER_LIMIT when any regular descriptor is over, or when there are quota descriptors and
-    /// every one of them is over; never under global shadow mode.
+    /// every one of them is over; never under global shadow mode (which counts what it let
+    /// through).
     fn overall_over_limit(&self, outcomes: &[Outcome]) -> bool {
         let regular_over = outcomes.iter().any(|outcome| match outcome {
             Outcome::Counted(counted) => counted.over_limit && !counted.quota,
@@ -251,6 +252,10 @@ impl Limiter {
         let all_quotas_over = quotas
             .next()
             .is_some_and(|first| first && quotas.all(|over| over));
-        (regular_over || all_quotas_over) && !self.modes.global_shadow
+        let over = regular_over || all_quotas_over;
+        if over && self.modes.global_shadow {
+            self.metrics.global_shadow_mode.inc();
+        }
+        over && !self.modes.global_shadow
     }
 }

@@ -26,7 +26,7 @@ const SHOULD_RATE_LIMIT: &str = "ShouldRateLimit";
 
 /// Counters that keep envoyproxy/ratelimit's Prometheus names, which lack the `_total` suffix
 /// Prometheus asks of counters: dashboards query them by these names.
-pub const GO_NAMED_COUNTERS: [&str; 9] = [
+pub const GO_NAMED_COUNTERS: [&str; 10] = [
     "ratelimit_service_rate_limit_total_hits",
     "ratelimit_service_rate_limit_over_limit",
     "ratelimit_service_rate_limit_near_limit",
@@ -36,6 +36,7 @@ pub const GO_NAMED_COUNTERS: [&str; 9] = [
     "ratelimit_service_total_requests",
     "ratelimit_service_config_load_success",
     "ratelimit_service_config_load_error",
+    "ratelimit_service_global_shadow_mode",
 ];
 
 pub struct Metrics {
@@ -58,6 +59,9 @@ pub struct Metrics {
     pub config_in_force: IntGauge,
     /// When the config in force was loaded, in seconds since the Unix epoch (0: never).
     pub config_loaded_at: IntGauge,
+    /// `ratelimit_service_global_shadow_mode`: requests answered OK only because of
+    /// `--global-shadow-mode` (the Go service's SHADOW_MODE).
+    pub global_shadow_mode: IntCounter,
     /// `ratelimit_service_should_rate_limit_error{err_type="service_error"}`: refused requests.
     pub service_errors: IntCounter,
     /// `ratelimit_service_should_rate_limit_error{err_type="redis_error"}`: store failures.
@@ -169,6 +173,11 @@ impl Metrics {
                 &r,
                 "ratelimiter_config_last_load_success_timestamp_seconds",
                 "When the config in force was loaded, in seconds since the Unix epoch (0: never)",
+            ),
+            global_shadow_mode: counter(
+                &r,
+                "ratelimit_service_global_shadow_mode",
+                "Requests answered OK only because of global shadow mode",
             ),
             service_errors: errors.with_label_values(&["service_error"]),
             store_request_errors: errors.with_label_values(&["redis_error"]),

@@ -73,6 +73,10 @@ pub struct Listeners {
     pub grpc: TcpListener,
     /// The management API and metrics.
     pub http: TcpListener,
+    /// The metrics alone, where the Go service's Prometheus listener was (`--prometheus-addr`).
+    pub prometheus: Option<TcpListener>,
+    /// `/rlconfig` and `/stats`, where the Go service's debug listener was (`--debug-addr`).
+    pub debug: Option<TcpListener>,
 }
 
 /// What the service reports about itself, made by the caller so that it can read them too, and
@@ -95,7 +99,7 @@ impl Telemetry {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot load the rate limit config (fix it, or start with --allow-empty-config to serve without limits until it is fixed):\n{}", list(.0))]
+    #[error("cannot load the rate limit config (fix it, or start with --allow-empty-config to serve, failing every call, until it is fixed):\n{}", list(.0))]
     Config(Vec<ConfigError>),
     #[error("the gRPC server failed: {0}")]
     Grpc(#[from] tonic::transport::Error),
@@ -143,7 +147,7 @@ pub async fn run(
     options::settle_node_id(&mut settings, grpc_port);
     // The config is read before anything connects: a config that cannot be used stops the
     // service at once.
-    let mut reloader = Reloader::new(&settings.config);
+    let mut reloader = Reloader::new(&settings.config, options::layout(&settings));
     let first = reloader.reload();
     if let Reload::Rejected(errors) = &first
         && !settings.allow_empty_config
@@ -177,10 +181,12 @@ pub async fn run(
         metrics.clone(),
         settings.config.clone(),
     );
+    health.require_config(settings.healthy_only_with_config);
     if matches!(first, Reload::Rejected(_)) {
         tracing::error!(
-            "starting with NO rate limits (--allow-empty-config): every request is allowed until the config is fixed"
+            "starting with no rate limit configuration (--allow-empty-config): every call fails with UNAVAILABLE until the config is fixed"
         );
+        limiter.refuse_until_configured();
     }
     apply(first);
     let limits = limiter.limits();
@@ -272,18 +278,34 @@ impl Serving {
         let grpc_address = address_of(&listeners.grpc);
         let http_address = address_of(&listeners.http);
         let budget = Arc::new(InFlight::new(options::in_flight(settings)));
-        let api = http::Api::new(
+        let api = Arc::new(http::Api::new(
             limiter,
             metrics.clone(),
             health,
             nodes,
             budget.clone(),
             options::api(settings),
-        );
+        ));
+        let prometheus = settings.prometheus.prometheus_path.clone();
+        let sides = [
+            (listeners.prometheus, http::Side::Metrics(prometheus)),
+            (listeners.debug, http::Side::Debug),
+        ];
+        for (listener, side) in sides {
+            let Some(listener) = listener else { continue };
+            tracing::info!("serving {side:?} on {}", address_of(&listener));
+            tokio::spawn(http::serve_side(
+                listener,
+                api.clone(),
+                side,
+                options::http_admission(settings),
+                stop_accepting.clone().cancelled_owned(),
+            ));
+        }
         let http = tokio::spawn(http::serve(
             listeners.http,
             tls.http,
-            Arc::new(api),
+            api,
             options::http_admission(settings),
             stop_accepting.clone().cancelled_owned(),
         ));

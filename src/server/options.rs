@@ -6,13 +6,16 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::admission::AdmissionLimits;
+use crate::config::Layout;
 use crate::http::{ApiOptions, CheckDefaults};
 use crate::inflight::InFlightLimits;
 use crate::limiter::{LimiterOptions, Modes};
 use crate::registry::{RegistryOptions, host_name};
 use crate::rls::{HeaderNames, RequestLimits, ResponseOptions};
 use crate::secret::urls_without_passwords;
-use crate::settings::{OtlpProtocol, RedisType, ServeSettings, StatsdProtocol};
+use crate::settings::{
+    ConfigFiles, ConfigLayout, OtlpProtocol, RedisType, ServeSettings, StatsdProtocol,
+};
 use crate::statsd::StatsdOptions;
 use crate::store::redis::{RedisKind, RedisOptions, TlsFiles};
 use crate::tls::TlsOptions;
@@ -248,5 +251,18 @@ pub fn in_flight(settings: &ServeSettings) -> InFlightLimits {
         watches: bounds.max_health_watches,
         bytes: bytes.max(two_messages),
         bytes_per_peer: (bytes / 4).max(two_messages),
+    }
+}
+
+pub fn layout(settings: &ServeSettings) -> Layout {
+    layout_of(&settings.layout)
+}
+
+/// Which config files are read (`serve` and `validate` share it).
+pub fn layout_of(layout: &ConfigLayout) -> Layout {
+    Layout {
+        tree: layout.config_files == ConfigFiles::Tree,
+        dotfiles: layout.config_dotfiles,
+        merge_domains: layout.merge_domain_config,
     }
 }

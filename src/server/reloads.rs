@@ -26,6 +26,7 @@ pub fn applier(
         match outcome {
             Reload::Unchanged => {}
             Reload::Loaded(config) => {
+                health.set_config_domains(config.domains().len());
                 limiter.install(config);
                 metrics.config_load_success.inc();
                 metrics.config_in_force.set(1);

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::common::files::{ConfigMap, inode, save_by_rename};
-use crate::common::{Client, Code, Service, ask, code, config_dir, limit_of, request};
+use crate::common::{Client, Code, Service, ask, code, config_dir, eventually, limit_of, request};
 use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitRequest;
 use envoy_types::pb::google::protobuf::UInt64Value;
 
@@ -47,6 +47,15 @@ async fn remaining(client: &mut Client, domain: &str, key: &str) -> u32 {
 /// Consumes one hit on `(key, "v")` and returns the overall code.
 async fn hit(client: &mut Client, domain: &str, key: &str) -> Code {
     code(&ask(client, request(domain, &[&[(key, "v")]])).await)
+}
+
+/// Waits until a service started without a config has loaded one (calls fail until then).
+async fn until_configured(service: &Service) {
+    eventually(RELOAD_DEADLINE, "the first good config is loaded", || {
+        let loaded = service.health.config_problem().is_none();
+        async move { loaded }
+    })
+    .await;
 }
 
 /// Polls the limit of `(key, "v")` until it is `want`, failing after `RELOAD_DEADLINE`.
@@ -312,12 +321,28 @@ async fn a_counter_of_an_unchanged_rule_keeps_its_count_across_a_reload() {
 }
 
 #[tokio::test]
-async fn allow_empty_config_starts_without_limits_and_loads_the_first_good_edit() {
+async fn allow_empty_config_fails_every_call_until_the_first_good_edit() {
     let bad = "domain: edge\ndescriptors:\n  - key: user\n    rate_limit: {unit: fortnight}\n";
     let service = Service::start(&[("edge.yaml", bad)], &["--allow-empty-config"]).await;
     let mut client = service.client().await;
-    assert_eq!(limit(&mut client, "edge", "user").await, None);
-    assert_eq!(hit(&mut client, "edge", "user").await, Code::Ok);
+    for domain in ["edge", "unknown"] {
+        let refused = client
+            .should_rate_limit(request(domain, &[&[("user", "v")]]))
+            .await
+            .expect_err("no config: the call fails, so that failure_mode_deny decides");
+        assert_eq!(refused.code(), tonic::Code::Unavailable);
+        assert_eq!(refused.message(), "no rate limit configuration loaded");
+    }
+    assert_eq!(
+        service.health.config_problem().as_deref(),
+        Some("no rate limit configuration loaded")
+    );
+    let health = service.http().get("/health").await;
+    assert_eq!(
+        health.json()["config_problem"],
+        "no rate limit configuration loaded"
+    );
+    assert_eq!(service.http().get("/healthcheck").await.status, 500);
     assert_eq!(service.metrics.config_load_error.get(), 1);
     let failure = service
         .health
@@ -330,9 +355,11 @@ async fn allow_empty_config_starts_without_limits_and_loads_the_first_good_edit(
     );
 
     std::fs::write(service.path("edge.yaml"), limits("edge", &[("user", 2)])).unwrap();
+    until_configured(&service).await;
     until_limit(&mut client, "edge", "user", Some(2)).await;
     assert_eq!(service.health.config().last_error, None);
     assert_eq!(service.metrics.config_load_success.get(), 1);
+    assert_eq!(service.http().get("/healthcheck").await.status, 200);
 }
 
 #[tokio::test]
@@ -361,6 +388,7 @@ async fn a_config_directory_made_after_startup_is_picked_up() {
 
     std::fs::create_dir(&config).unwrap();
     std::fs::write(config.join("edge.yaml"), limits("edge", &[("user", 3)])).unwrap();
+    until_configured(&service).await;
     until_limit(&mut client, "edge", "user", Some(3)).await;
     assert_eq!(service.health.config().last_error, None);
 

@@ -130,11 +130,17 @@ async fn the_environment_can_allow_starting_on_an_invalid_config() {
         log.contains("broken.yaml: invalid rate limit unit 'fortnight' at line 4"),
         "{log}"
     );
-    assert!(log.contains("starting with NO rate limits"), "{log}");
+    assert!(
+        log.contains("starting with no rate limit configuration"),
+        "{log}"
+    );
     let mut client = common::connect(running.grpc_addr).await;
-    let response = ask(&mut client, request("x", &[&[("k", "v")]])).await;
-    assert_eq!(code(&response), Code::Ok);
-    assert_eq!(response.statuses[0].current_limit, None);
+    let refused = client
+        .should_rate_limit(request("x", &[&[("k", "v")]]))
+        .await
+        .expect_err("no config: every call fails, so that failure_mode_deny decides");
+    assert_eq!(refused.code(), tonic::Code::Unavailable);
+    assert_eq!(refused.message(), "no rate limit configuration loaded");
 }
 
 /// Every `serve` flag, from `--help`: (flag, the environment variable it names).

@@ -11,6 +11,7 @@ mod demo;
 mod envoy_e2e;
 mod envoy_tls_tracing;
 mod examples;
+mod go_deployment;
 mod openapi;
 mod operator_logs;
 mod prometheus;

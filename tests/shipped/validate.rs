@@ -90,7 +90,7 @@ const INVALID: &[(&str, &str, Option<usize>)] = &[
     ),
     (
         "duplicate_yaml_key.yaml",
-        "error loading config file: duplicate mapping key: domain",
+        "error loading config file: the key 'domain' appears twice in one mapping",
         Some(2),
     ),
 ];

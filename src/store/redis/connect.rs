@@ -27,7 +27,9 @@ const CLUSTER_RETRIES: u32 = 0;
 /// Why the Redis flags cannot be used; the service refuses to start with one of these.
 #[derive(Debug, thiserror::Error)]
 pub enum RedisSetupError {
-    #[error("--redis-url entry {index} is not a valid redis:// or rediss:// URL{detail}")]
+    #[error(
+        "--redis-url entry {index} is not a valid redis://, rediss:// or redis+unix:// URL{detail}"
+    )]
     BadUrl { index: usize, detail: String },
     #[error("--redis-type single takes one URL, --redis-url has {0}")]
     TooManyUrls(usize),
@@ -186,7 +188,8 @@ fn parse_urls(text: &str) -> Result<Vec<ConnectionInfo>, RedisSetupError> {
         .enumerate()
         .map(|(index, url)| {
             let index = index + 1;
-            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+            let schemes = ["redis://", "rediss://", "redis+unix://"];
+            if !schemes.iter().any(|scheme| url.starts_with(scheme)) {
                 return Err(RedisSetupError::BadUrl {
                     index,
                     detail: String::new(),
