@@ -124,7 +124,12 @@ async fn requests(
     let telemetry = Telemetry::new(&settings);
     let service = tokio::spawn(server::run(
         settings,
-        Listeners { grpc, http },
+        Listeners {
+            grpc,
+            http,
+            prometheus: None,
+            debug: None,
+        },
         telemetry,
         Arc::new(SystemClock),
         async {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
 use ratelimiter::clock::SystemClock;
-use ratelimiter::config::{Reload, Reloader};
+use ratelimiter::config::{Layout, Reload, Reloader};
 use ratelimiter::limiter::{Check, DescriptorCheck, Limiter, LimiterOptions, Modes, Outcome};
 use ratelimiter::metrics::Metrics;
 use ratelimiter::store::MemoryStore;
@@ -178,7 +178,7 @@ fn main() {
     };
     let limiter = Limiter::new(store, metrics, options);
     let dir = tempfile::tempdir().expect("a temp dir");
-    let reloader = Reloader::new(dir.path());
+    let reloader = Reloader::new(dir.path(), Layout::default());
     let mut reloads = Reloads {
         scale,
         dir,

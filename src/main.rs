@@ -15,19 +15,19 @@ use ratelimiter::clock::SystemClock;
 use ratelimiter::config::{self, ReloadRequests};
 use ratelimiter::logs::RepeatFilter;
 use ratelimiter::server::{self, Listeners, Telemetry};
-use ratelimiter::settings::{Cli, Command, LogFormat, ServeSettings};
+use ratelimiter::settings::{Cli, Command, ConfigLayout, LogFormat, ServeSettings};
 
 fn main() -> ExitCode {
     let cli = Cli::parse_with_go_names(std::env::args_os(), &|name| std::env::var(name).ok())
         .unwrap_or_else(|error| error.exit());
     match cli.command {
-        Command::Validate { path } => validate(&path),
+        Command::Validate { path, layout } => validate(&path, &layout),
         Command::Serve(settings) => serve(*settings),
     }
 }
 
-fn validate(path: &std::path::Path) -> ExitCode {
-    match config::load(path) {
+fn validate(path: &std::path::Path, layout: &ConfigLayout) -> ExitCode {
+    match config::load(path, server::options::layout_of(layout)) {
         Ok(_) => {
             println!("all rate limit configs ok");
             ExitCode::SUCCESS
@@ -46,13 +46,14 @@ fn serve(settings: ServeSettings) -> ExitCode {
         eprintln!("ratelimiter: {message}");
         return ExitCode::FAILURE;
     }
+    settings.go_report.log();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("ratelimiter: cannot start the async runtime: {error}");
+            tracing::error!("cannot start the async runtime: {error}");
             return ExitCode::FAILURE;
         }
     };
@@ -71,9 +72,16 @@ fn serve(settings: ServeSettings) -> ExitCode {
             .map_err(|error| {
                 format!("cannot listen for HTTP on {}: {error}", settings.http_addr)
             })?;
+        let prometheus = bind_side(settings.prometheus.prometheus_addr, "the metrics").await?;
+        let debug = bind_side(settings.debug_addr, "the debug endpoints").await?;
         server::run(
             settings,
-            Listeners { grpc, http },
+            Listeners {
+                grpc,
+                http,
+                prometheus,
+                debug,
+            },
             telemetry,
             Arc::new(SystemClock),
             shutdown,
@@ -84,10 +92,25 @@ fn serve(settings: ServeSettings) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("ratelimiter: {message}");
+            // Through the log, so that it comes as JSON with --log-format json.
+            tracing::error!("cannot serve: {message}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// A side listener's socket, when its address is given.
+async fn bind_side(
+    address: Option<std::net::SocketAddr>,
+    what: &str,
+) -> Result<Option<tokio::net::TcpListener>, String> {
+    let Some(address) = address else {
+        return Ok(None);
+    };
+    tokio::net::TcpListener::bind(address)
+        .await
+        .map(Some)
+        .map_err(|error| format!("cannot listen for {what} on {address}: {error}"))
 }
 
 fn init_tracing(settings: &ServeSettings) -> Result<(), String> {
@@ -104,17 +127,19 @@ fn init_tracing(settings: &ServeSettings) -> Result<(), String> {
     Ok(())
 }
 
-/// Completes on SIGTERM (what Kubernetes and systemd send) or SIGINT (Ctrl-C). The handlers
-/// are installed when this is called, not when the future is first polled, so that a signal
-/// that comes while the server is still starting is not met by the default action (exit).
+/// Completes on SIGTERM (what Kubernetes and systemd send) or SIGINT (Ctrl-C), and logs which.
+/// The handlers are installed when this is called, not when the future is first polled, so
+/// that a signal that comes while the server is still starting is not met by the default
+/// action (exit).
 fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     let mut terminate = signal(SignalKind::terminate()).ok();
     let mut interrupt = signal(SignalKind::interrupt()).ok();
     async move {
-        tokio::select! {
-            () = received(&mut terminate) => {}
-            () = received(&mut interrupt) => {}
-        }
+        let name = tokio::select! {
+            () = received(&mut terminate) => "SIGTERM",
+            () = received(&mut interrupt) => "SIGINT",
+        };
+        tracing::info!(signal = name, "received {name}: shutting down");
     }
 }
 

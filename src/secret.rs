@@ -36,9 +36,48 @@ impl fmt::Display for Secret {
     }
 }
 
+/// A URL as it may be shown: `scheme://user@host:port/...` without the password that
+/// `user:password@` (or `:password@`) carries, so that logs and errors can name the host.
+pub fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            let at = if user.is_empty() { "" } else { "@" };
+            format!("{scheme}://{user}{at}{host}{path}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// A comma-separated list of URLs (`--redis-url` for Sentinel or Cluster), each
+/// [`without_password`], joined by `, `.
+pub fn urls_without_passwords(urls: &str) -> String {
+    urls.split(',')
+        .map(|url| without_password(url.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_are_shown_without_their_password() {
+        for (url, shown) in [
+            ("redis://admin:hunter2@db:6379/0", "redis://admin@db:6379/0"),
+            ("rediss://:hunter2@db:6380", "rediss://db:6380"),
+            ("redis://db:6379", "redis://db:6379"),
+            ("redis://a:b@c:d@db:1", "redis://a@db:1"),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(without_password(url), shown, "{url}");
+        }
+    }
 
     #[test]
     fn secrets_never_print() {

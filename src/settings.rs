@@ -15,12 +15,17 @@ pub use crate::secret::Secret;
 
 mod bounds;
 pub mod go_names;
+mod layout;
 mod redis;
 mod telemetry;
 mod tls;
 pub use bounds::ServiceBounds;
+pub use go_names::GoReport;
+pub use layout::{ConfigFiles, ConfigLayout};
 pub use redis::{RedisSettings, RedisType, RegistrySettings};
-pub use telemetry::{OtlpProtocol, StatsdProtocol, StatsdSettings, TracingSettings};
+pub use telemetry::{
+    OtlpProtocol, PrometheusSettings, StatsdProtocol, StatsdSettings, TracingSettings,
+};
 pub use tls::TlsSettings;
 
 /// Envoy-compatible external rate-limit service.
@@ -41,33 +46,54 @@ pub enum Command {
     /// Check a config directory (or one file) exactly as `serve` would load it, then exit:
     /// 0 and "all rate limit configs ok", or 1 and one line per error.
     Validate {
-        /// Directory of *.yaml/*.yml files (one domain each), or a single file.
+        /// Directory of limit files (one domain each; which files, see --config-files), or a
+        /// single file; `config` by default, as for `serve`.
+        #[arg(default_value = "config")]
         path: PathBuf,
+
+        #[command(flatten)]
+        layout: ConfigLayout,
     },
 }
 
 #[derive(Clone, Debug, Args)]
 pub struct ServeSettings {
-    /// Directory of envoyproxy/ratelimit YAML files (one domain per *.yaml/*.yml; dotfiles and
-    /// subdirectories are skipped), or a single file.
+    /// Directory of envoyproxy/ratelimit YAML files (one domain per file; which files, see
+    /// --config-files), or a single file.
     #[arg(long, env = "RATELIMITER_CONFIG", default_value = "config")]
     pub config: PathBuf,
 
-    /// Start even when the config is invalid or missing: serve with no limits (every request
-    /// allowed), report the error in health and metrics, and load the first good edit.
+    #[command(flatten)]
+    pub layout: ConfigLayout,
+
+    /// Start even when the config is invalid or missing: serve, failing every call with
+    /// UNAVAILABLE "no rate limit configuration loaded" (so Envoy's failure_mode_deny decides),
+    /// report it in health and metrics, and load the first good edit (the Go service's
+    /// FORCE_START_WITHOUT_INITIAL_CONFIG).
     #[arg(long, env = "RATELIMITER_ALLOW_EMPTY_CONFIG")]
     pub allow_empty_config: bool,
 
+    /// Report unhealthy until a config with at least one domain is loaded (the Go service's
+    /// HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED).
+    #[arg(long, env = "RATELIMITER_HEALTHY_ONLY_WITH_CONFIG")]
+    pub healthy_only_with_config: bool,
+
     /// Address for the gRPC rate-limit and health services (what Envoy calls).
-    #[arg(long, env = "RATELIMITER_GRPC_ADDR", default_value = "0.0.0.0:8081")]
+    #[arg(long, env = "RATELIMITER_GRPC_ADDR", default_value = "0.0.0.0:8081", value_parser = parse_listen_addr)]
     pub grpc_addr: SocketAddr,
 
     /// Address for the HTTP management API and Prometheus metrics.
-    #[arg(long, env = "RATELIMITER_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    #[arg(long, env = "RATELIMITER_HTTP_ADDR", default_value = "0.0.0.0:8080", value_parser = parse_listen_addr)]
     pub http_addr: SocketAddr,
 
-    /// Keep counters in Redis (redis:// or rediss:// for TLS, with user:password@ when needed)
-    /// so that several nodes share them. Without it, counters live in this process's memory.
+    /// Also serve a debug listener here (plain HTTP, GET only): `/rlconfig` (the loaded rules)
+    /// and `/stats` (every metric, as text), as the Go service's DEBUG_HOST:DEBUG_PORT.
+    #[arg(long, env = "RATELIMITER_DEBUG_ADDR")]
+    pub debug_addr: Option<SocketAddr>,
+
+    /// Keep counters in Redis (redis:// or rediss:// for TLS, with user:password@ when needed;
+    /// redis+unix:///path/to/socket for one server on a Unix socket) so that several nodes
+    /// share them. Without it, counters live in this process's memory.
     /// See --redis-type for comma-separated sentinel and cluster addresses.
     #[arg(long, env = "RATELIMITER_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<Secret>,
@@ -78,7 +104,8 @@ pub struct ServeSettings {
     #[command(flatten)]
     pub registry: RegistrySettings,
 
-    /// This node's name in the node registry (defaults to the host name).
+    /// This node's name in the node registry (defaults to `<host name>:<gRPC port>`, unique on
+    /// a host).
     #[arg(long, env = "RATELIMITER_NODE_ID")]
     pub node_id: Option<String>,
 
@@ -158,6 +185,13 @@ pub struct ServeSettings {
 
     #[command(flatten)]
     pub statsd: StatsdSettings,
+
+    #[command(flatten)]
+    pub prometheus: PrometheusSettings,
+
+    /// What became of the Go service's environment variables, logged at startup.
+    #[arg(skip)]
+    pub go_report: GoReport,
 }
 
 /// The HTTP API: what `/check` assumes when a request leaves it out, and who may administer.
@@ -175,7 +209,7 @@ pub struct HttpSettings {
 
     /// Bearer token for `DELETE /api/counters/{key}`; once set, the read-only `/api/*`
     /// endpoints need it too (they show user identifiers). Without it, resets are refused.
-    #[arg(long, env = "RATELIMITER_ADMIN_TOKEN", value_parser = parse_token)]
+    #[arg(long, env = "RATELIMITER_ADMIN_TOKEN", hide_env_values = true, value_parser = parse_token)]
     pub admin_token: Option<Secret>,
 }
 
@@ -265,6 +299,21 @@ fn parse_token(text: &str) -> Result<Secret, String> {
     Ok(Secret::new(text))
 }
 
+/// An address to listen on: `ip:port`, or `host:port` with a host name resolved now
+/// (`localhost:8081`), its first address taken.
+fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(address) = text.parse() {
+        return Ok(address);
+    }
+    let mut resolved = text.to_socket_addrs().map_err(|error| {
+        format!("{error} (expected host:port, such as 0.0.0.0:8081 or localhost:8081)")
+    })?;
+    resolved
+        .next()
+        .ok_or_else(|| format!("{text} resolves to no address"))
+}
+
 fn parse_ratio(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio),
@@ -308,7 +357,7 @@ fn parse_log_filter(text: &str) -> Result<String, String> {
 }
 
 /// An HTTP header name: letters, digits and ``!#$%&'*+-.^_`|~`` (RFC 9110 tokens).
-fn parse_header_name(text: &str) -> Result<String, String> {
+pub(crate) fn parse_header_name(text: &str) -> Result<String, String> {
     let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
     if text.is_empty() || !text.chars().all(token) {
         return Err("not an HTTP header name (letters, digits and -, no spaces)".into());
@@ -357,6 +406,22 @@ mod tests {
             let parsed = Cli::try_parse_from(["ratelimiter", "serve", "--log-level", level]);
             assert!(parsed.is_ok(), "{level}: {:?}", parsed.err());
         }
+    }
+
+    #[test]
+    fn listen_addresses_may_name_a_host() {
+        let cli = Cli::parse_from(["ratelimiter", "serve", "--grpc-addr", "localhost:8081"]);
+        let Command::Serve(settings) = cli.command else {
+            unreachable!("parsed a serve command")
+        };
+        assert!(
+            settings.grpc_addr.ip().is_loopback(),
+            "{}",
+            settings.grpc_addr
+        );
+        assert_eq!(settings.grpc_addr.port(), 8081);
+        let refused = Cli::try_parse_from(["ratelimiter", "serve", "--http-addr", "localhost"]);
+        assert!(refused.is_err(), "a port is needed");
     }
 
     #[test]

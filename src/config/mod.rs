@@ -2,11 +2,14 @@
 //! loaded and validated as a whole into one immutable [`Config`] snapshot, and loaded again by
 //! the [`ConfigWatcher`] whenever the files change.
 
+mod diff;
 mod error;
+mod files;
 mod problems;
 mod rates;
 mod reload;
 mod sources;
+mod suggest;
 mod tree;
 mod validate;
 mod watch;
@@ -16,11 +19,13 @@ use std::collections::HashMap;
 
 use crate::algorithm::Algorithm;
 
+pub use diff::ConfigDiff;
 pub use error::ConfigError;
+pub use files::Layout;
 #[cfg(test)]
 pub(crate) use reload::edits;
 pub use reload::{Reload, Reloader};
-pub use sources::{Sources, config_files, load};
+pub use sources::{Sources, load};
 pub use tree::{
     DomainTree, LevelSpec, Limit, MatchBudget, MatchBudgetSpent, Pattern, Rate, Rule, Selector,
 };
@@ -83,25 +88,60 @@ impl Config {
     pub fn from_sources<'a>(
         sources: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Config, Vec<ConfigError>> {
-        let mut domains: HashMap<String, DomainTree> = HashMap::new();
+        Config::from_files(sources, false)
+    }
+
+    /// As [`Config::from_sources`], unless `merge_domains` lets a domain
+    /// be split over files: then their descriptors are put together, as the Go service's
+    /// MERGE_DOMAIN_CONFIG does (a key defined in two of them is a duplicate, reported against
+    /// the domain's first file).
+    pub fn from_files<'a>(
+        sources: impl IntoIterator<Item = (&'a str, &'a str)>,
+        merge_domains: bool,
+    ) -> Result<Config, Vec<ConfigError>> {
         let mut errors = Vec::new();
-        for (name, text) in sources {
-            match parse_file(name, text) {
+        let trees: Vec<(&str, Result<DomainTree, Vec<ConfigError>>)> = if merge_domains {
+            merged_docs(sources, &mut errors)
+                .into_iter()
+                .map(|(name, doc)| (name, on_parse_stack(|| validate::compile(name, doc))))
+                .collect()
+        } else {
+            sources
+                .into_iter()
+                .map(|(name, text)| {
+                    let tree = on_parse_stack(|| {
+                        let doc =
+                            yaml::parse(text).map_err(|error| vec![yaml_error(name, &error)])?;
+                        validate::compile(name, doc)
+                    });
+                    (name, tree)
+                })
+                .collect()
+        };
+        // Each domain, and the file that defined it first.
+        let mut domains: HashMap<String, (DomainTree, &str)> = HashMap::new();
+        for (name, tree) in trees {
+            match tree {
                 Err(mut file_errors) => errors.append(&mut file_errors),
-                Ok(domain) if domains.contains_key(&domain.name) => {
-                    errors.push(ConfigError::new(
+                Ok(domain) => match domains.get(&domain.name) {
+                    Some((_, first)) => errors.push(ConfigError::new(
                         name,
-                        format!("duplicate domain '{}' in config file", domain.name),
+                        format!(
+                            "duplicate domain '{}' in config file (first defined in {first})",
+                            domain.name
+                        ),
                         None,
-                    ));
-                }
-                Ok(domain) => {
-                    domains.insert(domain.name.clone(), domain);
-                }
+                    )),
+                    None => {
+                        domains.insert(domain.name.clone(), (domain, name));
+                    }
+                },
             }
         }
         if errors.is_empty() {
-            Ok(Config::new(domains.into_values().collect()))
+            Ok(Config::new(
+                domains.into_values().map(|(domain, _)| domain).collect(),
+            ))
         } else {
             Err(errors)
         }
@@ -149,33 +189,75 @@ fn rlconfig_limit(rate: &Rate) -> String {
 /// Only the pages a file reaches are ever touched.
 const PARSE_STACK_BYTES: usize = 64 << 20;
 
-/// Parses and compiles one file, on a thread of its own whose stack fits the deepest file the
-/// parser's budget lets through (the caller's may be a small runtime thread's).
-fn parse_file(name: &str, text: &str) -> Result<DomainTree, Vec<ConfigError>> {
-    let parse = || {
-        let doc = yaml::parse(text).map_err(|error| vec![yaml_error(name, &error)])?;
-        validate::compile(name, doc)
+/// Parses one file.
+fn parse_doc(name: &str, text: &str) -> Result<yaml::FileDoc, Vec<ConfigError>> {
+    on_parse_stack(|| yaml::parse(text).map_err(|error| vec![yaml_error(name, &error)]))
+}
+
+/// Parses every file and puts together the descriptors of files of the same domain (in file
+/// order); each group is named after its first file.
+fn merged_docs<'a>(
+    sources: impl IntoIterator<Item = (&'a str, &'a str)>,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<(&'a str, yaml::FileDoc)> {
+    let mut docs: Vec<(&'a str, yaml::FileDoc)> = Vec::new();
+    for (name, text) in sources {
+        let doc = match parse_doc(name, text) {
+            Ok(doc) => doc,
+            Err(mut file_errors) => {
+                errors.append(&mut file_errors);
+                continue;
+            }
+        };
+        let domain = doc.domain.as_ref().map(|domain| domain.value.clone());
+        let earlier = docs.iter_mut().find(|(_, earlier)| {
+            domain.is_some() && earlier.domain.as_ref().map(|d| &d.value) == domain.as_ref()
+        });
+        match earlier {
+            Some((_, earlier)) => earlier.descriptors.extend(doc.descriptors),
+            None => docs.push((name, doc)),
+        }
+    }
+    docs
+}
+
+/// Runs `work` on a thread of its own whose stack fits the deepest file the parser's budget
+/// lets through (the caller's may be a small runtime thread's).
+fn on_parse_stack<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+    let slot = std::sync::Mutex::new(Some(work));
+    let run = || {
+        let work = slot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        work.map(|work| work())
     };
     std::thread::scope(|scope| {
-        let parser = std::thread::Builder::new()
+        let worker = std::thread::Builder::new()
             .name("config-parse".into())
             .stack_size(PARSE_STACK_BYTES)
-            .spawn_scoped(scope, parse);
-        match parser {
-            Ok(parser) => parser
+            .spawn_scoped(scope, run);
+        match worker {
+            Ok(worker) => worker
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-            // No thread to be had (out of memory or threads): parse here, as deep as we can.
-            Err(_) => parse(),
+            // No thread to be had (out of memory or threads): run here, as deep as we can.
+            Err(_) => run(),
         }
     })
+    .expect("`work` is taken once: by the worker, or here when no worker could start")
 }
 
 /// A YAML syntax or type error, with its position taken out of the message text.
 fn yaml_error(name: &str, error: &serde_saphyr::Error) -> ConfigError {
-    let text = match yaml::budget::breach(error) {
-        Some(breach) => yaml::budget::explain(breach),
-        None => error.without_snippet().to_string(),
+    let text = match (yaml::budget::breach(error), error.without_snippet()) {
+        (Some(breach), _) => yaml::budget::explain(breach),
+        (None, serde_saphyr::Error::DuplicateMappingKey { key, .. }) => format!(
+            "the key {} appears twice in one mapping; keep one of them (the Go service silently keeps the last, which hides the mistake)",
+            key.as_deref().map_or("?".into(), |key| format!("'{key}'"))
+        ),
+        (None, serde_saphyr::Error::MultipleDocuments { .. }) => "a second YAML document (after `---`) in one file; put each domain in a file of its own (the Go service silently ignores every document but the first)".into(),
+        (None, other) => other.to_string(),
     };
     let position = error
         .location()
@@ -209,4 +291,34 @@ fn one_line(text: &str) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_of(text: &str) -> String {
+        let errors = Config::from_sources([("x.yaml", text)]).unwrap_err();
+        errors[0].to_string()
+    }
+
+    #[test]
+    fn duplicate_keys_and_second_documents_get_an_operators_message() {
+        let rule =
+            "descriptors:\n  - key: k\n    rate_limit: {unit: second, requests_per_unit: 1}\n";
+        let duplicate = error_of(&format!("domain: a\ndomain: b\n{rule}"));
+        assert!(
+            duplicate.contains("the key 'domain' appears twice"),
+            "{duplicate}"
+        );
+        assert!(duplicate.contains("line 2"), "{duplicate}");
+        let second = error_of(&format!("domain: a\n{rule}---\ndomain: b\n"));
+        assert!(second.contains("a second YAML document"), "{second}");
+        for text in [&duplicate, &second] {
+            assert!(
+                !text.contains("Options") && !text.contains("from_str"),
+                "{text}"
+            );
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! belongs to, collected so that every problem is reported at once.
 
 use super::error::ConfigError;
+use super::suggest::{self, did_you_mean};
 use super::yaml::{At, StrayKey};
 
 /// Line and column, 1-based.
@@ -36,7 +37,10 @@ impl<'f> Problems<'f> {
     pub(super) fn stray_keys(&mut self, keys: &[At<StrayKey>]) {
         for key in keys {
             let message = match &key.value {
-                StrayKey::Unknown(name) => format!("config error, unknown key '{name}'"),
+                StrayKey::Unknown(name) => format!(
+                    "config error, unknown key '{name}'{}",
+                    did_you_mean(name, &suggest::KEYS)
+                ),
                 StrayKey::NotText(text) => {
                     format!("config error, key is not of type string: {text}")
                 }

@@ -3,6 +3,7 @@
 //! service does not have: `unit_multiplier`, `algorithm` and `burst`.
 
 use super::problems::{Position, Problems, position};
+use super::suggest::{self, did_you_mean};
 use super::tree::{Limit, Rate};
 use super::yaml::{At, Item, RateLimitDoc, RateLimitsDoc, ReplaceDoc, Scalar};
 use crate::algorithm::Algorithm;
@@ -159,7 +160,8 @@ fn unit(problems: &mut Problems, doc: &RateLimitDoc, at: Position) -> Option<Uni
             problems.error("should not specify rate limit unit when unlimited", unit_at)
         }
         (_, None) if !(doc.is_unlimited() && text.is_empty()) => {
-            problems.error(format!("invalid rate limit unit '{text}'"), unit_at)
+            let hint = did_you_mean(text, &suggest::UNITS);
+            problems.error(format!("invalid rate limit unit '{text}'{hint}"), unit_at)
         }
         _ => {}
     }

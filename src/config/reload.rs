@@ -3,12 +3,15 @@
 //! it) is the caller's: this module only reads and compiles.
 
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
-use super::{Config, ConfigError, Sources};
+use super::diff::{ConfigDiff, Names};
+use super::{Config, ConfigError, Layout, Sources};
 
 /// Loads the config at `path`, remembering what it read last.
 pub struct Reloader {
     path: PathBuf,
+    layout: Layout,
     /// What the previous reload read: the same input gives the same outcome, so it is not
     /// compiled, counted or logged again.
     last_read: Option<Result<Sources, ConfigError>>,
@@ -26,9 +29,10 @@ pub enum Reload {
 }
 
 impl Reloader {
-    pub fn new(path: &Path) -> Reloader {
+    pub fn new(path: &Path, layout: Layout) -> Reloader {
         Reloader {
             path: path.to_path_buf(),
+            layout,
             last_read: None,
         }
     }
@@ -46,9 +50,12 @@ impl Reloader {
 
     /// Reads the files and, if they changed since the previous reload, compiles them.
     pub fn reload(&mut self) -> Reload {
-        let read = Sources::read(&self.path);
+        let read = Sources::read(&self.path, self.layout);
         if self.last_read.as_ref() == Some(&read) {
             return Reload::Unchanged;
+        }
+        if let Ok(sources) = &read {
+            sources.warn_skipped();
         }
         let compiled = match &read {
             Ok(sources) => sources.compile(),
@@ -63,20 +70,57 @@ impl Reloader {
 }
 
 impl Reload {
-    /// Logs the outcome: each rejected file as `<file>: <message> at line L, column C`.
-    pub fn log(&self, path: &Path) {
+    /// Logs the outcome against `in_force`, the config it would replace (`None` when none ever
+    /// loaded): what a new config adds, removes and changes (WARN for each domain that goes),
+    /// and each rejected file as `<file>: <message> at line L, column C`.
+    pub fn log(&self, path: &Path, in_force: Option<(&Config, SystemTime)>) {
         let path = path.display();
-        match self {
-            Reload::Unchanged => tracing::debug!(%path, "config files unchanged"),
-            Reload::Loaded(config) => {
-                let domains = config.domains().len();
-                tracing::info!(%path, domains, rules = config.rule_count(), "loaded rate limit config");
+        match (self, in_force) {
+            (Reload::Unchanged, _) => tracing::debug!(%path, "config files unchanged"),
+            (Reload::Loaded(config), None) => tracing::info!(
+                %path,
+                domains = config.domains().len(),
+                rules = config.rule_count(),
+                "loaded rate limit config"
+            ),
+            (Reload::Loaded(config), Some((previous, _))) => {
+                let diff = ConfigDiff::between(previous, config);
+                for domain in &diff.domains_removed {
+                    tracing::warn!(
+                        %path,
+                        domain,
+                        "domain removed from the rate limit config: its requests are no longer limited"
+                    );
+                }
+                tracing::info!(
+                    %path,
+                    domains = config.domains().len(),
+                    rules = config.rule_count(),
+                    domains_added = %Names(&diff.domains_added),
+                    domains_removed = %Names(&diff.domains_removed),
+                    rules_added = %Names(&diff.rules_added),
+                    rules_removed = %Names(&diff.rules_removed),
+                    rules_changed = %Names(&diff.rules_changed),
+                    "loaded rate limit config"
+                );
             }
-            Reload::Rejected(errors) => {
+            (Reload::Rejected(errors), in_force) => {
                 for error in errors {
                     tracing::error!("{error}");
                 }
-                tracing::error!(%path, errors = errors.len(), "rate limit config rejected; the previous config stays in force");
+                match in_force {
+                    Some((_, loaded_at)) => tracing::error!(
+                        %path,
+                        errors = errors.len(),
+                        in_force_since = %humantime::format_rfc3339_seconds(loaded_at),
+                        "rate limit config rejected; the config loaded before stays in force"
+                    ),
+                    None => tracing::error!(
+                        %path,
+                        errors = errors.len(),
+                        "rate limit config rejected; no config was ever loaded, so no request is limited"
+                    ),
+                }
             }
         }
     }
@@ -100,7 +144,7 @@ pub(crate) mod edits {
         /// A new directory, read by a reloader at `path_in_dir` inside it (`""`: the directory).
         pub fn new(path_in_dir: &str) -> ConfigDir {
             let dir = tempfile::tempdir().unwrap();
-            let reloader = Reloader::new(&dir.path().join(path_in_dir));
+            let reloader = Reloader::new(&dir.path().join(path_in_dir), Layout::default());
             ConfigDir { dir, reloader }
         }
 

@@ -2,8 +2,9 @@
 //! into [`Sources`] so that a reload can tell whether anything changed before it compiles.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use super::files::{self, Layout};
 use super::{Config, ConfigError};
 
 /// Files larger than this are refused rather than read: a limits file is a few kilobytes, and a
@@ -16,17 +17,36 @@ const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 pub struct Sources {
     /// (name, text) of each file in name order, or why it could not be read.
     files: Vec<Result<(String, String), ConfigError>>,
+    /// Entries of the directory that the YAML rule left out.
+    skipped: Vec<String>,
+    merge_domains: bool,
 }
 
 impl Sources {
-    /// Reads every config file under `path` (see [`config_files`]). Fails only when the
-    /// directory itself cannot be listed; a file that cannot be read is kept as its error.
-    pub fn read(path: &Path) -> Result<Sources, ConfigError> {
-        let files = config_files(path)?
+    /// Reads every config file under `path`. Fails only when the directory itself cannot be
+    /// listed; a file that cannot be read is kept as its error.
+    pub fn read(path: &Path, layout: Layout) -> Result<Sources, ConfigError> {
+        let listing = files::list(path, layout)?;
+        let files = listing
+            .files
             .iter()
             .map(|file| read_file(file).map(|text| (file.display().to_string(), text)))
             .collect();
-        Ok(Sources { files })
+        Ok(Sources {
+            files,
+            skipped: listing.skipped,
+            merge_domains: layout.merge_domains,
+        })
+    }
+
+    /// Says which entries of the directory were left out, if any (logged at each change).
+    pub fn warn_skipped(&self) {
+        if !self.skipped.is_empty() {
+            tracing::warn!(
+                skipped = %self.skipped.join(" "),
+                "these entries of the config directory are not *.yaml/*.yml files directly in it and were not read (--config-files tree reads every file in the tree, as the Go service does)"
+            );
+        }
     }
 
     /// Validates every file and builds the config; every problem is reported, not only the
@@ -42,7 +62,7 @@ impl Sources {
             .iter()
             .filter_map(|file| file.as_ref().ok())
             .map(|(name, text)| (name.as_str(), text.as_str()));
-        match Config::from_sources(readable) {
+        match Config::from_files(readable, self.merge_domains) {
             Ok(config) if errors.is_empty() => Ok(config),
             Ok(_) => Err(errors),
             Err(mut more) => {
@@ -53,45 +73,12 @@ impl Sources {
     }
 }
 
-/// Reads and validates `path`: a directory of `*.yaml`/`*.yml` files (dotfiles and
-/// dot-directories such as a ConfigMap's `..data` are skipped; subdirectories are not read), or
-/// a single file.
-pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
-    Sources::read(path).map_err(|error| vec![error])?.compile()
-}
-
-/// The files `load` reads, sorted by name.
-pub fn config_files(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
-    let shown = path.display().to_string();
-    let metadata = std::fs::metadata(path)
-        .map_err(|e| ConfigError::new(&shown, format!("cannot read config: {e}"), None))?;
-    if !metadata.is_dir() {
-        // A single file: `read_file` refuses anything but a regular one.
-        return Ok(vec![path.to_path_buf()]);
-    }
-    let entries = std::fs::read_dir(path)
-        .map_err(|e| ConfigError::new(&shown, format!("error opening directory: {e}"), None))?;
-    let mut files = Vec::new();
-    for entry in entries {
-        let entry = entry
-            .map_err(|e| ConfigError::new(&shown, format!("error reading directory: {e}"), None))?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let is_yaml = name.ends_with(".yaml") || name.ends_with(".yml");
-        // Follows symlinks: ConfigMap files are links into the `..data` directory. A link to
-        // nothing is no file (a ConfigMap swap leaves one for a moment); a YAML name that
-        // cannot be followed for another reason (a loop, no permission) is kept, so that
-        // reading it reports why instead of the file silently not counting.
-        let counts = match std::fs::metadata(entry.path()) {
-            Ok(metadata) => !metadata.is_dir(),
-            Err(error) => error.kind() != std::io::ErrorKind::NotFound,
-        };
-        if is_yaml && counts && !name.starts_with('.') {
-            files.push(entry.path());
-        }
-    }
-    files.sort();
-    Ok(files)
+/// Reads and validates `path` as `layout` says (see [`files::list`](super::files::list)): a
+/// directory, or a single file.
+pub fn load(path: &Path, layout: Layout) -> Result<Config, Vec<ConfigError>> {
+    Sources::read(path, layout)
+        .map_err(|error| vec![error])?
+        .compile()
 }
 
 fn read_file(path: &Path) -> Result<String, ConfigError> {

@@ -10,7 +10,7 @@ mod outcomes;
 
 use std::collections::BTreeMap;
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::SystemTime;
 
 use outcomes::Outcomes;
@@ -46,10 +46,31 @@ impl Status {
 /// certificate).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoadStatus {
-    /// When what is in force was loaded.
-    pub loaded_at: SystemTime,
+    /// When what is in force was loaded; `None` while nothing ever loaded.
+    pub loaded_at: Option<SystemTime>,
     /// The latest failed load since then, if any: what was loaded before stays in force.
     pub last_error: Option<LoadFailure>,
+}
+
+/// Whether the files on disk are what is in force.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoadState {
+    /// The latest files loaded and are in force.
+    Current,
+    /// The latest files were refused: what loaded before them stays in force.
+    Stale,
+    /// Nothing ever loaded (the service started on a bad config with --allow-empty-config).
+    Missing,
+}
+
+impl LoadState {
+    pub fn name(self) -> &'static str {
+        match self {
+            LoadState::Current => "current",
+            LoadState::Stale => "stale",
+            LoadState::Missing => "none",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,6 +81,9 @@ pub struct LoadFailure {
     pub since: SystemTime,
 }
 
+/// What calls are answered, and health says, while no config could be loaded.
+pub const NO_CONFIG_LOADED: &str = "no rate limit configuration loaded";
+
 #[derive(Debug)]
 pub struct Health {
     draining: AtomicBool,
@@ -69,30 +93,66 @@ pub struct Health {
     /// Set while the store refuses what the service must do (run its scripts).
     store_refusal: RwLock<Option<String>>,
     config: RwLock<LoadStatus>,
+    /// Domains of the config in force.
+    config_domains: AtomicUsize,
+    /// Unhealthy while the config in force has no domain (`--healthy-only-with-config`).
+    config_required: AtomicBool,
     /// Each TLS listener's certificate, by listener name (`grpc`, `http`).
     certificates: RwLock<BTreeMap<&'static str, LoadStatus>>,
 }
 
 impl Health {
-    /// Health of a service that has just loaded its config.
-    pub fn new(config_loaded_at: SystemTime) -> Health {
+    /// Health of a service that is starting: serving, its config not yet loaded.
+    pub fn new() -> Health {
         Health {
             draining: AtomicBool::new(false),
             store_reachable: AtomicBool::new(true),
             store_calls: Outcomes::default(),
             store_refusal: RwLock::new(None),
             config: RwLock::new(LoadStatus {
-                loaded_at: config_loaded_at,
+                loaded_at: None,
                 last_error: None,
             }),
+            config_domains: AtomicUsize::new(0),
+            config_required: AtomicBool::new(false),
             certificates: RwLock::new(BTreeMap::new()),
         }
+    }
+
+    /// Unhealthy while the config in force has no domain (the Go service's
+    /// HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED).
+    pub fn require_config(&self, required: bool) {
+        self.config_required.store(required, Ordering::Relaxed);
+    }
+
+    /// Records how many domains the config in force has.
+    pub fn set_config_domains(&self, domains: usize) {
+        self.config_domains.store(domains, Ordering::Relaxed);
+    }
+
+    /// Why the config makes the service unhealthy, in words for `/health`; `None` when it
+    /// does not.
+    pub fn config_problem(&self) -> Option<String> {
+        if self.config().state() == LoadState::Missing {
+            Some(NO_CONFIG_LOADED.into())
+        } else if self.config_required.load(Ordering::Relaxed)
+            && self.config_domains.load(Ordering::Relaxed) == 0
+        {
+            Some("no config with at least one domain is loaded".into())
+        } else {
+            None
+        }
+    }
+
+    /// Why the service is not healthy (the store first, then the config); `None` when it is.
+    pub fn problem(&self) -> Option<String> {
+        self.store_problem().or_else(|| self.config_problem())
     }
 
     pub fn status(&self) -> Status {
         if self.draining.load(Ordering::Relaxed) {
             Status::Draining
-        } else if self.store_problem().is_none() {
+        } else if self.problem().is_none() {
             Status::Healthy
         } else {
             Status::Degraded
@@ -177,11 +237,25 @@ impl Health {
     }
 }
 
+impl Default for Health {
+    fn default() -> Health {
+        Health::new()
+    }
+}
+
 impl LoadStatus {
     fn loaded(at: SystemTime) -> LoadStatus {
         LoadStatus {
-            loaded_at: at,
+            loaded_at: Some(at),
             last_error: None,
+        }
+    }
+
+    pub fn state(&self) -> LoadState {
+        match (self.loaded_at, &self.last_error) {
+            (None, _) => LoadState::Missing,
+            (Some(_), Some(_)) => LoadState::Stale,
+            (Some(_), None) => LoadState::Current,
         }
     }
 

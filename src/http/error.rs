@@ -49,6 +49,9 @@ pub enum ApiError {
     /// Matching the request would take more work than one request may (429).
     #[error("{0}")]
     TooMuchWork(String),
+    /// No config could be loaded yet (503).
+    #[error("{}", crate::health::NO_CONFIG_LOADED)]
+    NoConfig,
 }
 
 impl From<CheckError> for ApiError {
@@ -56,6 +59,7 @@ impl From<CheckError> for ApiError {
         match error {
             CheckError::Store(error) => ApiError::Store(error),
             CheckError::TooMuchWork(spent) => ApiError::TooMuchWork(spent.to_string()),
+            CheckError::NoConfig => ApiError::NoConfig,
         }
     }
 }
@@ -87,7 +91,9 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Store(_) | ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Store(_) | ApiError::Busy(_) | ApiError::NoConfig => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Unhealthy(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::TooMuchWork(_) => StatusCode::TOO_MANY_REQUESTS,
         }

@@ -21,6 +21,10 @@ struct HealthView<'a> {
     node_id: &'a str,
     store: StoreView,
     config: LoadView,
+    /// Why the config makes the service unhealthy: none loaded, or none with a domain when
+    /// one is required.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    config_problem: Option<String>,
     /// Each TLS listener's certificate: when it was loaded, and the latest refused one.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     certificates: BTreeMap<&'static str, LoadView>,
@@ -37,7 +41,10 @@ struct StoreView {
 /// A load status (the config's, a certificate's), as `/health` and `/api/limits` show it.
 #[derive(Serialize)]
 pub struct LoadView {
-    loaded_at: String,
+    /// `current` (the files on disk are in force), `stale` (the latest files were refused: what
+    /// loaded at `loaded_at` stays in force) or `none` (nothing ever loaded).
+    state: &'static str,
+    loaded_at: Option<String>,
     /// The latest failed reload since then (what was loaded at `loaded_at` stays in force).
     last_error: Option<FailureView>,
 }
@@ -51,7 +58,8 @@ struct FailureView {
 impl LoadView {
     pub fn new(status: &LoadStatus) -> LoadView {
         LoadView {
-            loaded_at: timestamp(status.loaded_at),
+            state: status.state().name(),
+            loaded_at: status.loaded_at.map(timestamp),
             last_error: status.last_error.as_ref().map(|failure| FailureView {
                 errors: failure.errors.clone(),
                 since: timestamp(failure.since),
@@ -81,6 +89,7 @@ pub async fn health(api: Arc<Api>) -> Result<Response, ApiError> {
             problem: api.health.store_problem(),
         },
         config: LoadView::new(&api.health.config()),
+        config_problem: api.health.config_problem(),
         certificates: api
             .health
             .certificates()
@@ -102,7 +111,7 @@ pub async fn healthcheck(api: Arc<Api>) -> Result<Response, ApiError> {
         Status::Healthy => Ok(reply::text(StatusCode::OK, "OK".into())),
         Status::Degraded => Err(ApiError::Unhealthy(
             api.health
-                .store_problem()
+                .problem()
                 .unwrap_or_else(|| "the counter store is unhealthy".into()),
         )),
         Status::Draining => Err(ApiError::Unhealthy("the service is shutting down".into())),

@@ -26,10 +26,12 @@ use super::api::Api;
 use super::error::ApiError;
 use super::reply;
 use super::routes::routes;
+use super::side::{self, Side};
 use crate::admission::{Admission, AdmissionLimits};
 use crate::inflight::PeerShare;
 use crate::store::BoxFuture;
 use crate::tls::{self, ServerTls};
+use warp::filters::BoxedFilter;
 
 /// Connections served at once by default (`--http-max-connections`). Operators, scrapers and
 /// `/check` callers need far fewer; the cap keeps a flood of connections from taking the file
@@ -55,7 +57,31 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let max_body = api.options.max_body_bytes;
-    let service = TowerToHyperService::new(warp::service(routes(api)));
+    serve_routes(listener, tls, routes(api), max_body, limits, shutdown).await;
+}
+
+/// Serves a side listener's routes on `listener` (plain HTTP) until `shutdown` completes.
+pub async fn serve_side(
+    listener: TcpListener,
+    api: Arc<Api>,
+    side: Side,
+    limits: AdmissionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let max_body = api.options.max_body_bytes;
+    let routes = side::routes(api, side);
+    serve_routes(listener, None, routes, max_body, limits, shutdown).await;
+}
+
+async fn serve_routes(
+    listener: TcpListener,
+    tls: Option<Arc<ServerTls>>,
+    routes: BoxedFilter<(warp::reply::Response,)>,
+    max_body: usize,
+    limits: AdmissionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let service = TowerToHyperService::new(warp::service(routes));
     let refusal = tls.is_none().then_some(REFUSAL);
     let admission = Admission::new(limits, "HTTP", refusal);
     let connections = GracefulShutdown::new();

@@ -1,6 +1,6 @@
 //! The HTTP listener on `--http-addr`: the management API, envoyproxy/ratelimit's `/json`,
-//! `/healthcheck` and `/rlconfig`, Prometheus `/metrics`, and the API's own OpenAPI document
-//! (`/api/openapi.json`), served by warp.
+//! `/healthcheck` and `/rlconfig`, Prometheus `/metrics`, the API's own OpenAPI document
+//! (`/api/openapi.json`) and the status page at `/`, served by warp.
 //!
 //! Every route answers with a `Response` of its own, errors included (JSON `{"error", "field"}`,
 //! statuses from [`error::ApiError::status`]); the one wrapper around all routes counts and times
@@ -21,7 +21,10 @@ pub mod openapi;
 mod reply;
 mod routes;
 mod scrape;
+mod side;
+mod status_page;
 
 pub use api::{Api, ApiOptions, CheckDefaults};
-pub use listener::{MAX_CONNECTIONS, serve};
+pub use listener::{MAX_CONNECTIONS, serve, serve_side};
 pub use routes::ROUTES;
+pub use side::Side;

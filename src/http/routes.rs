@@ -17,7 +17,7 @@ use super::api::Api;
 use super::counters::Listing;
 use super::error::ApiError;
 use super::reply::{self, Route};
-use super::{check, counters, health, json, limits, openapi, scrape};
+use super::{check, counters, health, json, limits, openapi, scrape, status_page};
 
 /// Hands every route the shared state.
 type State = BoxedFilter<(Arc<Api>,)>;
@@ -28,7 +28,8 @@ const UNMATCHED: &str = "unmatched";
 /// Every route: its method and path pattern (`{key}` stands for one path segment), as the
 /// OpenAPI document (`docs/openapi.json`) lists them. A known path asked with another method is
 /// answered 405 with these methods in `Allow`.
-pub const ROUTES: [(Method, &str); 12] = [
+pub const ROUTES: [(Method, &str); 13] = [
+    (Method::GET, "/"),
     (Method::POST, "/check"),
     (Method::POST, "/json"),
     (Method::GET, "/health"),
@@ -90,6 +91,7 @@ pub fn routes(api: Arc<Api>) -> BoxedFilter<(Response,)> {
         .boxed();
     let nodes = get_guarded(&state, "/api/nodes", health::nodes);
     let openapi = get(&state, "/api/openapi.json", openapi::document);
+    let status_page = get(&state, "/", status_page::page);
 
     let routes = check
         .or(json)
@@ -113,6 +115,8 @@ pub fn routes(api: Arc<Api>) -> BoxedFilter<(Response,)> {
         .or(nodes)
         .unify()
         .or(openapi)
+        .unify()
+        .or(status_page)
         .unify()
         .or(warp::method().and(warp::path::full()).map(unmatched))
         .unify();
@@ -158,15 +162,15 @@ where
 }
 
 /// `GET`, or `HEAD` (answered like `GET`, without the body: probes and `curl -I` use it).
-fn get_or_head() -> BoxedFilter<()> {
+pub(super) fn get_or_head() -> BoxedFilter<()> {
     warp::get().or(warp::head()).unify().boxed()
 }
 
-/// Matches exactly the path `route` (`/api/limits`).
+/// Matches exactly the path `route` (`/api/limits`, or `/`).
 fn segments(route: &'static str) -> BoxedFilter<()> {
     route
-        .trim_start_matches('/')
         .split('/')
+        .filter(|segment| !segment.is_empty())
         .fold(warp::any().boxed(), |filter, segment| {
             filter.and(warp::path(segment)).boxed()
         })
@@ -175,7 +179,7 @@ fn segments(route: &'static str) -> BoxedFilter<()> {
 }
 
 /// A route's answer, or its error as JSON, labelled with the route pattern.
-async fn respond(
+pub(super) async fn respond(
     route: &'static str,
     answer: impl Future<Output = Result<Response, ApiError>>,
 ) -> Response {
@@ -195,7 +199,7 @@ fn unmatched(method: Method, path: FullPath) -> Response {
     let error = if allowed.is_empty() {
         ApiError::NotFound {
             field: None,
-            message: "no such endpoint (see the README's HTTP API section)".into(),
+            message: "no such endpoint (see docs/http-api.md, or GET /api/openapi.json)".into(),
         }
     } else if allowed.contains(&method.as_str()) {
         ApiError::Malformed {

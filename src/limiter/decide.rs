@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use smallvec::SmallVec;
 
+use super::explain;
 use super::plan::{Applied, Plan, drop_replaced, plan};
 use super::{Caller, Check, CheckError, Counted, Decision, DescriptorCheck, Limiter, Outcome};
 use crate::config::MatchBudget;
@@ -30,6 +31,16 @@ enum Step<'c> {
     NoLimit,
     Unlimited,
     Counted(Applied<'c>, Source),
+}
+
+impl<'c> Step<'c> {
+    /// The stats key of the config rule the descriptor was counted against.
+    fn rule(&self) -> Option<&'c str> {
+        match self {
+            Step::Counted(applied, _) => applied.rule.map(|rule| rule.path_key.as_str()),
+            Step::NoLimit | Step::Unlimited => None,
+        }
+    }
 }
 
 impl Limiter {
@@ -57,6 +68,10 @@ impl Limiter {
             .map(|(plan, descriptor)| self.step(plan, descriptor, now, &mut ops))
             .collect();
         let counts = self.count(&ops, caller.deadline).await?;
+        let explain = explain::admit().map(|held_back| {
+            let rules: Vec<Option<&str>> = steps.iter().map(Step::rule).collect();
+            (held_back, rules)
+        });
 
         let outcomes: Vec<Outcome> = steps
             .into_iter()
@@ -83,10 +98,14 @@ impl Limiter {
                 }
             })
             .collect();
-        Ok(Decision {
+        let decision = Decision {
             over_limit: self.overall_over_limit(&outcomes),
             outcomes,
-        })
+        };
+        if let Some((held_back, rules)) = explain {
+            explain::log(held_back, check, &rules, &decision);
+        }
+        Ok(decision)
     }
 
     /// Where a planned descriptor's counts will come from: the blocked cache when it knows the
@@ -219,7 +238,8 @@ impl Limiter {
     }
 
     /// OVER_LIMIT when any regular descriptor is over, or when there are quota descriptors and
-    /// every one of them is over; never under global shadow mode.
+    /// every one of them is over; never under global shadow mode (which counts what it let
+    /// through).
     fn overall_over_limit(&self, outcomes: &[Outcome]) -> bool {
         let regular_over = outcomes.iter().any(|outcome| match outcome {
             Outcome::Counted(counted) => counted.over_limit && !counted.quota,
@@ -233,6 +253,10 @@ impl Limiter {
         let all_quotas_over = quotas
             .next()
             .is_some_and(|first| first && quotas.all(|over| over));
-        (regular_over || all_quotas_over) && !self.modes.global_shadow
+        let over = regular_over || all_quotas_over;
+        if over && self.modes.global_shadow {
+            self.metrics.global_shadow_mode.inc();
+        }
+        over && !self.modes.global_shadow
     }
 }

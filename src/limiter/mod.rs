@@ -8,10 +8,12 @@
 mod blocked;
 mod decide;
 mod decisions;
+mod explain;
 mod limits;
 mod plan;
 mod stats;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -132,6 +134,9 @@ pub enum CheckError {
     /// Matching the request would take more work than one request may.
     #[error(transparent)]
     TooMuchWork(#[from] MatchBudgetSpent),
+    /// No config could be loaded yet (started with `--allow-empty-config`).
+    #[error("{}", crate::health::NO_CONFIG_LOADED)]
+    NoConfig,
 }
 
 /// How the limiter decides, beyond the config.
@@ -151,6 +156,8 @@ pub struct LimiterOptions {
 /// reset goes through here, so that each is measured in one place.
 pub struct Limiter {
     limits: ArcSwap<Limits>,
+    /// Set while no config could be loaded: every check fails rather than allowing all.
+    unconfigured: AtomicBool,
     /// The snapshot the latest [`Limiter::install`] replaced, dropped by the next one: requests
     /// that loaded it are done by then, so freeing it (milliseconds for a large config) happens
     /// on the reloading thread and never on a request's path.
@@ -176,6 +183,7 @@ impl Limiter {
     ) -> Limiter {
         Limiter {
             limits: ArcSwap::from_pointee(Limits::default()),
+            unconfigured: AtomicBool::new(false),
             retired: Mutex::new(None),
             store,
             modes: options.modes,
@@ -199,12 +207,19 @@ impl Limiter {
     /// the one they started with.
     pub fn install(&self, config: Config) {
         let replaced = self.limits.swap(Arc::new(Limits::new(config)));
+        self.unconfigured.store(false, Ordering::Release);
         let previous = self
             .retired
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .replace(replaced);
         drop(previous);
+    }
+
+    /// Fails every check with [`CheckError::NoConfig`] until a config is installed: with no
+    /// config, Envoy's `failure_mode_deny` decides, not an empty config that allows all.
+    pub fn refuse_until_configured(&self) {
+        self.unconfigured.store(true, Ordering::Release);
     }
 
     /// The limits in force.
@@ -217,15 +232,19 @@ impl Limiter {
         self.check_for(check, Caller::now()).await
     }
 
-    /// Decides a request for `caller`. Fails when the store cannot be reached, or not by the
-    /// caller's deadline, so that the caller can tell Envoy "unavailable" and Envoy's
-    /// `failure_mode_deny` decides, or when matching it would take more work than one request
-    /// may.
+    /// Decides a request for `caller`. Fails when no config is loaded (`--allow-empty-config`),
+    /// when the store cannot be reached, or not by the caller's deadline, so that the caller can
+    /// tell Envoy "unavailable" and Envoy's `failure_mode_deny` decides, or when matching it
+    /// would take more work than one request may.
     pub async fn check_for(
         &self,
         check: &Check<'_>,
         caller: Caller,
     ) -> Result<Decision, CheckError> {
+        if self.unconfigured.load(Ordering::Acquire) {
+            self.metrics.service_errors.inc();
+            return Err(CheckError::NoConfig);
+        }
         let decision = self.decide(check, caller).await;
         self.metrics
             .check_duration
@@ -233,7 +252,9 @@ impl Limiter {
         match &decision {
             Ok(decision) => self.count_check(decision.over_limit),
             Err(CheckError::Store(_)) => self.metrics.store_request_errors.inc(),
-            Err(CheckError::TooMuchWork(_)) => self.metrics.service_errors.inc(),
+            Err(CheckError::TooMuchWork(_) | CheckError::NoConfig) => {
+                self.metrics.service_errors.inc();
+            }
         }
         decision
     }

@@ -26,7 +26,7 @@ const SHOULD_RATE_LIMIT: &str = "ShouldRateLimit";
 
 /// Counters that keep envoyproxy/ratelimit's Prometheus names, which lack the `_total` suffix
 /// Prometheus asks of counters: dashboards query them by these names.
-pub const GO_NAMED_COUNTERS: [&str; 9] = [
+pub const GO_NAMED_COUNTERS: [&str; 10] = [
     "ratelimit_service_rate_limit_total_hits",
     "ratelimit_service_rate_limit_over_limit",
     "ratelimit_service_rate_limit_near_limit",
@@ -36,6 +36,7 @@ pub const GO_NAMED_COUNTERS: [&str; 9] = [
     "ratelimit_service_total_requests",
     "ratelimit_service_config_load_success",
     "ratelimit_service_config_load_error",
+    "ratelimit_service_global_shadow_mode",
 ];
 
 pub struct Metrics {
@@ -54,6 +55,13 @@ pub struct Metrics {
     pub store_duration: Histogram,
     pub config_load_success: IntCounter,
     pub config_load_error: IntCounter,
+    /// 1 while the config files on disk are in force, 0 while they are refused.
+    pub config_in_force: IntGauge,
+    /// When the config in force was loaded, in seconds since the Unix epoch (0: never).
+    pub config_loaded_at: IntGauge,
+    /// `ratelimit_service_global_shadow_mode`: requests answered OK only because of
+    /// `--global-shadow-mode` (the Go service's SHADOW_MODE).
+    pub global_shadow_mode: IntCounter,
     /// `ratelimit_service_should_rate_limit_error{err_type="service_error"}`: refused requests.
     pub service_errors: IntCounter,
     /// `ratelimit_service_should_rate_limit_error{err_type="redis_error"}`: store failures.
@@ -158,6 +166,21 @@ impl Metrics {
                 &r,
                 "ratelimit_service_config_load_error",
                 "Config loads that failed (the previous config stays)",
+            ),
+            config_in_force: gauge(
+                &r,
+                "ratelimiter_config_in_force",
+                "1 while the config files on disk are in force; 0 while they are refused (the last good config stays in force, or none if none ever loaded)",
+            ),
+            config_loaded_at: gauge(
+                &r,
+                "ratelimiter_config_last_load_success_timestamp_seconds",
+                "When the config in force was loaded, in seconds since the Unix epoch (0: never)",
+            ),
+            global_shadow_mode: counter(
+                &r,
+                "ratelimit_service_global_shadow_mode",
+                "Requests answered OK only because of global shadow mode",
             ),
             service_errors: errors.with_label_values(&["service_error"]),
             store_request_errors: errors.with_label_values(&["redis_error"]),

@@ -25,14 +25,31 @@ use crate::store::{BoxFuture, StoreError};
 pub const KEY_PREFIX: &str = "ratelimiter:nodes:";
 
 /// Writes a node's entry afresh and sets its TTL, in one step, so that no entry is ever left
-/// without one. `KEYS[1]`: the entry; `ARGV[1]`: TTL in ms; then field, value pairs.
+/// without one. `KEYS[1]`: the entry; `ARGV[1]`: TTL in ms; then field, value pairs. Returns
+/// the `grpc_address` and `registered_at` the entry held before: whose it was.
 static REGISTER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
+local owner = redis.call('HMGET', KEYS[1], 'grpc_address', 'registered_at')
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return 1
+return owner
+",
+    )
+});
+
+/// Deletes a node's entry only while it is still this node's: another process given the same
+/// `--node-id` keeps its entry. `KEYS[1]`: the entry; `ARGV`: this node's `grpc_address` and
+/// `registered_at`.
+static UNREGISTER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local owner = redis.call('HMGET', KEYS[1], 'grpc_address', 'registered_at')
+if owner[1] == ARGV[1] and owner[2] == ARGV[2] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
 ",
     )
 });
@@ -112,18 +129,24 @@ impl NodeRegistry {
             // Waited for, so that a beat under way cannot write the entry back after the delete.
             let _ = task.await;
         }
-        let key = self.entry.key.clone();
+        let entry = &self.entry;
         let deleted = self
             .link
             .run_slow(|mut connection| async move {
-                redis::cmd("DEL")
-                    .arg(&key)
-                    .query_async::<u64>(&mut connection)
+                UNREGISTER
+                    .key(&entry.key)
+                    .arg(entry.field("grpc_address"))
+                    .arg(entry.field("registered_at"))
+                    .invoke_async::<u64>(&mut connection)
                     .await
             })
             .await;
         match deleted {
-            Ok(_) => tracing::info!(key = %self.entry.key, "left the node registry"),
+            Ok(1) => tracing::info!(key = %self.entry.key, "left the node registry"),
+            Ok(_) => tracing::warn!(
+                key = %self.entry.key,
+                "left the node registry entry in place: another node with this --node-id owns it now"
+            ),
             Err(error) => {
                 tracing::warn!(%error, "could not leave the node registry; the entry expires by itself")
             }
@@ -191,16 +214,41 @@ async fn heartbeat(
     }
 }
 
+/// Writes the entry; warns (at most once per log interval) when it was another process's, which
+/// happens only when two nodes were given the same `--node-id`.
 async fn register(link: &RedisLink, entry: &Entry) -> Result<(), StoreError> {
-    link.run_slow(|mut connection| async move {
-        let mut call = REGISTER.key(&entry.key);
-        call.arg(entry.ttl.as_millis() as u64);
-        for (field, value) in &entry.fields {
-            call.arg(*field).arg(value);
-        }
-        call.invoke_async::<()>(&mut connection).await
-    })
-    .await
+    let owner: Vec<Option<String>> = link
+        .run_slow(|mut connection| async move {
+            let mut call = REGISTER.key(&entry.key);
+            call.arg(entry.ttl.as_millis() as u64);
+            for (field, value) in &entry.fields {
+                call.arg(*field).arg(value);
+            }
+            call.invoke_async(&mut connection).await
+        })
+        .await?;
+    if let [Some(address), Some(registered_at)] = owner.as_slice()
+        && (address.as_str(), registered_at.as_str())
+            != (entry.field("grpc_address"), entry.field("registered_at"))
+    {
+        crate::throttled!(
+            WARN,
+            key = %entry.key,
+            other = %address,
+            "another node uses this node id; give each node its own --node-id"
+        );
+    }
+    Ok(())
+}
+
+impl Entry {
+    /// The value written for `name` (empty when the entry has no such field).
+    fn field(&self, name: &str) -> &str {
+        self.fields
+            .iter()
+            .find(|(field, _)| *field == name)
+            .map_or("", |(_, value)| value.as_str())
+    }
 }
 
 /// A registry entry read back; `None` when it vanished between the scan and the read.

@@ -95,6 +95,7 @@ impl From<CheckError> for Status {
         match error {
             CheckError::Store(error) => Status::from(error),
             CheckError::TooMuchWork(spent) => Status::resource_exhausted(spent.to_string()),
+            CheckError::NoConfig => Status::unavailable(CheckError::NoConfig.to_string()),
         }
     }
 }

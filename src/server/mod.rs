@@ -73,6 +73,10 @@ pub struct Listeners {
     pub grpc: TcpListener,
     /// The management API and metrics.
     pub http: TcpListener,
+    /// The metrics alone, where the Go service's Prometheus listener was (`--prometheus-addr`).
+    pub prometheus: Option<TcpListener>,
+    /// `/rlconfig` and `/stats`, where the Go service's debug listener was (`--debug-addr`).
+    pub debug: Option<TcpListener>,
 }
 
 /// What the service reports about itself, made by the caller so that it can read them too, and
@@ -86,7 +90,7 @@ pub struct Telemetry {
 impl Telemetry {
     pub fn new(settings: &ServeSettings) -> Telemetry {
         Telemetry {
-            health: Arc::new(Health::new(SystemTime::now())),
+            health: Arc::new(Health::new()),
             metrics: Arc::new(Metrics::new(settings.max_metric_series)),
             reloads: ReloadRequests::default(),
         }
@@ -95,7 +99,7 @@ impl Telemetry {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("the rate limit config is invalid (fix it, or start with --allow-empty-config to serve without limits until it is fixed):\n{}", list(.0))]
+    #[error("cannot load the rate limit config (fix it, or start with --allow-empty-config to serve, failing every call, until it is fixed):\n{}", list(.0))]
     Config(Vec<ConfigError>),
     #[error("the gRPC server failed: {0}")]
     Grpc(#[from] tonic::transport::Error),
@@ -128,7 +132,7 @@ fn list(errors: &[ConfigError]) -> String {
 
 /// Runs the service until `shutdown` completes, then drains and returns.
 pub async fn run(
-    settings: ServeSettings,
+    mut settings: ServeSettings,
     listeners: Listeners,
     telemetry: Telemetry,
     clock: Arc<dyn Clock>,
@@ -139,9 +143,11 @@ pub async fn run(
         metrics,
         reloads,
     } = telemetry;
+    let grpc_port = listeners.grpc.local_addr().map_or(0, |bound| bound.port());
+    options::settle_node_id(&mut settings, grpc_port);
     // The config is read before anything connects: a config that cannot be used stops the
     // service at once.
-    let mut reloader = Reloader::new(&settings.config);
+    let mut reloader = Reloader::new(&settings.config, options::layout(&settings));
     let first = reloader.reload();
     if let Reload::Rejected(errors) = &first
         && !settings.allow_empty_config
@@ -163,6 +169,7 @@ pub async fn run(
         tracing::info!(addr = statsd.addr, "pushing stats to statsd");
     }
     let me = this_node(&settings, &listeners);
+    let node_id = me.id.clone();
     let (store, nodes, registry) =
         start_store(&settings, me, clock, &health, &metrics, &background).await?;
     let limiter = Arc::new(
@@ -174,12 +181,23 @@ pub async fn run(
         metrics.clone(),
         settings.config.clone(),
     );
+    health.require_config(settings.healthy_only_with_config);
     if matches!(first, Reload::Rejected(_)) {
         tracing::error!(
-            "starting with NO rate limits (--allow-empty-config): every request is allowed until the config is fixed"
+            "starting with no rate limit configuration (--allow-empty-config): every call fails with UNAVAILABLE until the config is fixed"
         );
+        limiter.refuse_until_configured();
     }
     apply(first);
+    let limits = limiter.limits();
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        node_id,
+        store = %options::store_summary(&settings),
+        domains = limits.config().domains().len(),
+        rules = limits.config().rule_count(),
+        "starting ratelimiter"
+    );
     let reporting = Telemetry {
         health: health.clone(),
         metrics: metrics.clone(),
@@ -199,7 +217,10 @@ pub async fn run(
             result
         }
         None => {
-            tracing::info!(delay = ?settings.shutdown_delay, "shutting down: reporting NOT_SERVING");
+            tracing::info!(
+                delay = %humantime::format_duration(settings.shutdown_delay),
+                "shutting down: reporting NOT_SERVING"
+            );
             health.set_draining();
             metrics.node_up.set(0);
             set_grpc_health(&serving.grpc_health, ServingStatus::NotServing).await;
@@ -257,18 +278,34 @@ impl Serving {
         let grpc_address = address_of(&listeners.grpc);
         let http_address = address_of(&listeners.http);
         let budget = Arc::new(InFlight::new(options::in_flight(settings)));
-        let api = http::Api::new(
+        let api = Arc::new(http::Api::new(
             limiter,
             metrics.clone(),
             health,
             nodes,
             budget.clone(),
             options::api(settings),
-        );
+        ));
+        let prometheus = settings.prometheus.prometheus_path.clone();
+        let sides = [
+            (listeners.prometheus, http::Side::Metrics(prometheus)),
+            (listeners.debug, http::Side::Debug),
+        ];
+        for (listener, side) in sides {
+            let Some(listener) = listener else { continue };
+            tracing::info!("serving {side:?} on {}", address_of(&listener));
+            tokio::spawn(http::serve_side(
+                listener,
+                api.clone(),
+                side,
+                options::http_admission(settings),
+                stop_accepting.clone().cancelled_owned(),
+            ));
+        }
         let http = tokio::spawn(http::serve(
             listeners.http,
             tls.http,
-            Arc::new(api),
+            api,
             options::http_admission(settings),
             stop_accepting.clone().cancelled_owned(),
         ));
@@ -315,7 +352,7 @@ impl Serving {
             Ok(result) => result,
             Err(_) => {
                 tracing::warn!(
-                    ?timeout,
+                    timeout = %humantime::format_duration(timeout),
                     "in-flight calls did not finish in time; stopping anyway"
                 );
                 self.grpc.abort();

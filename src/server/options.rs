@@ -6,26 +6,39 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::admission::AdmissionLimits;
+use crate::config::Layout;
 use crate::http::{ApiOptions, CheckDefaults};
 use crate::inflight::InFlightLimits;
 use crate::limiter::{LimiterOptions, Modes};
 use crate::registry::{RegistryOptions, host_name};
 use crate::rls::{HeaderNames, RequestLimits, ResponseOptions};
-use crate::settings::{OtlpProtocol, RedisType, ServeSettings, StatsdProtocol};
+use crate::secret::urls_without_passwords;
+use crate::settings::{
+    ConfigFiles, ConfigLayout, OtlpProtocol, RedisType, ServeSettings, StatsdProtocol,
+};
 use crate::statsd::StatsdOptions;
 use crate::store::redis::{RedisKind, RedisOptions, TlsFiles};
 use crate::tls::TlsOptions;
 use crate::trace::{TracingOptions, Transport};
 
-/// `--node-id`, or the host name, or `ratelimiter` when neither is known.
+/// `--node-id`, as [`settle_node_id`] left it.
 pub fn node_id(settings: &ServeSettings) -> String {
     settings
         .node_id
         .as_deref()
         .map(|name| name.trim().to_string())
         .filter(|name| !name.is_empty())
-        .or_else(host_name)
         .unwrap_or_else(|| "ratelimiter".into())
+}
+
+/// Gives `--node-id`, when it was left out, its default: `<host name>:<gRPC port>`. Two nodes on
+/// one host listen on different ports, so they never share an entry in the registry.
+pub fn settle_node_id(settings: &mut ServeSettings, grpc_port: u16) {
+    let given = settings.node_id.as_deref().map(str::trim);
+    if given.is_none_or(str::is_empty) {
+        let host = host_name().unwrap_or_else(|| "ratelimiter".into());
+        settings.node_id = Some(format!("{host}:{grpc_port}"));
+    }
 }
 
 /// How to reach Redis; `None` when counters stay in memory.
@@ -50,6 +63,18 @@ pub fn redis(settings: &ServeSettings) -> Option<RedisOptions> {
                 .zip(redis.redis_tls_key.clone()),
         },
     })
+}
+
+/// Where counters live, for the startup log: `memory`, or Redis's kind and URLs without their
+/// passwords.
+pub fn store_summary(settings: &ServeSettings) -> String {
+    match &settings.redis_url {
+        None => "memory".into(),
+        Some(urls) => {
+            let kind = format!("{:?}", settings.redis.redis_type).to_ascii_lowercase();
+            format!("redis {kind} {}", urls_without_passwords(urls.expose()))
+        }
+    }
 }
 
 pub fn registry(settings: &ServeSettings) -> RegistryOptions {
@@ -226,5 +251,18 @@ pub fn in_flight(settings: &ServeSettings) -> InFlightLimits {
         watches: bounds.max_health_watches,
         bytes: bytes.max(two_messages),
         bytes_per_peer: (bytes / 4).max(two_messages),
+    }
+}
+
+pub fn layout(settings: &ServeSettings) -> Layout {
+    layout_of(&settings.layout)
+}
+
+/// Which config files are read (`serve` and `validate` share it).
+pub fn layout_of(layout: &ConfigLayout) -> Layout {
+    Layout {
+        tree: layout.config_files == ConfigFiles::Tree,
+        dotfiles: layout.config_dotfiles,
+        merge_domains: layout.merge_domain_config,
     }
 }

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::{Apply, Reload};
 use crate::health::Health;
@@ -19,21 +19,32 @@ pub fn applier(
     path: PathBuf,
 ) -> Apply {
     Box::new(move |outcome: Reload| {
-        outcome.log(&path);
+        let in_force = limiter.limits();
+        let loaded_at = health.config().loaded_at;
+        outcome.log(&path, loaded_at.map(|at| (in_force.config(), at)));
         let now = SystemTime::now();
         match outcome {
             Reload::Unchanged => {}
             Reload::Loaded(config) => {
+                health.set_config_domains(config.domains().len());
                 limiter.install(config);
                 metrics.config_load_success.inc();
+                metrics.config_in_force.set(1);
+                metrics.config_loaded_at.set(unix_seconds(now));
                 health.config_loaded(now);
             }
             Reload::Rejected(errors) => {
                 metrics.config_load_error.inc();
+                metrics.config_in_force.set(0);
                 health.config_failed(errors.iter().map(ToString::to_string).collect(), now);
             }
         }
     })
+}
+
+fn unix_seconds(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs() as i64)
 }
 
 #[cfg(test)]
@@ -55,7 +66,7 @@ mod tests {
     impl Fixture {
         fn new() -> Fixture {
             let metrics = Arc::new(Metrics::new(10));
-            let health = Arc::new(Health::new(SystemTime::now()));
+            let health = Arc::new(Health::new());
             let store = Arc::new(MemoryStore::new(10, Arc::new(ManualClock::new(0))));
             let options = LimiterOptions {
                 modes: Modes::default(),

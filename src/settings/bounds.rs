@@ -1,6 +1,6 @@
 //! Flags that bound what clients can make the service hold: connections per listener and per
 //! client address, how long a gRPC connection may stay open or idle, and the requests and
-//! request bytes in flight at once. The README's "Bounds" section says what each costs.
+//! request bytes in flight at once. docs/operations.md ("Bounds") says what each costs.
 
 use std::time::Duration;
 

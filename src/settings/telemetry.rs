@@ -90,3 +90,16 @@ pub fn parse_pair(text: &str) -> Result<(String, String), String> {
         _ => Err(format!("expected key=value, got {text:?}")),
     }
 }
+
+/// A listener of its own for the Prometheus metrics, where the Go service's scrape annotations
+/// look for them (`USE_PROMETHEUS`); they are on `/metrics` of `--http-addr` in any case.
+#[derive(Clone, Debug, Args)]
+pub struct PrometheusSettings {
+    /// Also serve the metrics on this address (plain HTTP, GET only).
+    #[arg(long, env = "RATELIMITER_PROMETHEUS_ADDR")]
+    pub prometheus_addr: Option<std::net::SocketAddr>,
+
+    /// The path of the metrics on `--prometheus-addr`.
+    #[arg(long, env = "RATELIMITER_PROMETHEUS_PATH", default_value = "/metrics")]
+    pub prometheus_path: String,
+}

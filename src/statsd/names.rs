@@ -69,6 +69,9 @@ fn go_names(family: &str, labels: &[LabelPair]) -> Vec<String> {
             vec!["ratelimit.service.config_load_success".into()]
         }
         "ratelimit_service_config_load_error" => vec!["ratelimit.service.config_load_error".into()],
+        "ratelimit_service_global_shadow_mode" => {
+            vec!["ratelimit.service.global_shadow_mode".into()]
+        }
         "ratelimiter_tls_certificate_loads_total" => {
             let mut names = vec!["certs.load_attempts".to_string()];
             if label("result") == "rejected" {

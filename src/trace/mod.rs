@@ -7,6 +7,7 @@ mod b3;
 
 use std::time::Duration;
 
+use crate::secret::without_password;
 use opentelemetry::Context;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _};
@@ -102,7 +103,11 @@ impl Tracing {
         let tracer = Tracer {
             inner: provider.tracer("ratelimiter"),
         };
-        tracing::info!(?transport, endpoint = ?options.endpoint, "exporting traces over OTLP");
+        tracing::info!(
+            ?transport,
+            endpoint = ?options.endpoint.as_deref().map(without_password),
+            "exporting traces over OTLP"
+        );
         Ok(Tracing { provider, tracer })
     }
 

@@ -102,7 +102,12 @@ impl Service {
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server::run(
             settings,
-            Listeners { grpc, http },
+            Listeners {
+                grpc,
+                http,
+                prometheus: None,
+                debug: None,
+            },
             telemetry,
             clock.clone(),
             async {

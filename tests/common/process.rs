@@ -14,8 +14,8 @@ const STARTUP: Duration = Duration::from_secs(30);
 
 pub struct Node {
     child: Child,
-    /// The command line after `serve`, and the extra environment: what [`Node::start_again`]
-    /// runs.
+    /// The command line (`serve` and its flags, or nothing), and the extra environment: what
+    /// [`Node::start_again`] runs.
     args: Vec<String>,
     env: Vec<(String, String)>,
     pub grpc_addr: SocketAddr,
@@ -46,14 +46,26 @@ impl Node {
             let grpc = format!("127.0.0.1:{}", ports::candidate());
             let http = format!("127.0.0.1:{}", ports::candidate());
             let addresses = ["--grpc-addr", &grpc, "--http-addr", &http];
-            Node::launch(&[&addresses[..], args].concat(), &[])
+            Node::launch(&[&["serve"], &addresses[..], args].concat(), &[])
         })
     }
 
     /// `ratelimiter serve` with exactly `args` (addresses included).
     pub fn start_exactly(args: &[&str], env: &[(&str, &str)]) -> Node {
-        Node::launch(args, env)
+        Node::launch(&[&["serve"], args].concat(), env)
             .unwrap_or_else(|PortTaken| panic!("an address of {args:?} is taken"))
+    }
+
+    /// `ratelimiter` with no arguments, as a Go deployment's `command: ["/bin/ratelimit"]`
+    /// runs it, configured by the Go service's variables `env(grpc port, http port)` alone, on
+    /// candidate ports.
+    pub fn start_go(env: impl Fn(u16, u16) -> Vec<(String, String)>) -> Node {
+        ports::retry("ratelimiter", || {
+            let env = env(ports::candidate(), ports::candidate());
+            let env: Vec<(&str, &str)> =
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            Node::launch(&[], &env)
+        })
     }
 
     /// The same command line again, once this node has exited: its addresses are free again
@@ -66,7 +78,8 @@ impl Node {
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_str()))
             .collect();
-        Node::start_exactly(&args, &env)
+        Node::launch(&args, &env)
+            .unwrap_or_else(|PortTaken| panic!("an address of {args:?} is taken"))
     }
 
     /// Starts the process and reads its log until it serves; `PortTaken` if it could not
@@ -74,7 +87,6 @@ impl Node {
     fn launch(args: &[&str], env: &[(&str, &str)]) -> Result<Node, PortTaken> {
         let mut child = Command::new(binary())
             .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .arg("serve")
             .args(args)
             .envs(env.iter().copied())
             .stderr(Stdio::piped())
@@ -193,6 +205,23 @@ impl Node {
     pub fn log_until_exit(&self) -> Vec<String> {
         self.stderr.iter().collect()
     }
+}
+
+/// `ratelimiter serve` on loopback port 0 with `args`, run to its end (a start that fails):
+/// its exit code and what it printed.
+pub fn serve_until_exit(args: &[&str]) -> std::process::Output {
+    Command::new(binary())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "serve",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+        ])
+        .args(args)
+        .output()
+        .expect("the ratelimiter binary runs")
 }
 
 /// The binary to run: this build's, or the one `RATELIMITER_TEST_BINARY` names (to take the same

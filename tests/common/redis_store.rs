@@ -2,7 +2,6 @@
 //! benchmarks that talk to the store directly.
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use clap::Parser;
 use ratelimiter::health::Health;
@@ -39,7 +38,7 @@ pub async fn connect(url: &str, flags: &[&str], prefix: &str) -> Connected {
     let Command::Serve(settings) = Cli::parse_from(args).command else {
         unreachable!("parsed a serve command")
     };
-    let health = Arc::new(Health::new(SystemTime::now()));
+    let health = Arc::new(Health::new());
     let stop = CancellationToken::new();
     let redis = options::redis(&settings).expect("--redis-url given");
     let link = RedisLink::start(&redis, health.clone(), stop.clone())

@@ -158,9 +158,7 @@ async fn passwords_stay_out_of_error_texts() {
         std::path::Path::new("unused"),
         &["--redis-url", "redis://:hunter2@host:notaport"],
     );
-    let health = std::sync::Arc::new(ratelimiter::health::Health::new(
-        std::time::SystemTime::now(),
-    ));
+    let health = std::sync::Arc::new(ratelimiter::health::Health::new());
     let setup = ratelimiter::store::redis::RedisLink::start(
         &ratelimiter::server::options::redis(&bad).expect("--redis-url given"),
         health,

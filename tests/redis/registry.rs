@@ -181,3 +181,69 @@ async fn a_killed_node_disappears_within_its_ttl_and_a_terminated_one_at_once() 
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_on_one_host_without_node_ids_register_apart() {
+    let redis = RedisServer::start();
+    let observer = connect(&redis.url(), &[], "registry:").await;
+    let url = redis.url();
+    let config = common::config_dir(&[("registry.yaml", LIMITS)]);
+    let mut args = vec!["--redis-url", &url, "--config"];
+    args.push(config.path().to_str().unwrap());
+    args.extend_from_slice(&FAST_REGISTRY);
+    let mut first = Node::start(&args);
+    let second = Node::start(&args);
+    let host = ratelimiter::registry::host_name().expect("this machine has a host name");
+    let id = |node: &Node| format!("{host}:{}", node.grpc_addr.port());
+    let mut both = vec![id(&first), id(&second)];
+    both.sort();
+    eventually(SETTLE, "both processes are listed apart", || async {
+        ids(&observer.link).await == both
+    })
+    .await;
+    let health = common::http::Http::new(second.http_addr)
+        .get("/health")
+        .await
+        .json();
+    assert_eq!(health["node_id"], id(&second), "{health}");
+
+    first.signal("TERM");
+    assert_eq!(first.wait_for_exit(SETTLE).await, Some(0));
+    assert_eq!(ids(&observer.link).await, [id(&second)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_leaving_does_not_delete_the_entry_another_node_with_its_id_wrote() {
+    let redis = RedisServer::start();
+    let observer = connect(&redis.url(), &[], "registry:").await;
+    let url = redis.url();
+    // The first beats once at startup and not again during the test; the second every 300 ms.
+    let slow = ["--node-ttl", "60s", "--node-heartbeat", "30s"];
+    let mut first = Node::start(&[&["--redis-url", &url, "--node-id", "twin"][..], &slow].concat());
+    let second = spawn_node(&redis, "twin");
+    let address = second.grpc_addr.to_string();
+    eventually(SETTLE, "the second twin owns the entry", || async {
+        nodes(&observer.link)
+            .await
+            .iter()
+            .any(|node| node.grpc_address == address)
+    })
+    .await;
+    // Its first beat (before it serves) replaced the first twin's entry.
+    let startup = second.startup_log.join("\n");
+    assert!(
+        startup.contains("another node uses this node id"),
+        "{startup}"
+    );
+
+    first.signal("TERM");
+    assert_eq!(first.wait_for_exit(SETTLE).await, Some(0));
+    let left = first.logged().join("\n");
+    assert!(
+        left.contains("another node with this --node-id owns it now"),
+        "{left}"
+    );
+    let listed = nodes(&observer.link).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].grpc_address, address);
+}

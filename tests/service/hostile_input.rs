@@ -190,7 +190,7 @@ fn load_within(path: &std::path::Path) -> Result<(), String> {
     let (done, loaded) = mpsc::channel();
     let path = path.to_path_buf();
     std::thread::spawn(move || {
-        let outcome = ratelimiter::config::load(&path)
+        let outcome = ratelimiter::config::load(&path, ratelimiter::config::Layout::default())
             .map(|_| ())
             .map_err(|errors| {
                 errors

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::common::files::{ConfigMap, inode, save_by_rename};
-use crate::common::{Client, Code, Service, ask, code, config_dir, limit_of, request};
+use crate::common::{Client, Code, Service, ask, code, config_dir, eventually, limit_of, request};
 use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitRequest;
 use envoy_types::pb::google::protobuf::UInt64Value;
 
@@ -47,6 +47,15 @@ async fn remaining(client: &mut Client, domain: &str, key: &str) -> u32 {
 /// Consumes one hit on `(key, "v")` and returns the overall code.
 async fn hit(client: &mut Client, domain: &str, key: &str) -> Code {
     code(&ask(client, request(domain, &[&[(key, "v")]])).await)
+}
+
+/// Waits until a service started without a config has loaded one (calls fail until then).
+async fn until_configured(service: &Service) {
+    eventually(RELOAD_DEADLINE, "the first good config is loaded", || {
+        let loaded = service.health.config_problem().is_none();
+        async move { loaded }
+    })
+    .await;
 }
 
 /// Polls the limit of `(key, "v")` until it is `want`, failing after `RELOAD_DEADLINE`.
@@ -211,7 +220,7 @@ async fn every_invalid_edit_keeps_the_previous_limits_and_reports_the_error_once
             failure.errors
         );
         assert!(failure.since >= written_at, "{name}");
-        assert!(status.loaded_at < written_at, "{name}");
+        assert!(status.loaded_at.is_some_and(|at| at < written_at), "{name}");
         assert_eq!(limit(&mut client, "edge", "user").await, Some(2), "{name}");
         assert_eq!(
             limit(&mut client, "test-domain", "key1").await,
@@ -239,7 +248,8 @@ async fn failures_in_a_row_keep_the_time_of_the_first() {
     let _client = service.client().await;
     let path = service.path("edge.yaml");
     let bad_unit = "domain: edge\ndescriptors:\n  - key: user\n    rate_limit: {unit: fortnight}\n";
-    std::fs::write(&path, bad_unit).unwrap();
+    // Saved by rename: an in-place write can be read half-written, a failure of its own.
+    save_by_rename(&path, bad_unit);
     until("the first failure", || {
         service.metrics.config_load_error.get() == 1
     })
@@ -250,7 +260,7 @@ async fn failures_in_a_row_keep_the_time_of_the_first() {
         "{first:?}"
     );
 
-    std::fs::write(&path, "domain: edge\ndescriptors: [oops\n").unwrap();
+    save_by_rename(&path, "domain: edge\ndescriptors: [oops\n");
     until("the second failure", || {
         service.metrics.config_load_error.get() == 2
     })
@@ -311,12 +321,28 @@ async fn a_counter_of_an_unchanged_rule_keeps_its_count_across_a_reload() {
 }
 
 #[tokio::test]
-async fn allow_empty_config_starts_without_limits_and_loads_the_first_good_edit() {
+async fn allow_empty_config_fails_every_call_until_the_first_good_edit() {
     let bad = "domain: edge\ndescriptors:\n  - key: user\n    rate_limit: {unit: fortnight}\n";
     let service = Service::start(&[("edge.yaml", bad)], &["--allow-empty-config"]).await;
     let mut client = service.client().await;
-    assert_eq!(limit(&mut client, "edge", "user").await, None);
-    assert_eq!(hit(&mut client, "edge", "user").await, Code::Ok);
+    for domain in ["edge", "unknown"] {
+        let refused = client
+            .should_rate_limit(request(domain, &[&[("user", "v")]]))
+            .await
+            .expect_err("no config: the call fails, so that failure_mode_deny decides");
+        assert_eq!(refused.code(), tonic::Code::Unavailable);
+        assert_eq!(refused.message(), "no rate limit configuration loaded");
+    }
+    assert_eq!(
+        service.health.config_problem().as_deref(),
+        Some("no rate limit configuration loaded")
+    );
+    let health = service.http().get("/health").await;
+    assert_eq!(
+        health.json()["config_problem"],
+        "no rate limit configuration loaded"
+    );
+    assert_eq!(service.http().get("/healthcheck").await.status, 500);
     assert_eq!(service.metrics.config_load_error.get(), 1);
     let failure = service
         .health
@@ -329,9 +355,11 @@ async fn allow_empty_config_starts_without_limits_and_loads_the_first_good_edit(
     );
 
     std::fs::write(service.path("edge.yaml"), limits("edge", &[("user", 2)])).unwrap();
+    until_configured(&service).await;
     until_limit(&mut client, "edge", "user", Some(2)).await;
     assert_eq!(service.health.config().last_error, None);
     assert_eq!(service.metrics.config_load_success.get(), 1);
+    assert_eq!(service.http().get("/healthcheck").await.status, 200);
 }
 
 #[tokio::test]
@@ -360,10 +388,86 @@ async fn a_config_directory_made_after_startup_is_picked_up() {
 
     std::fs::create_dir(&config).unwrap();
     std::fs::write(config.join("edge.yaml"), limits("edge", &[("user", 3)])).unwrap();
+    until_configured(&service).await;
     until_limit(&mut client, "edge", "user", Some(3)).await;
     assert_eq!(service.health.config().last_error, None);
 
     // Watched now as the config directory itself.
     std::fs::write(config.join("edge.yaml"), limits("edge", &[("user", 4)])).unwrap();
     until_limit(&mut client, "edge", "user", Some(4)).await;
+}
+
+#[tokio::test]
+async fn a_refused_edit_shows_the_config_stale_without_failing_readiness() {
+    let good = limits("edge", &[("user", 2)]);
+    let service = Service::start(&[("edge.yaml", &good)], &[]).await;
+    let _client = service.client().await;
+    let http = service.http();
+    let health = http.get("/health").await.json();
+    assert_eq!(health["config"]["state"], "current", "{health}");
+    let loaded_at = health["config"]["loaded_at"].clone();
+    assert!(loaded_at.is_string(), "{health}");
+    assert_eq!(service.metrics.config_in_force.get(), 1);
+    let loaded_seconds = service.metrics.config_loaded_at.get();
+    assert!(loaded_seconds > 1_700_000_000, "{loaded_seconds}");
+
+    let bad_unit = "domain: edge\ndescriptors:\n  - key: user\n    rate_limit: {unit: fortnight}\n";
+    save_by_rename(&service.path("edge.yaml"), bad_unit);
+    until("the refusal shows", || {
+        service.metrics.config_load_error.get() == 1
+    })
+    .await;
+    let health = http.get("/health").await;
+    assert_eq!(health.status, 200, "a bad edit must not take the node out");
+    let health = health.json();
+    assert_eq!(health["status"], "healthy", "{health}");
+    assert_eq!(health["config"]["state"], "stale", "{health}");
+    assert_eq!(health["config"]["loaded_at"], loaded_at, "{health}");
+    let errors = health["config"]["last_error"]["errors"].to_string();
+    assert!(errors.contains("fortnight"), "{health}");
+    assert_eq!(http.get("/healthcheck").await.status, 200);
+    assert_eq!(service.metrics.config_in_force.get(), 0);
+    assert_eq!(service.metrics.config_loaded_at.get(), loaded_seconds);
+    let scraped = http.get("/metrics").await.body;
+    assert!(
+        scraped.contains("ratelimiter_config_in_force 0"),
+        "{scraped}"
+    );
+
+    save_by_rename(&service.path("edge.yaml"), &good);
+    until("the fix shows", || {
+        service.metrics.config_in_force.get() == 1
+    })
+    .await;
+    let health = http.get("/health").await.json();
+    assert_eq!(health["config"]["state"], "current", "{health}");
+}
+
+#[tokio::test]
+async fn starting_on_a_refused_config_shows_none_loaded() {
+    let bad_unit = "domain: edge\ndescriptors:\n  - key: user\n    rate_limit: {unit: fortnight}\n";
+    let service = Service::start(&[("edge.yaml", bad_unit)], &["--allow-empty-config"]).await;
+    let _client = service.client().await;
+    let health = service.http().get("/health").await.json();
+    assert_eq!(health["config"]["state"], "none", "{health}");
+    assert_eq!(
+        health["config"]["loaded_at"],
+        serde_json::Value::Null,
+        "{health}"
+    );
+    assert!(
+        health["config"]["last_error"]["errors"]
+            .to_string()
+            .contains("fortnight")
+    );
+    assert_eq!(service.metrics.config_in_force.get(), 0);
+    assert_eq!(service.metrics.config_loaded_at.get(), 0);
+
+    save_by_rename(&service.path("edge.yaml"), &limits("edge", &[("user", 2)]));
+    until("the first good load", || {
+        service.metrics.config_in_force.get() == 1
+    })
+    .await;
+    let health = service.http().get("/health").await.json();
+    assert_eq!(health["config"]["state"], "current", "{health}");
 }

@@ -324,10 +324,16 @@ async fn quota_descriptors_block_only_when_all_are_over() {
 
 #[tokio::test]
 async fn global_shadow_mode_keeps_statuses_but_never_blocks() {
-    let (_service, mut client) = start(&["--global-shadow-mode"]).await;
+    let (service, mut client) = start(&["--global-shadow-mode"]).await;
     let response = ask(&mut client, one("blocked", "x")).await;
     assert_eq!(status_code(&response.statuses[0]), Code::OverLimit);
     assert_eq!(code(&response), Code::Ok);
+    ask(&mut client, one("nothing", "y")).await;
+    assert_eq!(
+        service.metrics.global_shadow_mode.get(),
+        1,
+        "counts what it let through, as the Go service's global_shadow_mode"
+    );
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::common;
-use crate::common::process::Node;
+use crate::common::process::{Node, serve_until_exit};
 use crate::common::{Code, ask, code, request};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -105,18 +105,7 @@ fn an_invalid_config_at_startup_exits_1_naming_the_file() {
         "broken.yaml",
         "domain: x\ndescriptors:\n  - key: k\n    rate_limit: {unit: fortnight}\n",
     )]);
-    let output = Command::new(env!("CARGO_BIN_EXE_ratelimiter"))
-        .args([
-            "serve",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-        ])
-        .arg("--config")
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let output = serve_until_exit(&["--config", dir.path().to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -141,11 +130,17 @@ async fn the_environment_can_allow_starting_on_an_invalid_config() {
         log.contains("broken.yaml: invalid rate limit unit 'fortnight' at line 4"),
         "{log}"
     );
-    assert!(log.contains("starting with NO rate limits"), "{log}");
+    assert!(
+        log.contains("starting with no rate limit configuration"),
+        "{log}"
+    );
     let mut client = common::connect(running.grpc_addr).await;
-    let response = ask(&mut client, request("x", &[&[("k", "v")]])).await;
-    assert_eq!(code(&response), Code::Ok);
-    assert_eq!(response.statuses[0].current_limit, None);
+    let refused = client
+        .should_rate_limit(request("x", &[&[("k", "v")]]))
+        .await
+        .expect_err("no config: every call fails, so that failure_mode_deny decides");
+    assert_eq!(refused.code(), tonic::Code::Unavailable);
+    assert_eq!(refused.message(), "no rate limit configuration loaded");
 }
 
 /// Every `serve` flag, from `--help`: (flag, the environment variable it names).
@@ -173,13 +168,13 @@ fn serve_flags() -> Vec<(String, Option<String>)> {
 fn every_serve_flag_reads_its_environment_variable_and_is_documented() {
     let flags = serve_flags();
     assert!(flags.len() >= 40, "{flags:?}");
-    let readme = include_str!("../../README.md");
+    let reference = include_str!("../../docs/configuration.md");
     for (flag, env) in flags.iter().filter(|(flag, _)| flag != "--help") {
         let expected = format!("RATELIMITER_{}", flag[2..].to_uppercase().replace('-', "_"));
         assert_eq!(env.as_deref(), Some(expected.as_str()), "{flag}");
         assert!(
-            readme.contains(&format!("`{flag}`")),
-            "{flag} is missing from the README's flags table"
+            reference.contains(&format!("`{flag}`")),
+            "{flag} is missing from the flags table of docs/configuration.md"
         );
     }
 }

@@ -109,3 +109,25 @@ fn the_dashboard_promql_parses() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn the_image_build_context_leaves_out_what_git_ignores() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |name: &str| std::fs::read_to_string(root.join(name)).unwrap();
+    let (git, docker) = (read(".gitignore"), read(".dockerignore"));
+    let entries = |text: &str| -> Vec<String> {
+        text.lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .map(str::to_string)
+            .collect()
+    };
+    let left_out = entries(&docker);
+    for ignored in entries(&git).iter().chain(&["/.git".to_string()]) {
+        assert!(
+            left_out.contains(ignored),
+            "{ignored} is sent to docker build"
+        );
+    }
+    assert!(read("examples/kubernetes/Dockerfile").contains("COPY . ."));
+}

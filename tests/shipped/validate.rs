@@ -60,12 +60,12 @@ const INVALID: &[(&str, &str, Option<usize>)] = &[
     ),
     (
         "misspelled_key.yaml",
-        "config error, unknown key 'ratelimit'",
+        "config error, unknown key 'ratelimit' (did you mean 'rate_limit'?)",
         Some(4),
     ),
     (
         "misspelled_key2.yaml",
-        "config error, unknown key 'requestsperunit'",
+        "config error, unknown key 'requestsperunit' (did you mean 'requests_per_unit'?)",
         Some(6),
     ),
     (
@@ -90,7 +90,7 @@ const INVALID: &[(&str, &str, Option<usize>)] = &[
     ),
     (
         "duplicate_yaml_key.yaml",
-        "error loading config file: duplicate mapping key: domain",
+        "error loading config file: the key 'domain' appears twice in one mapping",
         Some(2),
     ),
     // Our extensions: limits the Go service cannot express, refused where they make no sense.
@@ -179,16 +179,18 @@ fn every_invalid_fixture_is_rejected_with_its_message_and_position() {
 }
 
 #[test]
-fn a_domain_defined_in_two_files_is_reported_against_the_second() {
+fn a_domain_defined_in_two_files_is_reported_against_the_second_naming_the_first() {
     let output = validate(&fixture("duplicate_domain"));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1));
+    let first = fixture("duplicate_domain/a_first.yaml");
     let second = fixture("duplicate_domain/b_second.yaml");
     assert_eq!(
         stderr.trim(),
         format!(
-            "{}: duplicate domain 'test-domain' in config file",
-            second.display()
+            "{}: duplicate domain 'test-domain' in config file (first defined in {})",
+            second.display(),
+            first.display()
         )
     );
 }
@@ -245,4 +247,32 @@ fn a_file_over_16_mib_is_refused_unread() {
         path.display()
     );
     assert_eq!(String::from_utf8_lossy(&output.stderr).trim(), expected);
+}
+
+#[test]
+fn without_a_path_validate_reads_config_as_serve_does() {
+    let output = Command::new(env!("CARGO_BIN_EXE_ratelimiter"))
+        .arg("validate")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "all rate limit configs ok\n",
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn a_misspelt_unit_gets_a_suggestion() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("typo.yaml");
+    let text = "domain: d\ndescriptors:\n  - key: k\n    rate_limit: {unit: secnd, requests_per_unit: 1}\n";
+    std::fs::write(&path, text).unwrap();
+    let stderr = String::from_utf8_lossy(&validate(&path).stderr).into_owned();
+    assert!(
+        stderr.contains("invalid rate limit unit 'secnd' (did you mean 'second'?) at line 4"),
+        "{stderr}"
+    );
 }

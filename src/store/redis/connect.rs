@@ -17,6 +17,7 @@ use redis::{
 
 use super::options::{RedisKind, RedisOptions, TlsFiles};
 use super::switch::MasterSwitches;
+use crate::secret::without_password;
 
 /// Cluster connections never retry: a script retried after a lost reply, or a pipeline retried
 /// whole after one MOVED reply, would count twice. A failed call answers UNAVAILABLE instead, and
@@ -26,7 +27,9 @@ const CLUSTER_RETRIES: u32 = 0;
 /// Why the Redis flags cannot be used; the service refuses to start with one of these.
 #[derive(Debug, thiserror::Error)]
 pub enum RedisSetupError {
-    #[error("--redis-url entry {index} is not a valid redis:// or rediss:// URL{detail}")]
+    #[error(
+        "--redis-url entry {index} is not a valid redis://, rediss:// or redis+unix:// URL{detail}"
+    )]
     BadUrl { index: usize, detail: String },
     #[error("--redis-type single takes one URL, --redis-url has {0}")]
     TooManyUrls(usize),
@@ -185,7 +188,8 @@ fn parse_urls(text: &str) -> Result<Vec<ConnectionInfo>, RedisSetupError> {
         .enumerate()
         .map(|(index, url)| {
             let index = index + 1;
-            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+            let schemes = ["redis://", "rediss://", "redis+unix://"];
+            if !schemes.iter().any(|scheme| url.starts_with(scheme)) {
                 return Err(RedisSetupError::BadUrl {
                     index,
                     detail: String::new(),
@@ -206,12 +210,12 @@ fn is_tls(addr: &ConnectionAddr) -> bool {
     matches!(addr, ConnectionAddr::TcpTls { .. })
 }
 
-/// Removes the URLs of a (comma-separated) `--redis-url`, and their user information (user name
-/// and password), from `text`.
+/// Removes the passwords of a (comma-separated) `--redis-url` from `text`: each URL is shown
+/// without its password, and its user information (`user:password`) and password are redacted.
 pub fn redact(text: &str, urls: &str) -> String {
     let mut clean = text.to_string();
     for url in urls.split(',').map(str::trim).filter(|url| !url.is_empty()) {
-        clean = clean.replace(url, "<redis url>");
+        clean = clean.replace(url, &without_password(url));
         let userinfo = url
             .split_once("://")
             .and_then(|(_, rest)| rest.rsplit_once('@'))
@@ -332,7 +336,7 @@ mod tests {
         assert!(!clean.contains("hunter2"), "{clean}");
         assert_eq!(
             clean,
-            "failed on <redis url>; auth <redacted> for <redacted>"
+            "failed on redis://admin@db:6379; auth <redacted> for <redacted>"
         );
     }
 

@@ -30,6 +30,7 @@ use super::cluster::SlotMap;
 use super::connect::{Connection, RedisSetupError, Target, redact};
 use super::options::RedisOptions;
 use crate::health::Health;
+use crate::secret::urls_without_passwords;
 use crate::store::StoreError;
 
 /// How often a healthy connection is checked; also bounds how long `/health` can miss a dead
@@ -250,9 +251,22 @@ impl RedisLink {
                 self.dials.send_modify(|dials| *dials += 1);
                 Ok(())
             }
-            Ok(Err(error)) => Err(redact(&error.to_string(), self.options.urls.expose())),
-            Err(_) => Err(format!("no connection within {bound:?}")),
+            Ok(Err(error)) => Err(format!(
+                "{} ({})",
+                redact(&error.to_string(), self.options.urls.expose()),
+                self.shown_urls()
+            )),
+            Err(_) => Err(format!(
+                "no connection within {} ({})",
+                humantime::format_duration(bound),
+                self.shown_urls()
+            )),
         }
+    }
+
+    /// The `--redis-url` entries without their passwords: where the link dials.
+    fn shown_urls(&self) -> String {
+        urls_without_passwords(self.options.urls.expose())
     }
 
     /// Lets go of a single server's connection that failed its ping: requests then fail at once
