@@ -92,7 +92,7 @@ impl RedisStore {
             .scripted(&scripts::COUNT)
             .run(&keys, args, deadline)
             .await;
-        self.link.report(&answers);
+        self.link.report_within(deadline.budget, &answers);
         let answers = answers?;
         Ok(answers
             .into_iter()
