@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
         std::fs::write(dir.path().join(format!("{index:02}.yaml")), contents)
             .expect("a file in the temporary directory");
     }
-    let loaded = config::load(dir.path());
+    let loaded = config::load(dir.path(), config::Layout::default());
 
     // From memory, the same files give the same answer (when they are all UTF-8).
     let names: Vec<String> = (0..files.len())

@@ -131,9 +131,11 @@ impl Health {
     }
 
     /// Why the config makes the service unhealthy, in words for `/health`; `None` when it
-    /// does not.
+    /// does not. A config that failed to load with none in force is a problem; a service whose
+    /// first load has not happened yet is only starting.
     pub fn config_problem(&self) -> Option<String> {
-        if self.config().state() == LoadState::Missing {
+        let config = self.config();
+        if config.loaded_at.is_none() && config.last_error.is_some() {
             Some(NO_CONFIG_LOADED.into())
         } else if self.config_required.load(Ordering::Relaxed)
             && self.config_domains.load(Ordering::Relaxed) == 0

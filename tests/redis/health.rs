@@ -1,15 +1,18 @@
 //! Health that tells the truth about Redis: a Redis that answers PING but refuses every count
 //! (out of memory under `noeviction`, or a user without the right to run scripts) makes the
-//! service degraded with the reason, `/healthcheck` 500, until it counts again; and a stalled
+//! service degraded with the reason, `/healthcheck` 500, until it counts again; callers whose
+//! deadlines are too short for any store cannot make a working Redis look failing; and a stalled
 //! Redis logs a line per interval with a count, not a line per failed request.
 
 use std::time::Duration;
 
-use crate::common::faults::{LIMITS, call, service, until_ok};
+use futures_util::future::join_all;
+
+use crate::common::faults::{LIMITS, call, counts_exactly, service, until_ok};
 use crate::common::process::Node;
 use crate::common::redis::RedisServer;
 use crate::common::redis_store::TEST_TIMEOUT;
-use crate::common::{self, Service, eventually};
+use crate::common::{self, Service, eventually, request};
 
 /// Health recovers once the failed calls leave its 10 s window.
 const RECOVERS_WITHIN: Duration = Duration::from_secs(30);
@@ -57,6 +60,59 @@ async fn a_redis_out_of_memory_makes_the_service_degraded_with_the_reason() {
         },
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_with_1ms_deadlines_do_not_make_a_working_redis_degraded() {
+    let redis = RedisServer::start();
+    let service = service(&redis.url(), &[]).await;
+    until_ok(&mut service.client().await, "the service counts").await;
+
+    // Calls given 1 ms (0.9 ms for the store), 8 at a time: most are cut by their deadline.
+    let hurried = join_all((0..8).map(|task| {
+        let service = &service;
+        async move {
+            let mut client = service.client().await;
+            for index in 0..150 {
+                let mut call = tonic::Request::new(request(
+                    "faults",
+                    &[&[("user", &format!("hurried-{task}-{index}"))]],
+                ));
+                call.set_timeout(Duration::from_millis(1));
+                let _ = client.should_rate_limit(call).await;
+            }
+        }
+    }));
+    let watched = async {
+        let mut seen = Vec::new();
+        for _ in 0..40 {
+            let (status, problem, check, _) = health(&service).await;
+            seen.push((status, problem, check));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        seen
+    };
+    let (_, seen) = tokio::join!(hurried, watched);
+    let cut = service.metrics.store_deadlines_passed.get();
+    assert!(
+        cut >= 100,
+        "only {cut} of 1200 calls were cut by their deadline"
+    );
+    let (status, problem, check, body) = health(&service).await;
+    assert_eq!(
+        (status.as_str(), check),
+        ("healthy", 200),
+        "{problem} {body}"
+    );
+    let unhealthy: Vec<_> = seen
+        .iter()
+        .filter(|(status, _, check)| status != "healthy" || *check != 200)
+        .collect();
+    assert!(
+        unhealthy.is_empty(),
+        "after {cut} calls cut by their callers' deadlines: {unhealthy:?}"
+    );
+    counts_exactly(&mut service.client().await, "after-the-hurry").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

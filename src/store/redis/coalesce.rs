@@ -77,7 +77,7 @@ async fn run(link: Arc<RedisLink>, mut queue: mpsc::UnboundedReceiver<Call>) {
     let mut open = true;
     loop {
         let now = Instant::now();
-        if lanes.expire(now) > 0 {
+        if lanes.expire(now, |budget| link.tells_about_store(budget)) > 0 {
             link.timed_out();
         }
         for batch in lanes.ready(link.connection().as_ref(), now) {

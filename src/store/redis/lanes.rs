@@ -194,21 +194,22 @@ impl Lanes {
         }
     }
 
-    /// Fails every call in flight whose deadline has passed at `now`; returns how many (Redis is
-    /// slow to answer them). Waiting calls expire in [`Lanes::ready`].
-    pub fn expire(&mut self, now: Instant) -> usize {
-        let mut expired = 0;
+    /// Fails every call in flight whose deadline has passed at `now`; returns how many of them
+    /// say Redis is slow to answer (`telling`, given a call's budget). Waiting calls expire in
+    /// [`Lanes::ready`].
+    pub fn expire(&mut self, now: Instant, telling: impl Fn(Duration) -> bool) -> usize {
+        let mut slow = 0;
         for flight in &mut self.flights {
             for (deadline, caller) in &mut flight.callers {
                 if deadline.at <= now
                     && let Some(caller) = caller.take()
                 {
-                    expired += 1;
+                    slow += usize::from(telling(deadline.budget));
                     let _ = caller.send(Err(StoreError::Timeout(deadline.budget)));
                 }
             }
         }
-        expired
+        slow
     }
 
     /// The earliest deadline of a call not answered yet.

@@ -113,11 +113,28 @@ impl RedisLink {
     }
 
     /// Counts a request's outcome in the store's health: most requests failing is a failing
-    /// store, however it answers PING. Requests sent another way than [`RedisLink::run`] (the
-    /// coalesced counting calls) report here too.
-    pub(super) fn report<T>(&self, outcome: &Result<T, StoreError>) {
+    /// store, however it answers PING.
+    fn report<T>(&self, outcome: &Result<T, StoreError>) {
         let failure = outcome.as_ref().err().map(ToString::to_string);
         self.health.store_call(failure.as_deref());
+    }
+
+    /// Counts the outcome of a counting call that was given `budget` (sent another way than
+    /// [`RedisLink::run`]: coalesced), unless it tells nothing about the store: a call cut by a
+    /// caller who allowed less than the request timeout was cut by the caller's haste, or a
+    /// client sending tiny deadlines could make a working store look failing. Errors Redis
+    /// answered, and calls that outlasted the request timeout, still count.
+    pub(super) fn report_within<T>(&self, budget: Duration, outcome: &Result<T, StoreError>) {
+        if matches!(outcome, Err(StoreError::Timeout(_))) && !self.tells_about_store(budget) {
+            return;
+        }
+        self.report(outcome);
+    }
+
+    /// Whether a call given `budget` and not answered within it says the store is slow: the
+    /// caller waited at least as long as the request timeout.
+    pub(super) fn tells_about_store(&self, budget: Duration) -> bool {
+        budget >= self.options.timeout
     }
 
     /// Runs a management request (listing, registry) within the connect timeout: such requests
@@ -177,7 +194,8 @@ impl RedisLink {
         self.options.connect_timeout.max(self.options.timeout)
     }
 
-    /// A request sent on the connection was not answered by its deadline: check the connection.
+    /// A request sent on the connection was not answered within the request timeout: check the
+    /// connection.
     pub(super) fn timed_out(&self) {
         self.trouble(false);
     }

@@ -97,7 +97,7 @@ impl RedisStore {
             .scripted(&scripts::APPLY)
             .run::<3>(&keys, args, deadline)
             .await;
-        self.link.report(&answers);
+        self.link.report_within(deadline.budget, &answers);
         let answers = answers?;
         Ok(answers
             .into_iter()
