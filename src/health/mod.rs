@@ -5,6 +5,9 @@
 //! The store's health comes from what its calls do, not only from whether it answers PING: a
 //! Redis that answers PING but refuses every count (out of memory, a user without the right to
 //! run scripts) makes the service degraded, with the reason.
+//!
+//! Whether calls can be answered at all (not shutting down, a usable config in force) is also
+//! published on a watch channel, which the gRPC health service follows.
 
 mod outcomes;
 
@@ -14,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::SystemTime;
 
 use outcomes::Outcomes;
+use tokio::sync::watch;
 
 /// The service's state as a load balancer should see it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +103,8 @@ pub struct Health {
     config_required: AtomicBool,
     /// Each TLS listener's certificate, by listener name (`grpc`, `http`).
     certificates: RwLock<BTreeMap<&'static str, LoadStatus>>,
+    /// Whether calls can be answered: see [`Health::answering`].
+    answering: watch::Sender<bool>,
 }
 
 impl Health {
@@ -116,18 +122,37 @@ impl Health {
             config_domains: AtomicUsize::new(0),
             config_required: AtomicBool::new(false),
             certificates: RwLock::new(BTreeMap::new()),
+            answering: watch::Sender::new(true),
         }
+    }
+
+    /// Whether calls can be answered: the service is not shutting down and has no config
+    /// problem. The receiver sees each change (the gRPC health service's SERVING or
+    /// NOT_SERVING); a store problem does not count, as calls still reach the store.
+    pub fn answering(&self) -> watch::Receiver<bool> {
+        self.answering.subscribe()
+    }
+
+    /// Publishes [`Health::answering`] after a change. The state is read under the channel's
+    /// lock, so the last of two concurrent changes publishes what both did.
+    fn publish(&self) {
+        self.answering.send_if_modified(|answering| {
+            let now = !self.draining.load(Ordering::Relaxed) && self.config_problem().is_none();
+            std::mem::replace(answering, now) != now
+        });
     }
 
     /// Unhealthy while the config in force has no domain (the Go service's
     /// HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED).
     pub fn require_config(&self, required: bool) {
         self.config_required.store(required, Ordering::Relaxed);
+        self.publish();
     }
 
     /// Records how many domains the config in force has.
     pub fn set_config_domains(&self, domains: usize) {
         self.config_domains.store(domains, Ordering::Relaxed);
+        self.publish();
     }
 
     /// Why the config makes the service unhealthy, in words for `/health`; `None` when it
@@ -189,6 +214,7 @@ impl Health {
 
     pub fn set_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
+        self.publish();
     }
 
     pub fn is_store_reachable(&self) -> bool {
@@ -209,12 +235,14 @@ impl Health {
     /// Records a good config load: its time, and no error.
     pub fn config_loaded(&self, at: SystemTime) {
         *write(&self.config) = LoadStatus::loaded(at);
+        self.publish();
     }
 
     /// Records a failed config load, each problem as one line; the failure's `since` stays at
     /// the first failure in a row.
     pub fn config_failed(&self, errors: Vec<String>, at: SystemTime) {
         write(&self.config).failed(errors, at);
+        self.publish();
     }
 
     /// Each TLS listener's certificate status, by listener name.
@@ -270,4 +298,28 @@ impl LoadStatus {
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answering_follows_the_config_and_ends_at_draining() {
+        let health = Health::new();
+        let answering = health.answering();
+        assert!(*answering.borrow(), "starting");
+        health.config_failed(vec!["bad".into()], SystemTime::now());
+        assert!(!*answering.borrow(), "nothing ever loaded");
+        health.config_loaded(SystemTime::now());
+        assert!(*answering.borrow());
+        health.require_config(true);
+        assert!(!*answering.borrow(), "no domain, and one is required");
+        health.set_config_domains(1);
+        assert!(*answering.borrow());
+        health.set_store_reachable(false);
+        assert!(*answering.borrow(), "calls still reach the store");
+        health.set_draining();
+        assert!(!*answering.borrow());
+    }
 }

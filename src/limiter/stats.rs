@@ -8,7 +8,8 @@ use crate::metrics::RuleCounters;
 
 impl Limiter {
     /// Adds a counted descriptor's hits to its rule's metrics. Labels come from the config; a
-    /// request's own limit is labelled by its entry keys only, never its values.
+    /// request's own limit is labelled as the Go service's stats key names it, by its entries'
+    /// keys and values (series built from request values are capped).
     pub(super) fn record(
         &self,
         limits: &Limits,
@@ -52,13 +53,26 @@ impl Limiter {
                 record(counters, rule.shadow_mode);
             }
             None => {
-                let keys: Vec<String> = descriptor
+                let segments: Vec<String> = descriptor
                     .entries
                     .iter()
-                    .map(|entry| entry.key.clone())
+                    .map(|entry| override_segment(&entry.key, &entry.value))
                     .collect();
-                record(&self.metrics.dynamic_rule_counters(domain, &keys), false);
+                record(
+                    &self.metrics.dynamic_rule_counters(domain, &segments),
+                    false,
+                );
             }
         }
+    }
+}
+
+/// A request-level limit's stats key segment, as the Go service writes it: `key_value`, or
+/// `key` when the value is empty.
+fn override_segment(key: &str, value: &str) -> String {
+    if value.is_empty() {
+        key.to_string()
+    } else {
+        format!("{key}_{value}")
     }
 }

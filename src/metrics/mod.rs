@@ -3,7 +3,8 @@
 //! existing dashboards keep working.
 //!
 //! Per-rule counters are labelled `domain`, `key1`, `key2` as the Go service's statsd mapping
-//! labels them (`key1` is the first level of the rule's stats key, `key2` the rest). Label values
+//! labels them (`key1` is the first level of the rule's stats key, `key2` the second; each whole
+//! key is also counted, apart, for the Go statsd names). Label values
 //! come from the config, never from requests, unless a rule asks for `detailed_metric` or
 //! `value_to_metric`; even then the number of series is capped.
 
@@ -272,6 +273,12 @@ impl Metrics {
     /// The counters of a stats key fixed by the config (resolve once, keep the handle).
     pub fn rule_counters(&self, domain: &str, segments: &[String]) -> RuleCounters {
         self.rules.fixed(domain, segments)
+    }
+
+    /// The per-rule counters by whole stats key (labels `domain` and `key`, every level after
+    /// the domain), which the Prometheus families' `key1` and `key2` cut to two levels.
+    pub fn rule_stats_by_key(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.rules.by_whole_key()
     }
 
     /// The counters of a stats key built from request values; past the series cap, every new

@@ -1,6 +1,9 @@
 //! The composition root: build the config snapshot, the store and the limiter, serve them on
 //! pre-bound listeners, reload the config as it changes, and shut down in order when told to.
 //!
+//! gRPC health follows what health knows (`grpc_health`): NOT_SERVING while no usable config is
+//! in force.
+//!
 //! Shutdown: health turns NOT_SERVING at once (gRPC health, `/health`, `/healthcheck`); after
 //! `--shutdown-delay` the gRPC and HTTP listeners stop accepting; in-flight calls get
 //! `--shutdown-timeout` to finish; then background tasks stop.
@@ -12,6 +15,7 @@
 //! read, a call waits only on its store, which answers by the caller's deadline.
 
 mod certificates;
+mod grpc_health;
 mod incoming;
 pub mod options;
 mod reloads;
@@ -25,8 +29,6 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
-use tonic_health::ServingStatus;
-use tonic_health::server::HealthReporter;
 
 use crate::admission::Admission;
 use crate::clock::Clock;
@@ -48,14 +50,6 @@ use crate::tls::TlsError;
 use crate::trace::{TraceError, Tracer, Tracing};
 use certificates::ListenerTls;
 use streams::Bounded;
-/// gRPC health service names reported: the overall server (""), the name the Go service uses,
-/// and the fully qualified rate-limit service.
-const HEALTH_SERVICE_NAMES: [&str; 3] = [
-    "",
-    "ratelimit",
-    "envoy.service.ratelimit.v3.RateLimitService",
-];
-
 /// Calls one gRPC connection may have in flight at once. Envoy multiplexes a worker's checks on
 /// a connection and opens another when a server's limit is reached, so this only bounds what
 /// one connection can pile up (and the burst of work when its calls all end at once); one
@@ -223,7 +217,6 @@ pub async fn run(
             );
             health.set_draining();
             metrics.node_up.set(0);
-            set_grpc_health(&serving.grpc_health, ServingStatus::NotServing).await;
             if let Some(registry) = &registry {
                 registry.unregister().await;
             }
@@ -244,7 +237,6 @@ pub async fn run(
 struct Serving {
     grpc: JoinHandle<Result<(), tonic::transport::Error>>,
     http: JoinHandle<()>,
-    grpc_health: HealthReporter,
     /// Cancelled to stop accepting connections and let the servers finish.
     stop_accepting: CancellationToken,
 }
@@ -270,11 +262,10 @@ impl Serving {
             options::responses(settings),
             tracer,
         );
-        let (grpc_health, health_service) = tonic_health::server::health_reporter();
-        set_grpc_health(&grpc_health, ServingStatus::Serving).await;
+        let stop_accepting = CancellationToken::new();
+        let health_service = grpc_health::start(&health, stop_accepting.clone()).await;
         metrics.node_up.set(1);
 
-        let stop_accepting = CancellationToken::new();
         let grpc_address = address_of(&listeners.grpc);
         let http_address = address_of(&listeners.http);
         let budget = Arc::new(InFlight::new(options::in_flight(settings)));
@@ -328,7 +319,6 @@ impl Serving {
         Serving {
             grpc,
             http,
-            grpc_health,
             stop_accepting,
         }
     }
@@ -451,12 +441,6 @@ fn address_of(listener: &TcpListener) -> String {
     listener
         .local_addr()
         .map_or_else(|_| "an unknown address".into(), |a| a.to_string())
-}
-
-async fn set_grpc_health(health: &HealthReporter, status: ServingStatus) {
-    for name in HEALTH_SERVICE_NAMES {
-        health.set_service_status(name, status).await;
-    }
 }
 
 fn flatten(

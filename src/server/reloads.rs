@@ -26,8 +26,9 @@ pub fn applier(
         match outcome {
             Reload::Unchanged => {}
             Reload::Loaded(config) => {
-                health.set_config_domains(config.domains().len());
+                let domains = config.domains().len();
                 limiter.install(config);
+                health.set_config_domains(domains);
                 metrics.config_load_success.inc();
                 metrics.config_in_force.set(1);
                 metrics.config_loaded_at.set(unix_seconds(now));

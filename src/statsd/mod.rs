@@ -119,7 +119,8 @@ impl StatsdPusher {
 
     /// Sends what changed since the last push.
     fn push(&mut self) {
-        for stat in names::counters(&self.metrics.registry().gather()) {
+        let families = self.metrics.registry().gather();
+        for stat in names::counters(&families, &self.metrics.rule_stats_by_key()) {
             let before = self
                 .pushed
                 .insert(stat.name.clone(), stat.total)

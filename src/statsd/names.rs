@@ -20,15 +20,27 @@ pub struct CounterStat {
     pub total: u64,
 }
 
-/// Every counter of `families` that the Go service also counts, under the Go name. Several
-/// series may map onto one name (the certificate loads of both listeners): they add up.
-pub fn counters(families: &[MetricFamily]) -> Vec<CounterStat> {
-    let mut stats: Vec<CounterStat> = Vec::new();
+/// Every counter of `families` (the Prometheus registry) that the Go service also counts, under
+/// the Go name; and the per-rule counters of `rules_by_key` (`Metrics::rule_stats_by_key`, whose
+/// keys keep every level, where the Prometheus `key1` and `key2` keep two). Several series may
+/// map onto one name (the certificate loads of both listeners): they add up.
+pub fn counters(families: &[MetricFamily], rules_by_key: &[MetricFamily]) -> Vec<CounterStat> {
+    let mut stats = Vec::new();
+    add(&mut stats, families, go_names);
+    add(&mut stats, rules_by_key, rule_name);
+    stats
+}
+
+/// Adds each series of `families` to `stats` under the names `names` gives it.
+fn add(
+    stats: &mut Vec<CounterStat>,
+    families: &[MetricFamily],
+    names: fn(&str, &[LabelPair]) -> Vec<String>,
+) {
     for family in families {
         for metric in family.get_metric() {
-            let labels = metric.get_label();
             let total = metric.get_counter().get_value() as u64;
-            for name in go_names(family.name(), labels) {
+            for name in names(family.name(), metric.get_label()) {
                 match stats.iter_mut().find(|stat| stat.name == name) {
                     Some(stat) => stat.total += total,
                     None => stats.push(CounterStat { name, total }),
@@ -36,26 +48,35 @@ pub fn counters(families: &[MetricFamily]) -> Vec<CounterStat> {
             }
         }
     }
-    stats
 }
 
-fn go_names(family: &str, labels: &[LabelPair]) -> Vec<String> {
-    let label = |name: &str| {
-        labels
-            .iter()
-            .find(|pair| pair.name() == name)
-            .map_or("", |pair| pair.value())
-    };
-    if let Some(stat) = family
+fn label<'a>(labels: &'a [LabelPair], name: &str) -> &'a str {
+    labels
+        .iter()
+        .find(|pair| pair.name() == name)
+        .map_or("", |pair| pair.value())
+}
+
+/// `ratelimit.service.rate_limit.<domain>.<key>.<stat>` for a per-rule counter by whole key.
+fn rule_name(family: &str, labels: &[LabelPair]) -> Vec<String> {
+    family
         .strip_prefix("ratelimit_service_rate_limit_")
         .filter(|stat| RULE_STATS.contains(stat))
-    {
-        let mut key = format!("{}.{}", label("domain"), label("key1"));
-        if !label("key2").is_empty() {
-            key = format!("{key}.{}", label("key2"));
-        }
-        return vec![format!("ratelimit.service.rate_limit.{key}.{stat}")];
-    }
+        .map(|stat| {
+            format!(
+                "ratelimit.service.rate_limit.{}.{}.{stat}",
+                label(labels, "domain"),
+                label(labels, "key")
+            )
+        })
+        .into_iter()
+        .collect()
+}
+
+/// The Go names of a Prometheus series; none for the per-rule families, whose labels keep two
+/// levels of the key (their stats come from the counters by whole key).
+fn go_names(family: &str, labels: &[LabelPair]) -> Vec<String> {
+    let label = |name: &str| label(labels, name);
     match family {
         "ratelimit_service_should_rate_limit_error" => vec![format!(
             "ratelimit.service.call.should_rate_limit.{}",
@@ -93,14 +114,16 @@ mod tests {
         let metrics = Metrics::new(10);
         let one = metrics.rule_counters("basic", &["key1".to_string()]);
         one.record(3, 3, 10, 8, false);
-        let deep = metrics.rule_counters("d", &["k1_v1".to_string(), "k2".to_string()]);
-        deep.record(2, 12, 10, 8, false);
+        let deep = ["k1_v1", "k2", "k3"].map(String::from);
+        metrics
+            .rule_counters("d", &deep)
+            .record(2, 12, 10, 8, false);
         metrics.service_errors.inc();
         metrics.should_rate_limit_calls.inc_by(4);
         metrics.config_load_success.inc();
         metrics.certificate_loaded("grpc", true);
         metrics.certificate_loaded("http", false);
-        let stats = counters(&metrics.registry().gather());
+        let stats = counters(&metrics.registry().gather(), &metrics.rule_stats_by_key());
         let total = |name: &str| {
             stats
                 .iter()
@@ -116,8 +139,16 @@ mod tests {
             Some(3)
         );
         assert_eq!(
-            total("ratelimit.service.rate_limit.d.k1_v1.k2.over_limit"),
+            total("ratelimit.service.rate_limit.d.k1_v1.k2.k3.over_limit"),
             Some(2)
+        );
+        assert_eq!(
+            stats
+                .iter()
+                .filter(|stat| stat.name.ends_with(".total_hits"))
+                .count(),
+            2,
+            "each rule once: {stats:?}"
         );
         assert_eq!(
             total("ratelimit.service.call.should_rate_limit.service_error"),

@@ -41,6 +41,9 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+pub use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
 
 /// A moment to start manual clocks at: 2 s into a minute, 30 min into an hour, 12:30 into a
 /// day, so a minute window resets in 58 s (the Go service's tests use now = 2222 for the same).
@@ -173,6 +176,22 @@ pub async fn connect(addr: SocketAddr) -> Client {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("no gRPC server answered at {addr}");
+}
+
+/// The status `grpc.health.v1.Health/Check` answers at `addr` for `service`.
+pub async fn grpc_health(addr: SocketAddr, service: &str) -> ServingStatus {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let response = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .unwrap();
+    ServingStatus::try_from(response.into_inner().status).unwrap()
 }
 
 /// A descriptor from (key, value) entries.

@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::common::files::{ConfigMap, inode, save_by_rename};
-use crate::common::{Client, Code, Service, ask, code, config_dir, eventually, limit_of, request};
+use crate::common::{
+    Client, Code, Service, ServingStatus, ask, code, config_dir, eventually, grpc_health, limit_of,
+    request,
+};
 use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitRequest;
 use envoy_types::pb::google::protobuf::UInt64Value;
 
@@ -56,6 +59,25 @@ async fn until_configured(service: &Service) {
         async move { loaded }
     })
     .await;
+}
+
+/// The gRPC health names the Go service and Envoy ask for.
+const HEALTH_NAMES: [&str; 3] = [
+    "",
+    "ratelimit",
+    "envoy.service.ratelimit.v3.RateLimitService",
+];
+
+/// Polls gRPC health until every name answers `want`, failing after `RELOAD_DEADLINE`.
+async fn until_grpc_health(service: &Service, want: ServingStatus) {
+    for name in HEALTH_NAMES {
+        eventually(
+            RELOAD_DEADLINE,
+            &format!("gRPC health {name:?} is {want:?}"),
+            || async move { grpc_health(service.grpc_addr, name).await == want },
+        )
+        .await;
+    }
 }
 
 /// Polls the limit of `(key, "v")` until it is `want`, failing after `RELOAD_DEADLINE`.
@@ -343,6 +365,13 @@ async fn allow_empty_config_fails_every_call_until_the_first_good_edit() {
         "no rate limit configuration loaded"
     );
     assert_eq!(service.http().get("/healthcheck").await.status, 500);
+    for name in HEALTH_NAMES {
+        assert_eq!(
+            grpc_health(service.grpc_addr, name).await,
+            ServingStatus::NotServing,
+            "{name:?}"
+        );
+    }
     assert_eq!(service.metrics.config_load_error.get(), 1);
     let failure = service
         .health
@@ -359,6 +388,54 @@ async fn allow_empty_config_fails_every_call_until_the_first_good_edit() {
     until_limit(&mut client, "edge", "user", Some(2)).await;
     assert_eq!(service.health.config().last_error, None);
     assert_eq!(service.metrics.config_load_success.get(), 1);
+    assert_eq!(service.http().get("/healthcheck").await.status, 200);
+    until_grpc_health(&service, ServingStatus::Serving).await;
+}
+
+#[tokio::test]
+async fn healthy_only_with_config_is_not_serving_while_no_domain_is_loaded() {
+    let service = Service::start(&[], &["--healthy-only-with-config"]).await;
+    let _client = service.client().await;
+    assert_eq!(
+        service.metrics.config_load_success.get(),
+        1,
+        "an empty tree loads"
+    );
+    for name in HEALTH_NAMES {
+        assert_eq!(
+            grpc_health(service.grpc_addr, name).await,
+            ServingStatus::NotServing,
+            "{name:?}"
+        );
+    }
+    let healthcheck = service.http().get("/healthcheck").await;
+    assert_eq!(healthcheck.status, 500);
+    assert!(
+        healthcheck.body.contains("at least one domain"),
+        "{}",
+        healthcheck.body
+    );
+
+    std::fs::write(service.path("edge.yaml"), limits("edge", &[("user", 2)])).unwrap();
+    until_grpc_health(&service, ServingStatus::Serving).await;
+    assert_eq!(service.http().get("/healthcheck").await.status, 200);
+
+    std::fs::remove_file(service.path("edge.yaml")).unwrap();
+    until_grpc_health(&service, ServingStatus::NotServing).await;
+    assert_eq!(service.http().get("/healthcheck").await.status, 500);
+}
+
+#[tokio::test]
+async fn without_healthy_only_with_config_an_empty_tree_is_serving() {
+    let service = Service::start(&[], &[]).await;
+    let _client = service.client().await;
+    for name in HEALTH_NAMES {
+        assert_eq!(
+            grpc_health(service.grpc_addr, name).await,
+            ServingStatus::Serving,
+            "{name:?}"
+        );
+    }
     assert_eq!(service.http().get("/healthcheck").await.status, 200);
 }
 

@@ -1,8 +1,13 @@
 //! The Go service's stats keys, which metrics are labelled by: the rule's path by default, the
 //! request's values where `detailed_metric` or `value_to_metric` ask for them, and the pattern
-//! for `share_threshold` levels. Cases from envoyproxy/ratelimit's config tests.
+//! for `share_threshold` levels; a request's own limit by its entries' keys and values. Cases
+//! from envoyproxy/ratelimit's config tests. The Prometheus labels, scraped from the service,
+//! are those of the Go service's default statsd_exporter mapping.
 
+use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::RateLimitOverride;
 use ratelimiter::config::{Config, MatchBudget};
+
+use crate::common::{Service, ask, request};
 
 fn stats_key(yaml: &str, entries: &[(&str, &str)]) -> String {
     let config = Config::from_sources([("test.yaml", yaml)]).unwrap();
@@ -159,5 +164,69 @@ descriptors:
     assert_eq!(
         stats_key(yaml, &detailed),
         "test-domain.service_svc/*.endpoint_get"
+    );
+}
+
+/// The value of each scraped series that starts with `series` (a family and its labels).
+async fn scraped(service: &Service, series: &str) -> Vec<String> {
+    let body = service.http().get("/metrics").await.body;
+    body.lines()
+        .filter(|line| line.starts_with(series))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn prometheus_labels_keep_two_levels_and_overrides_show_their_values() {
+    let yaml = r#"
+domain: deep
+descriptors:
+  - key: key3
+    value: val3
+    descriptors:
+      - key: key4
+        value: val4
+        rate_limit: {unit: minute, requests_per_unit: 10}
+        descriptors:
+          - key: key5
+            value: val5
+            rate_limit: {unit: minute, requests_per_unit: 10}
+"#;
+    let service = Service::start(&[("deep.yaml", yaml)], &[]).await;
+    let mut client = service.client().await;
+    let three = [("key3", "val3"), ("key4", "val4"), ("key5", "val5")];
+    ask(&mut client, request("deep", &[&three[..2]])).await;
+    ask(&mut client, request("deep", &[&three, &three])).await;
+    // Go's TestFlushCounterWithDifferentLabels: the levels below key2 add up in one series.
+    assert_eq!(
+        scraped(
+            &service,
+            "ratelimit_service_rate_limit_total_hits{domain=\"deep\""
+        )
+        .await,
+        [
+            r#"ratelimit_service_rate_limit_total_hits{domain="deep",key1="key3_val3",key2="key4_val4"} 3"#
+        ]
+    );
+
+    let mut own = request(
+        "deep",
+        &[&[("user", "alice"), ("path", ""), ("tier", "gold")]],
+    );
+    own.descriptors[0].limit = Some(RateLimitOverride {
+        requests_per_unit: 5,
+        unit: 2, // MINUTE
+    });
+    ask(&mut client, own.clone()).await;
+    ask(&mut client, own).await;
+    assert_eq!(
+        scraped(
+            &service,
+            "ratelimit_service_rate_limit_within_limit{domain=\"deep\",key1=\"user"
+        )
+        .await,
+        [
+            r#"ratelimit_service_rate_limit_within_limit{domain="deep",key1="user_alice",key2="path"} 2"#
+        ]
     );
 }

@@ -2,33 +2,13 @@
 //! real client over gRPC and HTTP, reports NOT_SERVING (and HTTP health 503/500) after SIGTERM,
 //! finishes what is in flight and exits 0.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::common;
 use crate::common::process::{Node, serve_until_exit};
-use crate::common::{Code, ask, code, request};
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
-
-async fn health(addr: SocketAddr, service: &str) -> ServingStatus {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut client = HealthClient::new(channel);
-    let response = client
-        .check(HealthCheckRequest {
-            service: service.into(),
-        })
-        .await
-        .unwrap();
-    ServingStatus::try_from(response.into_inner().status).unwrap()
-}
+use crate::common::{Code, ServingStatus, ask, code, request};
 
 #[tokio::test]
 async fn serve_answers_from_the_shipped_config_and_exits_0_on_sigterm() {
@@ -40,7 +20,7 @@ async fn serve_answers_from_the_shipped_config_and_exits_0_on_sigterm() {
     let mut running = Node::start(&[]);
     let mut client = common::connect(running.grpc_addr).await;
     assert_eq!(
-        health(running.grpc_addr, "ratelimit").await,
+        common::grpc_health(running.grpc_addr, "ratelimit").await,
         ServingStatus::Serving
     );
     let http = common::http::Http::new(running.http_addr);
@@ -74,12 +54,12 @@ async fn during_the_shutdown_delay_health_is_not_serving_and_calls_still_succeed
 
     running.signal("INT");
     let deadline = Instant::now() + Duration::from_secs(5);
-    while health(running.grpc_addr, "").await == ServingStatus::Serving {
+    while common::grpc_health(running.grpc_addr, "").await == ServingStatus::Serving {
         assert!(Instant::now() < deadline, "health never turned NOT_SERVING");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(
-        health(running.grpc_addr, "ratelimit").await,
+        common::grpc_health(running.grpc_addr, "ratelimit").await,
         ServingStatus::NotServing
     );
     let http = common::http::Http::new(running.http_addr);
