@@ -126,6 +126,7 @@ async fn requests(
         settings,
         Listeners {
             grpc,
+            grpc_uds: None,
             http,
             prometheus: None,
             debug: None,

@@ -67,6 +67,15 @@ fn serve(settings: ServeSettings) -> ExitCode {
             .map_err(|error| {
                 format!("cannot listen for gRPC on {}: {error}", settings.grpc_addr)
             })?;
+        let grpc_uds = settings
+            .grpc_uds
+            .as_deref()
+            .map(|path| {
+                server::unix_socket::bind(path).map_err(|error| {
+                    format!("cannot listen for gRPC on {}: {error}", path.display())
+                })
+            })
+            .transpose()?;
         let http = tokio::net::TcpListener::bind(settings.http_addr)
             .await
             .map_err(|error| {
@@ -78,6 +87,7 @@ fn serve(settings: ServeSettings) -> ExitCode {
             settings,
             Listeners {
                 grpc,
+                grpc_uds,
                 http,
                 prometheus,
                 debug,

@@ -82,6 +82,11 @@ pub struct ServeSettings {
     #[arg(long, env = "RATELIMITER_GRPC_ADDR", default_value = "0.0.0.0:8081", value_parser = parse_listen_addr)]
     pub grpc_addr: SocketAddr,
 
+    /// Also serve the gRPC services on a Unix socket at this path (the Go service's GRPC_UDS).
+    /// A stale socket file there is replaced; the file is removed at shutdown.
+    #[arg(long, env = "RATELIMITER_GRPC_UDS")]
+    pub grpc_uds: Option<PathBuf>,
+
     /// Address for the HTTP management API and Prometheus metrics.
     #[arg(long, env = "RATELIMITER_HTTP_ADDR", default_value = "0.0.0.0:8080", value_parser = parse_listen_addr)]
     pub http_addr: SocketAddr,

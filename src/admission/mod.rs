@@ -10,11 +10,13 @@ pub mod deadlines;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::IpAddr;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::Notify;
 
 use crate::inflight::PeerShare;
@@ -44,6 +46,46 @@ impl AdmissionLimits {
             per_peer,
             reserve: connections / 16,
         }
+    }
+}
+
+/// The peer every Unix-socket client counts as: such clients have no address, and all run on
+/// this host, so they share one peer's connections and in-flight share.
+pub const UNIX_PEER: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+
+/// A listener whose connections are admitted: accepting yields the stream and its peer.
+pub trait Listening {
+    type Stream;
+
+    fn accept_peer(&self) -> impl Future<Output = io::Result<(Self::Stream, IpAddr)>> + Send;
+
+    /// Writes `reply` to a refused connection, if it fits at once.
+    fn refuse(stream: &Self::Stream, reply: &[u8]);
+}
+
+impl Listening for TcpListener {
+    type Stream = TcpStream;
+
+    async fn accept_peer(&self) -> io::Result<(TcpStream, IpAddr)> {
+        let (stream, address) = self.accept().await?;
+        Ok((stream, address.ip()))
+    }
+
+    fn refuse(stream: &TcpStream, reply: &[u8]) {
+        let _ = stream.try_write(reply);
+    }
+}
+
+impl Listening for UnixListener {
+    type Stream = UnixStream;
+
+    async fn accept_peer(&self) -> io::Result<(UnixStream, IpAddr)> {
+        let (stream, _) = self.accept().await?;
+        Ok((stream, UNIX_PEER))
+    }
+
+    fn refuse(stream: &UnixStream, reply: &[u8]) {
+        let _ = stream.try_write(reply);
     }
 }
 
@@ -148,10 +190,10 @@ impl Admission {
 
     /// Waits for a free slot, then accepts connections until one is admitted. Cancel-safe:
     /// a cancelled call has taken nothing.
-    pub async fn accept(self: &Arc<Self>, listener: &TcpListener) -> (TcpStream, Ticket) {
+    pub async fn accept<L: Listening>(self: &Arc<Self>, listener: &L) -> (L::Stream, Ticket) {
         loop {
             self.slot_free().await;
-            let (stream, address) = match listener.accept().await {
+            let (stream, address) = match listener.accept_peer().await {
                 Ok(accepted) => accepted,
                 Err(error) => {
                     throttled!(WARN, %error, "cannot accept a {} connection", self.what);
@@ -159,13 +201,13 @@ impl Admission {
                     continue;
                 }
             };
-            match self.admit(address.ip()) {
+            match self.admit(address) {
                 Ok(ticket) => return (stream, ticket),
                 Err(refusal) => {
-                    throttled!(WARN, peer = %address.ip(), "refused a {} connection: {refusal}", self.what);
+                    throttled!(WARN, peer = %address, "refused a {} connection: {refusal}", self.what);
                     if let Some(reply) = self.refusal {
                         // Best effort: a reply that does not fit the socket buffer is cut.
-                        let _ = stream.try_write(reply);
+                        L::refuse(&stream, reply);
                     }
                 }
             }

@@ -4,11 +4,15 @@
 //! [`OPENING_TIMEOUT`] (after the handshake, which has as long again), and closed once idle for
 //! `--grpc-max-connection-idle`.
 //!
+//! A Unix socket (`--grpc-uds`) is served the same way, without TLS, its clients admitted as
+//! one peer ([`UNIX_PEER`](crate::admission::UNIX_PEER)).
+//!
 //! HTTP/2 keepalive (see `mod.rs`) only starts once a client has spoken HTTP/2, so without the
 //! opening deadline a client could open connections that never finish it and hold them, and
 //! their file descriptors, forever.
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -17,8 +21,8 @@ use std::time::Duration;
 use futures_util::stream::{self, FuturesUnordered};
 use futures_util::{Stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tokio::net::{TcpListener, UnixListener, UnixStream};
+use tonic::transport::server::Connected;
 
 use crate::admission::deadlines::{Activity, Deadlines};
 use crate::admission::{Admission, Ticket};
@@ -37,7 +41,7 @@ pub fn connections(
     tls: Option<Arc<ServerTls>>,
     admission: Arc<Admission>,
     idle: Option<Duration>,
-) -> impl Stream<Item = io::Result<Connection>> {
+) -> impl Stream<Item = io::Result<Connection<Link>>> {
     let accepting = Accepting {
         listener,
         admission,
@@ -51,18 +55,35 @@ pub fn connections(
     })
 }
 
+/// The connections a Unix-socket `listener` admits, for tonic to serve (no TLS: the socket
+/// file's permissions say who may connect).
+pub fn unix_connections(
+    listener: UnixListener,
+    admission: Arc<Admission>,
+    idle: Option<Duration>,
+) -> impl Stream<Item = io::Result<Connection<UnixStream>>> {
+    stream::unfold(
+        (listener, admission),
+        move |(listener, admission)| async move {
+            let (stream, ticket) = admission.accept(&listener).await;
+            let connection = Connection::new(stream, None, ticket, idle);
+            Some((Ok(connection), (listener, admission)))
+        },
+    )
+}
+
 /// The accept loop's state: the listener, its admission, and the handshakes under way.
 struct Accepting {
     listener: TcpListener,
     admission: Arc<Admission>,
     tls: Option<Arc<ServerTls>>,
     idle: Option<Duration>,
-    handshakes: FuturesUnordered<BoxFuture<'static, Option<Connection>>>,
+    handshakes: FuturesUnordered<BoxFuture<'static, Option<Connection<Link>>>>,
 }
 
 impl Accepting {
     /// The next connection ready to serve.
-    async fn next(&mut self) -> Connection {
+    async fn next(&mut self) -> Connection<Link> {
         loop {
             tokio::select! {
                 (stream, ticket) = self.admission.accept(&self.listener) => {
@@ -72,7 +93,10 @@ impl Accepting {
                     let (tls, idle) = (self.tls.clone(), self.idle);
                     self.handshakes.push(Box::pin(async move {
                         match tls::accept(tls.as_deref(), stream, OPENING_TIMEOUT).await {
-                            Ok(link) => Some(Connection::new(link, ticket, idle)),
+                            Ok(link) => {
+                                let remote = link.tcp().peer_addr().ok();
+                                Some(Connection::new(link, remote, ticket, idle))
+                            }
                             Err(error) => {
                                 tracing::debug!(%error, "gRPC connection refused in its TLS handshake");
                                 None
@@ -90,39 +114,44 @@ impl Accepting {
     }
 }
 
-/// One admitted connection: holds its slot until it is dropped.
-pub struct Connection {
-    io: Deadlines<Link>,
+/// One admitted connection (a [`Link`], or a Unix stream): holds its slot until it is dropped.
+pub struct Connection<IO> {
+    io: Deadlines<IO>,
     info: Peer,
     _ticket: Ticket,
 }
 
 /// What every call on a connection knows of it (tonic puts it in the request's extensions):
-/// its address, its peer's share of the in-flight budget, and its activity.
+/// its address (none on a Unix socket), its peer's share of the in-flight budget, and its activity.
 #[derive(Clone, Debug)]
 pub struct Peer {
-    pub tcp: TcpConnectInfo,
+    pub remote: Option<SocketAddr>,
     pub share: Arc<PeerShare>,
     pub activity: Arc<Activity>,
 }
 
-impl Connection {
-    fn new(link: Link, ticket: Ticket, idle: Option<Duration>) -> Connection {
+impl<IO> Connection<IO> {
+    fn new(
+        io: IO,
+        remote: Option<SocketAddr>,
+        ticket: Ticket,
+        idle: Option<Duration>,
+    ) -> Connection<IO> {
         let activity = Arc::new(Activity::default());
         let info = Peer {
-            tcp: link.tcp().connect_info(),
+            remote,
             share: ticket.share().clone(),
             activity: activity.clone(),
         };
         Connection {
-            io: Deadlines::new(link, OPENING_TIMEOUT, idle.map(|after| (activity, after))),
+            io: Deadlines::new(io, OPENING_TIMEOUT, idle.map(|after| (activity, after))),
             info,
             _ticket: ticket,
         }
     }
 }
 
-impl Connected for Connection {
+impl<IO> Connected for Connection<IO> {
     type ConnectInfo = Peer;
 
     fn connect_info(&self) -> Peer {
@@ -130,7 +159,7 @@ impl Connected for Connection {
     }
 }
 
-impl AsyncRead for Connection {
+impl<IO: AsyncRead + Unpin> AsyncRead for Connection<IO> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -140,7 +169,7 @@ impl AsyncRead for Connection {
     }
 }
 
-impl AsyncWrite for Connection {
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Connection<IO> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -8,18 +8,23 @@
 //! `--shutdown-delay` the gRPC and HTTP listeners stop accepting; in-flight calls get
 //! `--shutdown-timeout` to finish; then background tasks stop.
 //!
+//! gRPC is served on TCP and, with `--grpc-uds`, on a Unix socket whose file is removed at
+//! shutdown (`grpc`, `unix_socket`).
+//!
 //! gRPC calls are bounded in number per connection, and connections whose peer stops answering
-//! HTTP/2 PINGs are dropped (`grpc_server`); connections are admitted within bounds and must
+//! HTTP/2 PINGs are dropped (`grpc`); connections are admitted within bounds and must
 //! open within a deadline (`incoming`); calls and their bytes are bounded across all connections
 //! by the in-flight budget, and a call's request body must arrive in time (`streams`); once
 //! read, a call waits only on its store, which answers by the caller's deadline.
 
 mod certificates;
+mod grpc;
 mod grpc_health;
 mod incoming;
 pub mod options;
 mod reloads;
 mod streams;
+pub mod unix_socket;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -28,9 +33,7 @@ use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Server;
 
-use crate::admission::Admission;
 use crate::clock::Clock;
 use crate::config::{ConfigError, ConfigWatcher, Reload, ReloadRequests, Reloader};
 use crate::health::Health;
@@ -49,22 +52,15 @@ use crate::store::{CounterStore, MemoryStore, RedisStore};
 use crate::tls::TlsError;
 use crate::trace::{TraceError, Tracer, Tracing};
 use certificates::ListenerTls;
+pub use grpc::GRPC_MAX_CONCURRENT_STREAMS;
 use streams::Bounded;
-/// Calls one gRPC connection may have in flight at once. Envoy multiplexes a worker's checks on
-/// a connection and opens another when a server's limit is reached, so this only bounds what
-/// one connection can pile up (and the burst of work when its calls all end at once); one
-/// address's calls are bounded by `--max-in-flight-per-peer` across its connections.
-pub const GRPC_MAX_CONCURRENT_STREAMS: u32 = 256;
-
-/// How often an HTTP/2 PING checks that a gRPC client is still there ...
-const GRPC_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
-
-/// ... and how long its answer may take before the connection is dropped as dead.
-const GRPC_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+use unix_socket::{SocketFile, UnixSocket};
 
 /// Sockets bound before the server starts, so that callers (and tests) can use port 0.
 pub struct Listeners {
     pub grpc: TcpListener,
+    /// gRPC on a Unix socket too (`--grpc-uds`).
+    pub grpc_uds: Option<UnixSocket>,
     /// The management API and metrics.
     pub http: TcpListener,
     /// The metrics alone, where the Go service's Prometheus listener was (`--prometheus-addr`).
@@ -239,6 +235,8 @@ struct Serving {
     http: JoinHandle<()>,
     /// Cancelled to stop accepting connections and let the servers finish.
     stop_accepting: CancellationToken,
+    /// The gRPC Unix socket's file, removed when serving is over.
+    _socket_file: Option<SocketFile>,
 }
 
 impl Serving {
@@ -302,24 +300,30 @@ impl Serving {
         ));
         tracing::info!("serving HTTP on {http_address}");
 
-        let admission = Admission::new(options::grpc_admission(settings), "gRPC", None);
-        let incoming = incoming::connections(
-            listeners.grpc,
-            tls.grpc,
-            admission,
-            options::grpc_idle(settings),
-        );
         let rls = rls.into_server(settings.requests.max_message_bytes);
-        let grpc = grpc_server(settings)
+        let router = grpc::server(settings)
             .add_service(Bounded::new(health_service, budget.clone()))
-            .add_service(Bounded::new(rls, budget))
-            .serve_with_incoming_shutdown(incoming, stop_accepting.clone().cancelled_owned());
-        let grpc = tokio::spawn(grpc);
+            .add_service(Bounded::new(rls, budget));
+        let (unix, socket_file) = listeners
+            .grpc_uds
+            .map(|socket| (socket.listener, socket.file))
+            .unzip();
+        let grpc = grpc::serve(
+            settings,
+            router,
+            (listeners.grpc, tls.grpc),
+            unix,
+            &stop_accepting,
+        );
         tracing::info!("serving gRPC on {grpc_address}");
+        if let Some(file) = &socket_file {
+            tracing::info!("serving gRPC on the Unix socket {}", file.path().display());
+        }
         Serving {
             grpc,
             http,
             stop_accepting,
+            _socket_file: socket_file,
         }
     }
 
@@ -351,19 +355,6 @@ impl Serving {
             }
         }
     }
-}
-
-/// The gRPC server, bounded so that stalled or vanished clients cannot hold calls or
-/// connections forever. No timer runs per call: a call's request body is bounded by `streams`,
-/// and once read, a call waits only on its store, which answers by the caller's deadline (or
-/// `--redis-timeout`). A `grpc-timeout` sent by the client is still enforced by tonic.
-fn grpc_server(settings: &ServeSettings) -> Server {
-    Server::builder()
-        .max_concurrent_streams(GRPC_MAX_CONCURRENT_STREAMS)
-        .http2_keepalive_interval(Some(GRPC_KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(GRPC_KEEPALIVE_TIMEOUT))
-        .max_connection_age(settings.bounds.grpc_max_connection_age)
-        .max_connection_age_grace(settings.bounds.grpc_max_connection_age_grace)
 }
 
 /// The counter store and the node directory: in memory and this node alone, or in Redis with

@@ -147,6 +147,9 @@ pub fn tls(settings: &ServeSettings) -> Result<(Option<TlsOptions>, Option<TlsOp
         &tls.grpc_tls_client_san,
         b"h2",
     )?;
+    if grpc.is_some() && settings.grpc_uds.is_some() {
+        return Err("--grpc-uds (GRPC_UDS) cannot be combined with gRPC TLS: the Unix socket is served without TLS (its file's permissions say who may connect), where the Go service would speak TLS on it".into());
+    }
     let http = listener_tls(
         "http",
         (tls.http_tls_cert.clone(), tls.http_tls_key.clone()),

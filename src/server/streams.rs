@@ -83,7 +83,7 @@ where
         let stream = match self.budget.open(share, watch) {
             Ok(stream) => Arc::new(stream),
             Err(over) => {
-                throttled!(WARN, peer = ?peer.map(|peer| peer.tcp.remote_addr()), "refused a gRPC call: {over}");
+                throttled!(WARN, peer = ?peer.and_then(|peer| peer.remote), "refused a gRPC call: {over}");
                 let refused = Status::resource_exhausted(over.to_string()).into_http();
                 return Box::pin(std::future::ready(Ok(refused)));
             }

@@ -101,12 +101,17 @@ impl Service {
         let grpc_addr = grpc.local_addr().unwrap();
         let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http_addr = http.local_addr().unwrap();
+        let grpc_uds = settings
+            .grpc_uds
+            .as_deref()
+            .map(|path| server::unix_socket::bind(path).unwrap());
         let clock = Arc::new(ManualClock::new(START_MS));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server::run(
             settings,
             Listeners {
                 grpc,
+                grpc_uds,
                 http,
                 prometheus: None,
                 debug: None,
@@ -176,6 +181,21 @@ pub async fn connect(addr: SocketAddr) -> Client {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("no gRPC server answered at {addr}");
+}
+
+/// A channel whose one connection is a `UnixStream` to `path` (the URI is only a name).
+pub async fn unix_channel(path: &Path) -> Channel {
+    let path = path.to_path_buf();
+    tonic::transport::Endpoint::from_static("http://ratelimiter.sock")
+        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+            let path = path.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(path).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+            }
+        }))
+        .await
+        .expect("a gRPC connection over the Unix socket")
 }
 
 /// The status `grpc.health.v1.Health/Check` answers at `addr` for `service`.

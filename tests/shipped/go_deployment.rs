@@ -1,7 +1,8 @@
 //! A Go deployment switched to this image and nothing else: the built binary started with no
 //! arguments and only the Go service's environment (a typical Kubernetes manifest's set, and the
 //! Go repository's docker-compose set), against a Go-style runtime tree (files without `.yaml`,
-//! a subdirectory, a ConfigMap `..data` swap) and a real Redis over TCP and over a Unix socket.
+//! a subdirectory, a ConfigMap `..data` swap) and a real Redis over TCP and over a Unix socket;
+//! gRPC on a Unix socket too (`GRPC_UDS`).
 
 use std::path::Path;
 use std::time::Duration;
@@ -161,11 +162,12 @@ async fn the_docker_compose_set_runs_with_redis_over_a_unix_socket() {
     let sockets = tempfile::tempdir().unwrap();
     let socket = sockets.path().join("redis.sock");
     let socket_text = socket.display().to_string();
+    let grpc_socket = sockets.path().join("grpc.sock");
     let redis = RedisServer::start_with(&["--unixsocket", &socket_text, "--unixsocketperm", "700"]);
     let root = tempfile::tempdir().unwrap();
     let _config_map = runtime_tree(root.path());
     let debug_port = common::ports::candidate();
-    let node = Node::start_go(|grpc, http| {
+    let mut node = Node::start_go(|grpc, http| {
         vars(
             root.path(),
             grpc,
@@ -177,6 +179,7 @@ async fn the_docker_compose_set_runs_with_redis_over_a_unix_socket() {
                 ("DEBUG_PORT", debug_port.to_string()),
                 ("LOG_LEVEL", "debug".into()),
                 ("MEMCACHE_HOST_PORT", "memcached:11211".into()),
+                ("GRPC_UDS", grpc_socket.display().to_string()),
             ],
         )
     });
@@ -191,6 +194,14 @@ async fn the_docker_compose_set_runs_with_redis_over_a_unix_socket() {
     assert_eq!(admitted(&mut client, "edge", "user", 4).await, 2);
     let keys = redis.cli(&["--scan"]);
     assert!(!keys.trim().is_empty(), "counted in Redis over the socket");
+    let mut over_unix = common::Client::new(common::unix_channel(&grpc_socket).await);
+    assert_eq!(admitted(&mut over_unix, "edge", "user", 1).await, 0);
+    assert_eq!(admitted(&mut over_unix, "mobile", "device", 2).await, 2);
+    assert_eq!(
+        admitted(&mut client, "mobile", "device", 2).await,
+        1,
+        "one counter over both listeners"
+    );
 
     let debug = Http::new(([127, 0, 0, 1], debug_port).into());
     let rlconfig = debug.get("/rlconfig").await;
@@ -215,6 +226,10 @@ async fn the_docker_compose_set_runs_with_redis_over_a_unix_socket() {
         404,
         "only the debug endpoints"
     );
+
+    node.signal("TERM");
+    assert_eq!(node.wait_for_exit(Duration::from_secs(10)).await, Some(0));
+    assert!(!grpc_socket.exists(), "the gRPC socket file is removed");
 }
 
 #[test]

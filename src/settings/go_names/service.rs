@@ -20,10 +20,11 @@ pub fn listeners(
     given: Given,
     go: &GoEnv,
 ) -> Result<(), GoNameError> {
-    go.refuse_set(
-        "GRPC_UDS",
-        "serving gRPC on a Unix socket is not supported here yet; unset it to serve on GRPC_HOST:GRPC_PORT",
-    )?;
+    if !given("grpc_uds")
+        && let Some(path) = go.non_empty("GRPC_UDS")
+    {
+        settings.grpc_uds = Some(PathBuf::from(path));
+    }
     if !given("http_addr")
         && let Some(address) = address(go, "HOST", "PORT", 8080)?
     {

@@ -277,6 +277,29 @@ fn our_flags_win_and_leave_the_go_names_without_effect() {
 }
 
 #[test]
+fn grpc_uds_serves_grpc_on_its_socket_unless_our_flag_names_another() {
+    let settings = settings_with(&[("GRPC_UDS", "/run/rl/grpc.sock")], &[]).unwrap();
+    assert_eq!(
+        settings.grpc_uds.as_deref(),
+        Some(std::path::Path::new("/run/rl/grpc.sock"))
+    );
+    let empty = settings_with(&[("GRPC_UDS", "")], &[]).unwrap();
+    assert!(
+        empty.grpc_uds.is_none(),
+        "Go reads an empty GRPC_UDS as TCP"
+    );
+    let (ours, report) = report_with(
+        &[("GRPC_UDS", "/run/rl/grpc.sock")],
+        &["--grpc-uds", "/tmp/ours.sock"],
+    );
+    assert_eq!(
+        ours.grpc_uds.as_deref(),
+        Some(std::path::Path::new("/tmp/ours.sock"))
+    );
+    assert!(report.no_effect.contains(&"GRPC_UDS"), "{report:?}");
+}
+
+#[test]
 fn answers_modes_and_listener_details_have_the_go_meaning() {
     let settings = settings_with(
         &[
@@ -342,7 +365,7 @@ type Refusal = (
 
 #[test]
 fn each_value_that_cannot_be_honoured_is_refused_by_name() {
-    let cases: [Refusal; 29] = [
+    let cases: [Refusal; 28] = [
         ("CONFIG_TYPE", "GRPC_XDS_SOTW", &[]),
         ("CONFIG_TYPE", "file", &[]),
         ("BACKEND_TYPE", "memcache", &[]),
@@ -363,7 +386,6 @@ fn each_value_that_cannot_be_honoured_is_refused_by_name() {
         ("GRPC_PORT", "tcp://10.0.0.1:8081", &[]),
         ("GRPC_PORT", "70000", &[]),
         ("HOST", "no such host.invalid", &[]),
-        ("GRPC_UDS", "/run/rl.sock", &[]),
         ("GRPC_MAX_CONNECTION_AGE", "10", &[]),
         ("STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT", "true", &[]),
         ("PROMETHEUS_MAPPER_YAML", "/etc/mapper.yaml", &[]),
