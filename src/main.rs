@@ -190,32 +190,48 @@ const RELEASE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 /// CPU the process may have used over the last check and still count as quiet: 10% of a core.
 const QUIET_CPU_TICKS: u64 = 10;
 
-/// RSS growth since the last release worth releasing for.
+/// RSS above the lowest seen after a release worth releasing for.
 const RELEASE_ABOVE_BYTES: u64 = 16 << 20;
+
+/// The shortest time between two releases, so that a process busy by fits (and holding memory it
+/// still uses, such as counters) is not walked every other second.
+const RELEASE_AT_MOST_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// glibc keeps memory freed in its arenas for reuse, so RSS stays at its peak after a burst of
 /// connections or calls; `malloc_trim` hands the free pages back. It holds each arena's lock
-/// while it walks it, which would stall requests in the middle of a burst, so it runs only once
-/// the process is quiet again and RSS has grown since the last release.
+/// while it walks it, which would stall requests in the middle of a burst, so it runs once the
+/// process is quiet again after being busy, when RSS is well above the lowest it fell to after a
+/// release. (Measured against that low mark, not the last release: a release in a lull of a
+/// burst, while the burst still holds its memory, must not raise the bar for the one after it.)
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn release_freed_memory_periodically() {
     let started = std::thread::Builder::new()
         .name("release-memory".into())
         .spawn(|| {
-            let mut released_at = rss_bytes();
+            let mut lowest = rss_bytes();
             let mut cpu = cpu_ticks();
+            let mut busy_since_release = false;
+            let mut released = std::time::Instant::now();
             loop {
                 std::thread::sleep(RELEASE_CHECK);
                 let (now, before) = (cpu_ticks(), cpu);
                 cpu = now;
-                let quiet = now.saturating_sub(before) <= QUIET_CPU_TICKS;
-                if quiet && rss_bytes() > released_at + RELEASE_ABOVE_BYTES {
+                if now.saturating_sub(before) > QUIET_CPU_TICKS {
+                    busy_since_release = true;
+                    continue;
+                }
+                if busy_since_release
+                    && released.elapsed() >= RELEASE_AT_MOST_EVERY
+                    && rss_bytes() > lowest + RELEASE_ABOVE_BYTES
+                {
                     // SAFETY: malloc_trim only walks glibc's own arenas, under their locks; it
                     // takes no pointer from us and may be called from any thread at any time.
                     unsafe {
                         libc::malloc_trim(0);
                     }
-                    released_at = rss_bytes();
+                    busy_since_release = false;
+                    released = std::time::Instant::now();
+                    lowest = lowest.min(rss_bytes());
                 }
             }
         });
