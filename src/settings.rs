@@ -161,6 +161,13 @@ pub struct ServeSettings {
     #[arg(long, env = "RATELIMITER_GLOBAL_QUOTA_MODE")]
     pub global_quota_mode: bool,
 
+    /// When one descriptor of a request goes over its limit, do not count the request's hits on
+    /// the others (the ones going over are still counted, as they are without this); the Go
+    /// service's STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT. The request's counters are judged
+    /// together, atomically (on a Redis Cluster, in two steps: read, then count).
+    #[arg(long, env = "RATELIMITER_STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT")]
+    pub stop_cache_key_increment_when_overlimit: bool,
+
     /// After SIGTERM, how long to keep serving while reporting NOT_SERVING, so that load
     /// balancers stop sending before the listeners close.
     #[arg(long, env = "RATELIMITER_SHUTDOWN_DELAY", default_value = "0s", value_parser = parse_duration)]

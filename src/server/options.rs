@@ -89,6 +89,7 @@ pub fn limiter(settings: &ServeSettings) -> LimiterOptions {
         modes: Modes {
             global_shadow: settings.global_shadow_mode,
             global_quota: settings.global_quota_mode,
+            stop_increment_when_over: settings.stop_cache_key_increment_when_overlimit,
         },
         near_limit_ratio: settings.near_limit_ratio,
         max_match_bytes: settings.requests.max_match_bytes,

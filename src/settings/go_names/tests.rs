@@ -365,7 +365,7 @@ type Refusal = (
 
 #[test]
 fn each_value_that_cannot_be_honoured_is_refused_by_name() {
-    let cases: [Refusal; 28] = [
+    let cases: [Refusal; 27] = [
         ("CONFIG_TYPE", "GRPC_XDS_SOTW", &[]),
         ("CONFIG_TYPE", "file", &[]),
         ("BACKEND_TYPE", "memcache", &[]),
@@ -387,7 +387,6 @@ fn each_value_that_cannot_be_honoured_is_refused_by_name() {
         ("GRPC_PORT", "70000", &[]),
         ("HOST", "no such host.invalid", &[]),
         ("GRPC_MAX_CONNECTION_AGE", "10", &[]),
-        ("STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT", "true", &[]),
         ("PROMETHEUS_MAPPER_YAML", "/etc/mapper.yaml", &[]),
         ("PROMETHEUS_RESPONSE_TIME_AS_MILLISECONDS", "true", &[]),
         (
