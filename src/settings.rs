@@ -22,7 +22,7 @@ mod tls;
 pub use bounds::ServiceBounds;
 pub use go_names::GoReport;
 pub use layout::{ConfigFiles, ConfigLayout};
-pub use redis::{RedisSettings, RedisType, RegistrySettings};
+pub use redis::{PerSecondRedisSettings, RedisSettings, RedisType, RegistrySettings};
 pub use telemetry::{
     OtlpProtocol, PrometheusSettings, StatsdProtocol, StatsdSettings, TracingSettings,
 };
@@ -105,6 +105,9 @@ pub struct ServeSettings {
 
     #[command(flatten)]
     pub redis: RedisSettings,
+
+    #[command(flatten)]
+    pub per_second: PerSecondRedisSettings,
 
     #[command(flatten)]
     pub registry: RegistrySettings,

@@ -11,8 +11,10 @@
 
 pub mod bucket;
 pub mod memory;
+pub mod per_second;
 pub mod redis;
 pub mod sliding;
+mod two_steps;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,6 +23,7 @@ use std::time::{Duration, Instant};
 use crate::algorithm::Algorithm;
 
 pub use memory::MemoryStore;
+pub use per_second::PerSecondSplit;
 pub use redis::RedisStore;
 pub use sliding::Slide;
 

@@ -4,7 +4,7 @@
 //! A request's operations go in one script call on a single server; on a Cluster, in one call
 //! per hash slot (`batch`); the ops of a run share a slot (the key encoder tags a list's keys),
 //! so a list's run is always one call, decided whole by the script (a whole request's run, that
-//! may spread over slots, is judged in two steps: `spread`). The calls of concurrent requests
+//! may spread over slots, is judged in two steps: [`crate::store::two_steps`]). The calls of concurrent requests
 //! are coalesced into one pipeline per server or master (`coalesce`). Every request is answered
 //! by its caller's deadline, or within [`RedisOptions::timeout`] when the caller set none. Keys
 //! are the limiter's injective keys behind a prefix. Time comes from Redis, never from the
@@ -20,7 +20,6 @@ mod link;
 mod list;
 mod options;
 mod scripts;
-mod spread;
 mod switch;
 
 use std::sync::Arc;
@@ -37,7 +36,9 @@ use coalesce::Coalescer;
 use lanes::Deadline;
 
 use super::sliding::BUCKETS;
-use super::{Admission, BoxFuture, Count, CounterOp, CounterPage, CounterStore, StoreError};
+use super::{
+    Admission, BoxFuture, Count, CounterOp, CounterPage, CounterStore, StoreError, two_steps,
+};
 use crate::algorithm::Algorithm;
 
 pub struct RedisStore {
@@ -86,11 +87,12 @@ impl RedisStore {
             },
         };
         let keys: Vec<String> = ops.iter().map(|op| self.redis_key(&op.key)).collect();
-        if self.link.slot_map().is_some() && spread::spans_slots(ops, &keys) {
+        let apart = |index: usize| slot(&keys[index]) != slot(&keys[index - 1]);
+        if self.link.slot_map().is_some() && two_steps::spans(ops, apart) {
             let looked = self
-                .apply_in_calls(&spread::looks(ops), &keys, deadline)
+                .apply_in_calls(&two_steps::looks(ops), &keys, deadline)
                 .await?;
-            let counts = spread::counts(ops, &keys, &looked);
+            let counts = two_steps::counts(ops, &looked, apart);
             return self.apply_in_calls(&counts, &keys, deadline).await;
         }
         self.apply_in_calls(ops, &keys, deadline).await

@@ -1,23 +1,21 @@
-//! A run whose keys lie in several hash slots of a Cluster: one script call cannot judge it (a
-//! script's keys share a slot), so it is judged in two steps, as the Go service judges every
-//! request with STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT: first each op is looked at (its count
-//! read, nothing counted), then the ops are sent again, in runs within one slot, counted as the
-//! looks decided ([`crate::store::is_counted`]). Only a whole request's run
-//! (`--stop-cache-key-increment-when-overlimit`) can spread so: a list's keys share a slot.
+//! A run whose ops cannot be judged in one call: on a Redis Cluster its keys lie in several
+//! hash slots (a script's keys share one), or with a per-second Redis its ops lie in both Redis.
+//! It is judged in two steps, as the Go service judges every request with
+//! STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT: first each op is looked at (its count read, nothing
+//! counted), then the ops are sent again, in runs that do not spread, counted as the looks
+//! decided ([`super::is_counted`]). Only a whole request's run
+//! (`--stop-cache-key-increment-when-overlimit`) can spread so: a list's keys share a slot and a
+//! store.
 //!
 //! Not atomic: hits another node counts between the two steps are seen by the second step
 //! only, as between the Go service's `GET` and `INCRBY` pipelines.
 
-use super::cluster::slot;
-use crate::store::{Count, CounterOp, is_counted};
+use super::{Count, CounterOp, is_counted};
 
-/// Whether an op joins a run whose previous op's key lies in another hash slot.
-pub fn spans_slots(ops: &[CounterOp], keys: &[String]) -> bool {
-    (1..ops.len()).any(|index| crosses(ops, keys, index))
-}
-
-fn crosses(ops: &[CounterOp], keys: &[String], index: usize) -> bool {
-    ops[index].admission.joins_previous() && slot(&keys[index]) != slot(&keys[index - 1])
+/// Whether an op joins a run whose previous op lies apart from it (`apart(index)`: op `index`
+/// cannot be judged in one call with op `index - 1`).
+pub fn spans(ops: &[CounterOp], apart: impl Fn(usize) -> bool) -> bool {
+    (1..ops.len()).any(|index| ops[index].admission.joins_previous() && apart(index))
 }
 
 /// The first step: every op alone, adding nothing.
@@ -32,9 +30,13 @@ pub fn looks(ops: &[CounterOp]) -> Vec<CounterOp> {
 }
 
 /// The second step, given what the first found (`looked`, one count per op): when every op's
-/// hits fit, the ops as they are but in runs within one slot; else every op alone, and those
+/// hits fit, the ops as they are but with no run spreading apart; else every op alone, and those
 /// whose hits fit only looked at again (so that a count-all window going over is still counted).
-pub fn counts(ops: &[CounterOp], keys: &[String], looked: &[Count]) -> Vec<CounterOp> {
+pub fn counts(
+    ops: &[CounterOp],
+    looked: &[Count],
+    apart: impl Fn(usize) -> bool,
+) -> Vec<CounterOp> {
     let fits: Vec<bool> = ops
         .iter()
         .zip(looked)
@@ -44,7 +46,7 @@ pub fn counts(ops: &[CounterOp], keys: &[String], looked: &[Count]) -> Vec<Count
     ops.iter()
         .enumerate()
         .map(|(index, op)| {
-            let alone = !all_fit || crosses(ops, keys, index);
+            let alone = !all_fit || (index > 0 && apart(index));
             let counted = is_counted(op, fits[index], all_fit);
             CounterOp {
                 delta: if counted || !fits[index] { op.delta } else { 0 },
@@ -78,6 +80,7 @@ mod tests {
 
     use super::*;
     use crate::store::Admission;
+    use crate::store::redis::slot;
 
     fn joined(key: &str, limit: u64) -> CounterOp {
         CounterOp {
@@ -97,14 +100,14 @@ mod tests {
     #[test]
     fn only_the_op_going_over_is_counted_when_one_goes_over() {
         let ops = [CounterOp::count_all("a".into(), 60, 5, 1), joined("b", 2)];
-        let keys = ["{x}a".to_string(), "{y}b".to_string()];
-        assert!(spans_slots(&ops, &keys));
-        let second = counts(&ops, &keys, &[found(1), found(2)]);
+        let apart = |index: usize| slot("{x}a") != slot("{y}b") && index == 1;
+        assert!(spans(&ops, apart));
+        let second = counts(&ops, &[found(1), found(2)], apart);
         assert_eq!(second[0].delta, 0, "a fits: not counted");
         assert_eq!(second[1].delta, 1, "b goes over: counted");
         assert!(second.iter().all(|op| !op.admission.joins_previous()));
-        let second = counts(&ops, &keys, &[found(1), found(1)]);
+        let second = counts(&ops, &[found(1), found(1)], apart);
         assert_eq!((second[0].delta, second[1].delta), (1, 1), "both fit");
-        assert_eq!(second[1].admission, Admission::CountAll, "other slot");
+        assert_eq!(second[1].admission, Admission::CountAll, "apart");
     }
 }
