@@ -248,3 +248,93 @@ fn a_value_that_cannot_be_honoured_stops_startup_naming_the_variable() {
         assert!(stderr.contains(&format!("{name}={value:?}")), "{stderr}");
     }
 }
+
+/// Keys on `redis` whose name contains `part`.
+fn keys_with(redis: &RedisServer, part: &str) -> usize {
+    redis
+        .cli(&["--scan"])
+        .lines()
+        .filter(|key| key.contains(part))
+        .count()
+}
+
+#[tokio::test]
+async fn redis_persecond_counts_per_second_limits_in_their_own_redis() {
+    let mut per_second = RedisServer::start();
+    let main = RedisServer::start();
+    let root = tempfile::tempdir().unwrap();
+    let config = root.path().join("ratelimit/config");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(
+        config.join("split"),
+        "domain: split\ndescriptors:\n  - key: burst\n    rate_limit: {unit: second, requests_per_unit: 100}\n  - key: steady\n    rate_limit: {unit: minute, requests_per_unit: 100}\n",
+    )
+    .unwrap();
+    let node = Node::start_go(|grpc, http| {
+        vars(
+            root.path(),
+            grpc,
+            http,
+            &[
+                ("REDIS_SOCKET_TYPE", "tcp".into()),
+                ("REDIS_URL", format!("127.0.0.1:{}", main.port)),
+                ("REDIS_PERSECOND", "true".into()),
+                ("REDIS_PERSECOND_SOCKET_TYPE", "tcp".into()),
+                (
+                    "REDIS_PERSECOND_URL",
+                    format!("127.0.0.1:{}", per_second.port),
+                ),
+                ("REDIS_PERSECOND_TIMEOUT", "2s".into()),
+                ("REDIS_PERSECOND_POOL_SIZE", "5".into()),
+            ],
+        )
+    });
+    let log = node.startup_log.join("\n");
+    assert!(
+        log.contains("counting per-second limits in their own Redis"),
+        "{log}"
+    );
+    let client = common::connect(node.grpc_addr).await;
+    // A per-second counter lives for a second at most: ask and look until both are seen.
+    common::eventually(
+        Duration::from_secs(10),
+        "the second limit counted in the per-second Redis, the minute limit in the main one",
+        || {
+            let mut client = client.clone();
+            let (main, per_second) = (&main, &per_second);
+            async move {
+                let both = request("split", &[&[("burst", "b")], &[("steady", "s")]]);
+                assert_eq!(code(&ask(&mut client, both).await), Code::Ok);
+                keys_with(per_second, "burst") == 1 && keys_with(main, "steady") == 1
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        keys_with(&per_second, "steady"),
+        0,
+        "minute limits stay in REDIS_URL"
+    );
+    assert_eq!(
+        keys_with(&main, "burst"),
+        0,
+        "second limits leave REDIS_URL"
+    );
+    let http = Http::new(node.http_addr);
+    assert_eq!(http.get("/healthcheck").await.status, 200);
+
+    per_second.kill();
+    common::eventually(
+        Duration::from_secs(20),
+        "health turns unhealthy with the per-second Redis gone",
+        || {
+            let http = &http;
+            async move { http.get("/healthcheck").await.status == 500 }
+        },
+    )
+    .await;
+    let health = http.get("/health").await.json();
+    assert_eq!(health["status"], "degraded", "{health}");
+    let problem = health["store"]["problem"].as_str().unwrap_or_default();
+    assert!(problem.contains("per-second Redis"), "{health}");
+}
