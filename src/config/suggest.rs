@@ -28,14 +28,14 @@ pub const KEYS: [&str; 19] = [
 pub const UNITS: [&str; 7] = ["second", "minute", "hour", "day", "week", "month", "year"];
 
 /// ` (did you mean 'x'?)` for the closest of `known` to `word`, or nothing when none is close:
-/// at most a third of the word's letters differ (at least one may), ignoring case and `_`.
+/// at most a third of the word's letters differ (rounded up), ignoring case and `_`.
 pub fn did_you_mean(word: &str, known: &[&str]) -> String {
     let plain = |text: &str| text.to_ascii_lowercase().replace('_', "");
     let typed = plain(word);
     if typed.is_empty() {
         return String::new();
     }
-    let most = (typed.chars().count() / 3).max(1);
+    let most = typed.chars().count().div_ceil(3);
     known
         .iter()
         .map(|candidate| (distance(&typed, &plain(candidate)), candidate))
@@ -76,6 +76,7 @@ mod tests {
         );
         assert_eq!(did_you_mean("secnd", &UNITS), " (did you mean 'second'?)");
         assert_eq!(did_you_mean("Minutes", &UNITS), " (did you mean 'minute'?)");
+        assert_eq!(did_you_mean("minit", &UNITS), " (did you mean 'minute'?)");
         assert_eq!(did_you_mean("fortnight", &UNITS), "");
         assert_eq!(did_you_mean("", &UNITS), "");
     }
