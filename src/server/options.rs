@@ -17,7 +17,7 @@ use crate::settings::{
     ConfigFiles, ConfigLayout, OtlpProtocol, RedisType, Secret, ServeSettings, StatsdProtocol,
 };
 use crate::statsd::StatsdOptions;
-use crate::store::redis::{RedisKind, RedisOptions, TlsFiles};
+use crate::store::redis::{RedisKind, RedisOptions, RedisTls};
 use crate::tls::TlsOptions;
 use crate::trace::{TracingOptions, Transport};
 
@@ -90,12 +90,13 @@ fn connection(
         sentinel_password,
         timeout,
         connect_timeout: redis.redis_connect_timeout,
-        tls: TlsFiles {
+        tls: RedisTls {
             ca: redis.redis_tls_ca.clone(),
             client: redis
                 .redis_tls_cert
                 .clone()
                 .zip(redis.redis_tls_key.clone()),
+            skip_hostname_verification: redis.redis_tls_skip_hostname_verification,
         },
     }
 }

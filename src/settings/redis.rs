@@ -87,11 +87,17 @@ pub struct RedisSettings {
     /// PEM file of the private key of `--redis-tls-cert`.
     #[arg(long, env = "RATELIMITER_REDIS_TLS_KEY", requires = "redis_tls_cert")]
     pub redis_tls_key: Option<PathBuf>,
+
+    /// For rediss:// URLs: accept a Redis server certificate that does not name the host
+    /// dialled (such as GCP Memorystore's), still requiring it to chain to `--redis-tls-ca` (or
+    /// the system's trust store) and to be valid otherwise. Not with a sentinel Redis.
+    #[arg(long, env = "RATELIMITER_REDIS_TLS_SKIP_HOSTNAME_VERIFICATION")]
+    pub redis_tls_skip_hostname_verification: bool,
 }
 
 /// A second Redis for the limits whose unit is second (the Go service's REDIS_PERSECOND). Its
-/// TLS files, connect timeout and key prefix are the main Redis's (`--redis-tls-*`, as the Go
-/// service shares REDIS_TLS_*).
+/// TLS files and host name check, connect timeout and key prefix are the main Redis's
+/// (`--redis-tls-*`, as the Go service shares REDIS_TLS_*).
 #[derive(Clone, Debug, Args)]
 pub struct PerSecondRedisSettings {
     /// Count the limits whose window is one second (unit `second`) in this Redis instead of

@@ -77,10 +77,6 @@ pub fn store(settings: &mut ServeSettings, given: Given, go: &GoEnv) -> Result<(
             ));
         }
     }
-    go.refuse_true(
-        "REDIS_TLS_SKIP_HOSTNAME_VERIFICATION",
-        "not supported here: the Redis certificate must name the host in REDIS_URL",
-    )?;
     if !given("redis_key_prefix")
         && let Some(prefix) = go.string("CACHE_KEY_PREFIX")
     {
@@ -99,6 +95,7 @@ pub fn store(settings: &mut ServeSettings, given: Given, go: &GoEnv) -> Result<(
         settings.redis.local_cache_max_keys = (bytes / LOCAL_CACHE_BYTES_PER_KEY) as u64;
     }
     let per_second_tls = per_second(settings, given, go)?;
+    let main_tls = go.bool(MAIN.tls)?.unwrap_or(false);
     if given("redis_url") {
         return Ok(());
     }
@@ -130,7 +127,7 @@ pub fn store(settings: &mut ServeSettings, given: Given, go: &GoEnv) -> Result<(
         }
     }
     // Go reads the certificates when either Redis asks for TLS, for both.
-    let tls = go.bool(MAIN.tls)?.unwrap_or(false) || per_second_tls;
+    let tls = main_tls || per_second_tls;
     for (name, id, target) in [
         ("REDIS_TLS_CACERT", "redis_tls_ca", &mut redis.redis_tls_ca),
         (
@@ -156,6 +153,46 @@ pub fn store(settings: &mut ServeSettings, given: Given, go: &GoEnv) -> Result<(
         redis.redis_tls_cert = None;
         redis.redis_tls_key = None;
     }
+    if tls && !given("redis_tls_skip_hostname_verification") {
+        skip_hostname_verification(settings, main_tls, per_second_tls, go)?;
+    }
+    Ok(())
+}
+
+/// `REDIS_TLS_SKIP_HOSTNAME_VERIFICATION=true` as `--redis-tls-skip-hostname-verification`, for
+/// both Redis as in Go; refused for a sentinel Redis over TLS, where only every check can be
+/// skipped.
+fn skip_hostname_verification(
+    settings: &mut ServeSettings,
+    main_tls: bool,
+    per_second_tls: bool,
+    go: &GoEnv,
+) -> Result<(), GoNameError> {
+    const NAME: &str = "REDIS_TLS_SKIP_HOSTNAME_VERIFICATION";
+    if go.bool(NAME)? != Some(true) {
+        return Ok(());
+    }
+    let per_second = &settings.per_second;
+    let sentinel = if main_tls && settings.redis.redis_type == RedisType::Sentinel {
+        Some(MAIN.kind)
+    } else if per_second_tls
+        && per_second.redis_per_second_url.is_some()
+        && per_second.redis_per_second_type == RedisType::Sentinel
+    {
+        Some(PER_SECOND.kind)
+    } else {
+        None
+    };
+    if let Some(kind) = sentinel {
+        return Err(GoNameError::new(
+            NAME,
+            "true",
+            &format!(
+                "with {kind}=sentinel the redis crate can only skip every certificate check of the master, not just the host name; name the host in the certificate"
+            ),
+        ));
+    }
+    settings.redis.redis_tls_skip_hostname_verification = true;
     Ok(())
 }
 

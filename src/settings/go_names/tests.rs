@@ -205,6 +205,65 @@ fn a_typical_kubernetes_manifest_is_read_whole() {
 }
 
 #[test]
+fn skipping_the_redis_host_name_check_needs_tls_and_serves_both_redis() {
+    let skip = |vars: &[(&str, &str)], flags: &[&str]| {
+        let mut all = vec![
+            ("REDIS_SOCKET_TYPE", "tcp"),
+            ("REDIS_URL", "h:1"),
+            ("REDIS_TLS_SKIP_HOSTNAME_VERIFICATION", "true"),
+        ];
+        all.extend_from_slice(vars);
+        settings_with(&all, flags)
+            .unwrap()
+            .redis
+            .redis_tls_skip_hostname_verification
+    };
+    assert!(skip(&[("REDIS_TLS", "true")], &[]));
+    assert!(!skip(&[], &[]), "Go reads it only with TLS");
+    assert!(
+        skip(
+            &[
+                ("REDIS_PERSECOND", "true"),
+                ("REDIS_PERSECOND_SOCKET_TYPE", "tcp"),
+                ("REDIS_PERSECOND_URL", "s:1"),
+                ("REDIS_PERSECOND_TLS", "true"),
+            ],
+            &[]
+        ),
+        "the per-second Redis's TLS reads it too, for both, as in Go"
+    );
+    assert!(
+        skip(
+            &[
+                ("REDIS_URL", "m,h:1"),
+                ("REDIS_TYPE", "sentinel"),
+                ("REDIS_PERSECOND", "true"),
+                ("REDIS_PERSECOND_SOCKET_TYPE", "tcp"),
+                ("REDIS_PERSECOND_URL", "s:1"),
+                ("REDIS_PERSECOND_TLS", "true"),
+            ],
+            &[]
+        ),
+        "a sentinel Redis without TLS has no certificate to check"
+    );
+    let given = ["--redis-tls-skip-hostname-verification"];
+    let ours = settings_with(
+        &[
+            ("REDIS_URL", "m,h:1"),
+            ("REDIS_TYPE", "sentinel"),
+            ("REDIS_TLS", "true"),
+            ("REDIS_TLS_SKIP_HOSTNAME_VERIFICATION", "false"),
+        ],
+        &given,
+    )
+    .unwrap();
+    assert!(
+        ours.redis.redis_tls_skip_hostname_verification,
+        "our flag wins"
+    );
+}
+
+#[test]
 fn a_per_second_redis_is_read_in_the_same_forms() {
     let (settings, report) = report_with(
         &[
@@ -443,7 +502,20 @@ type Refusal = (
 
 #[test]
 fn each_value_that_cannot_be_honoured_is_refused_by_name() {
-    let cases: [Refusal; 28] = [
+    let sentinel_tls: &[(&str, &str)] = &[
+        ("REDIS_URL", "m,h:1"),
+        ("REDIS_TYPE", "sentinel"),
+        ("REDIS_TLS", "true"),
+    ];
+    let per_second_sentinel_tls: &[(&str, &str)] = &[
+        ("REDIS_SOCKET_TYPE", "tcp"),
+        ("REDIS_URL", "h:1"),
+        ("REDIS_PERSECOND", "true"),
+        ("REDIS_PERSECOND_URL", "m,s:1"),
+        ("REDIS_PERSECOND_TYPE", "sentinel"),
+        ("REDIS_PERSECOND_TLS", "true"),
+    ];
+    let cases: [Refusal; 29] = [
         ("CONFIG_TYPE", "GRPC_XDS_SOTW", &[]),
         ("CONFIG_TYPE", "file", &[]),
         ("BACKEND_TYPE", "memcache", &[]),
@@ -457,7 +529,12 @@ fn each_value_that_cannot_be_honoured_is_refused_by_name() {
             "user:pass",
             &[("REDIS_URL", "m,h:1"), ("REDIS_TYPE", "sentinel")],
         ),
-        ("REDIS_TLS_SKIP_HOSTNAME_VERIFICATION", "true", &[]),
+        ("REDIS_TLS_SKIP_HOSTNAME_VERIFICATION", "true", sentinel_tls),
+        (
+            "REDIS_TLS_SKIP_HOSTNAME_VERIFICATION",
+            "true",
+            per_second_sentinel_tls,
+        ),
         ("REDIS_PERSECOND", "true", &[]),
         (
             "REDIS_PERSECOND_TYPE",

@@ -29,7 +29,7 @@ pub use cluster::slot;
 pub use connect::{Connection, RedisSetupError, redact};
 pub use link::RedisLink;
 pub use list::scan_all;
-pub use options::{RedisKind, RedisOptions, TlsFiles};
+pub use options::{RedisKind, RedisOptions, RedisTls};
 
 use batch::Scripted;
 use coalesce::Coalescer;
