@@ -235,6 +235,9 @@ async fn the_docker_compose_set_runs_with_redis_over_a_unix_socket() {
     assert!(!grpc_socket.exists(), "the gRPC socket file is removed");
 }
 
+/// A variable, a value refused for it, and the other variables it needs to mean anything.
+type Refusal<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+
 #[test]
 fn a_value_that_cannot_be_honoured_stops_startup_naming_the_variable() {
     let sentinel_tls: &[(&str, &str)] = &[
@@ -242,7 +245,7 @@ fn a_value_that_cannot_be_honoured_stops_startup_naming_the_variable() {
         ("REDIS_TYPE", "sentinel"),
         ("REDIS_TLS", "true"),
     ];
-    let cases: [(&str, &str, &[(&str, &str)]); 4] = [
+    let cases: [Refusal; 4] = [
         ("BACKEND_TYPE", "memcache", &[]),
         ("CONFIG_TYPE", "GRPC_XDS_SOTW", &[]),
         ("GRPC_PORT", "tcp://10.0.0.1:8081", &[]),
