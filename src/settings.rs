@@ -22,7 +22,7 @@ mod tls;
 pub use bounds::ServiceBounds;
 pub use go_names::GoReport;
 pub use layout::{ConfigFiles, ConfigLayout};
-pub use redis::{RedisSettings, RedisType, RegistrySettings};
+pub use redis::{PerSecondRedisSettings, RedisSettings, RedisType, RegistrySettings};
 pub use telemetry::{
     OtlpProtocol, PrometheusSettings, StatsdProtocol, StatsdSettings, TracingSettings,
 };
@@ -107,6 +107,9 @@ pub struct ServeSettings {
     pub redis: RedisSettings,
 
     #[command(flatten)]
+    pub per_second: PerSecondRedisSettings,
+
+    #[command(flatten)]
     pub registry: RegistrySettings,
 
     /// This node's name in the node registry (defaults to `<host name>:<gRPC port>`, unique on
@@ -160,6 +163,13 @@ pub struct ServeSettings {
     /// Treat every descriptor as a quota descriptor (over only when all of them are over).
     #[arg(long, env = "RATELIMITER_GLOBAL_QUOTA_MODE")]
     pub global_quota_mode: bool,
+
+    /// When one descriptor of a request goes over its limit, do not count the request's hits on
+    /// the others (the ones going over are still counted, as they are without this); the Go
+    /// service's STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT. The request's counters are judged
+    /// together, atomically (on a Redis Cluster, in two steps: read, then count).
+    #[arg(long, env = "RATELIMITER_STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT")]
+    pub stop_cache_key_increment_when_overlimit: bool,
 
     /// After SIGTERM, how long to keep serving while reporting NOT_SERVING, so that load
     /// balancers stop sending before the listeners close.

@@ -167,6 +167,7 @@ fuzz_target!(|input: Input| {
     let modes = Modes {
         global_shadow: input.global_shadow,
         global_quota: input.global_quota,
+        stop_increment_when_over: false,
     };
     let options = LimiterOptions {
         modes,

@@ -10,13 +10,14 @@
 //! published on a watch channel, which the gRPC health service follows.
 
 mod outcomes;
+mod store;
 
 use std::collections::BTreeMap;
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::SystemTime;
 
-use outcomes::Outcomes;
+pub use store::StoreHealth;
 use tokio::sync::watch;
 
 /// The service's state as a load balancer should see it.
@@ -91,11 +92,9 @@ pub const NO_CONFIG_LOADED: &str = "no rate limit configuration loaded";
 #[derive(Debug)]
 pub struct Health {
     draining: AtomicBool,
-    store_reachable: AtomicBool,
-    /// The store's recent calls.
-    store_calls: Outcomes,
-    /// Set while the store refuses what the service must do (run its scripts).
-    store_refusal: RwLock<Option<String>>,
+    store: Arc<StoreHealth>,
+    /// The per-second Redis's, once there is one (`--redis-per-second-url`).
+    per_second_store: OnceLock<Arc<StoreHealth>>,
     config: RwLock<LoadStatus>,
     /// Domains of the config in force.
     config_domains: AtomicUsize,
@@ -112,9 +111,8 @@ impl Health {
     pub fn new() -> Health {
         Health {
             draining: AtomicBool::new(false),
-            store_reachable: AtomicBool::new(true),
-            store_calls: Outcomes::default(),
-            store_refusal: RwLock::new(None),
+            store: Arc::default(),
+            per_second_store: OnceLock::new(),
             config: RwLock::new(LoadStatus {
                 loaded_at: None,
                 last_error: None,
@@ -186,30 +184,23 @@ impl Health {
         }
     }
 
-    /// Why the counter store is not healthy, in words for `/health`; `None` when it is.
+    /// Why the counter store is not healthy (either Redis, with a per-second one), in words for
+    /// `/health`; `None` when it is.
     pub fn store_problem(&self) -> Option<String> {
-        if !self.store_reachable.load(Ordering::Relaxed) {
-            return Some("the counter store cannot be reached".into());
-        }
-        let refusal = self
-            .store_refusal
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
-        refusal.or_else(|| self.store_calls.failing())
+        self.store.problem().or_else(|| {
+            let per_second = self.per_second_store.get()?.problem()?;
+            Some(format!("the per-second Redis: {per_second}"))
+        })
     }
 
-    /// Records one store call's outcome (the error's text when it failed).
-    pub fn store_call(&self, failure: Option<&str>) {
-        self.store_calls.record(failure);
+    /// The health of the counter store (the main Redis, with a per-second one).
+    pub fn store(&self) -> Arc<StoreHealth> {
+        self.store.clone()
     }
 
-    /// Records that the store refuses what the service needs (`None` once it no longer does).
-    pub fn set_store_refusal(&self, refusal: Option<String>) {
-        *self
-            .store_refusal
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = refusal;
+    /// The health of the per-second Redis, counted in the service's from the first call on.
+    pub fn per_second_store(&self) -> Arc<StoreHealth> {
+        self.per_second_store.get_or_init(Arc::default).clone()
     }
 
     pub fn set_draining(&self) {
@@ -217,12 +208,13 @@ impl Health {
         self.publish();
     }
 
+    /// Whether the counter store can be reached (both Redis, with a per-second one).
     pub fn is_store_reachable(&self) -> bool {
-        self.store_reachable.load(Ordering::Relaxed)
-    }
-
-    pub fn set_store_reachable(&self, reachable: bool) {
-        self.store_reachable.store(reachable, Ordering::Relaxed);
+        self.store.is_reachable()
+            && self
+                .per_second_store
+                .get()
+                .is_none_or(|per_second| per_second.is_reachable())
     }
 
     pub fn config(&self) -> LoadStatus {
@@ -317,9 +309,22 @@ mod tests {
         assert!(!*answering.borrow(), "no domain, and one is required");
         health.set_config_domains(1);
         assert!(*answering.borrow());
-        health.set_store_reachable(false);
+        health.store().set_reachable(false);
         assert!(*answering.borrow(), "calls still reach the store");
         health.set_draining();
         assert!(!*answering.borrow());
+    }
+
+    #[test]
+    fn a_per_second_redis_out_of_reach_makes_the_store_unhealthy() {
+        let health = Health::new();
+        assert_eq!(health.store_problem(), None);
+        health.per_second_store().set_reachable(false);
+        assert!(!health.is_store_reachable());
+        assert_eq!(
+            health.store_problem().as_deref(),
+            Some("the per-second Redis: the counter store cannot be reached")
+        );
+        assert_eq!(health.status(), Status::Degraded);
     }
 }

@@ -38,6 +38,12 @@ mod escape;
 mod tag;
 
 pub use check::CheckKey;
+
+/// The hash tag that ends the key of a list's limit (the same for every limit of the list);
+/// `None` for any other key.
+pub fn list_tag(key: &str) -> Option<u64> {
+    tag::split(key)?.1
+}
 pub use decode::{DecodedKey, DecodedLevel, decode};
 use escape::{escape_into, push_number};
 

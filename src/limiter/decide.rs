@@ -7,7 +7,7 @@ use std::time::Instant;
 use smallvec::SmallVec;
 
 use super::explain;
-use super::plan::{Applied, Plan, drop_replaced, plan};
+use super::plan::{Applied, Plan, drop_replaced, plan, stop_when_over};
 use super::{Caller, Check, CheckError, Counted, Decision, DescriptorCheck, Limiter, Outcome};
 use crate::config::MatchBudget;
 use crate::store::{Count, CounterOp, StoreError};
@@ -67,6 +67,12 @@ impl Limiter {
             .zip(&check.descriptors)
             .map(|(plan, descriptor)| self.step(plan, descriptor, now, &mut ops))
             .collect();
+        if self.modes.stop_increment_when_over {
+            let blocked = steps
+                .iter()
+                .any(|step| matches!(step, Step::Counted(_, Source::Blocked(_))));
+            stop_when_over(&mut ops, blocked);
+        }
         let counts = self.count(&ops, caller.deadline).await?;
         let explain = explain::admit().map(|held_back| {
             let rules: Vec<Option<&str>> = steps.iter().map(Step::rule).collect();

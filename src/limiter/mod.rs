@@ -72,13 +72,16 @@ impl Caller {
     }
 }
 
-/// Service-wide switches that change decisions (the Go service's `SHADOW_MODE`, `QUOTA_MODE`).
+/// Service-wide switches that change decisions (the Go service's `SHADOW_MODE`, `QUOTA_MODE`,
+/// `STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Modes {
     /// Never answer OVER_LIMIT overall; statuses still show which descriptors are over.
     pub global_shadow: bool,
     /// Treat every descriptor as a quota descriptor.
     pub global_quota: bool,
+    /// When one descriptor of a request goes over its limit, count none of the others.
+    pub stop_increment_when_over: bool,
 }
 
 /// The answer to a [`Check`]: one outcome per descriptor, in request order.

@@ -125,6 +125,30 @@ impl Applied<'_> {
     }
 }
 
+/// The Go service's STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT: a request's ops in one run, so
+/// that when one goes over its limit the others are not counted (the count-all windows going over
+/// still are, see [`crate::store::is_counted`]). A key named again starts a new run, as the ops
+/// of a run count distinct keys. When a descriptor is already known to be over (`blocked`, the
+/// local cache), every op only looks.
+pub(super) fn stop_when_over(ops: &mut [CounterOp], blocked: bool) {
+    if blocked {
+        ops.iter_mut().for_each(|op| op.delta = 0);
+        return;
+    }
+    let mut run_start = 0;
+    for index in 1..ops.len() {
+        if ops[run_start..index]
+            .iter()
+            .any(|earlier| earlier.key == ops[index].key)
+        {
+            run_start = index;
+            ops[index].admission = ops[index].admission.alone();
+        } else {
+            ops[index].admission = ops[index].admission.joined();
+        }
+    }
+}
+
 /// Drops every counted rule with a name another counted rule of this request `replaces`.
 pub(super) fn drop_replaced(plans: &mut [Plan<'_>]) {
     let replaced: Vec<&str> = plans

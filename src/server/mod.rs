@@ -48,7 +48,7 @@ use crate::rls::RateLimitGrpc;
 use crate::settings::ServeSettings;
 use crate::statsd::{StatsdError, StatsdPusher};
 use crate::store::redis::{RedisLink, RedisSetupError};
-use crate::store::{CounterStore, MemoryStore, RedisStore};
+use crate::store::{CounterStore, MemoryStore, PerSecondSplit, RedisStore};
 use crate::tls::TlsError;
 use crate::trace::{TraceError, Tracer, Tracing};
 use certificates::ListenerTls;
@@ -380,17 +380,30 @@ async fn start_store(
     };
     let registry = options::registry(settings);
     registry.check()?;
-    let link = RedisLink::start(&redis, health.clone(), background.clone()).await?;
+    let link = RedisLink::start(&redis, health.store(), background.clone()).await?;
     tracing::info!(
         redis_type = ?settings.redis.redis_type,
         connected = health.is_store_reachable(),
         problem = health.store_problem().as_deref().unwrap_or("none"),
         "counting in Redis"
     );
-    let store = Arc::new(RedisStore::new(
-        link.clone(),
-        &settings.redis.redis_key_prefix,
-    ));
+    let prefix = &settings.redis.redis_key_prefix;
+    let main = Arc::new(RedisStore::new(link.clone(), prefix));
+    let store: Arc<dyn CounterStore> = match options::per_second_redis(settings) {
+        None => main,
+        Some(per_second) => {
+            let health = health.per_second_store();
+            let second = RedisLink::start(&per_second, health.clone(), background.clone()).await?;
+            tracing::info!(
+                redis_type = ?settings.per_second.redis_per_second_type,
+                connected = health.is_reachable(),
+                problem = health.problem().as_deref().unwrap_or("none"),
+                "counting per-second limits in their own Redis"
+            );
+            let second = Arc::new(RedisStore::new(second, prefix));
+            Arc::new(PerSecondSplit::new(main, second))
+        }
+    };
     let registry = NodeRegistry::start(
         link,
         &me,

@@ -14,10 +14,10 @@ use crate::registry::{RegistryOptions, host_name};
 use crate::rls::{HeaderNames, RequestLimits, ResponseOptions};
 use crate::secret::urls_without_passwords;
 use crate::settings::{
-    ConfigFiles, ConfigLayout, OtlpProtocol, RedisType, ServeSettings, StatsdProtocol,
+    ConfigFiles, ConfigLayout, OtlpProtocol, RedisType, Secret, ServeSettings, StatsdProtocol,
 };
 use crate::statsd::StatsdOptions;
-use crate::store::redis::{RedisKind, RedisOptions, TlsFiles};
+use crate::store::redis::{RedisKind, RedisOptions, RedisTls};
 use crate::tls::TlsOptions;
 use crate::trace::{TracingOptions, Transport};
 
@@ -44,36 +44,81 @@ pub fn settle_node_id(settings: &mut ServeSettings, grpc_port: u16) {
 /// How to reach Redis; `None` when counters stay in memory.
 pub fn redis(settings: &ServeSettings) -> Option<RedisOptions> {
     let redis = &settings.redis;
-    Some(RedisOptions {
-        urls: settings.redis_url.clone()?,
-        kind: match redis.redis_type {
+    Some(connection(
+        settings,
+        settings.redis_url.clone()?,
+        redis.redis_type,
+        redis.redis_sentinel_master.clone(),
+        redis.redis_sentinel_password.clone(),
+        redis.redis_timeout,
+    ))
+}
+
+/// How to reach the per-second Redis; `None` without `--redis-per-second-url`.
+pub fn per_second_redis(settings: &ServeSettings) -> Option<RedisOptions> {
+    let per_second = &settings.per_second;
+    Some(connection(
+        settings,
+        per_second.redis_per_second_url.clone()?,
+        per_second.redis_per_second_type,
+        per_second.redis_per_second_sentinel_master.clone(),
+        per_second.redis_per_second_sentinel_password.clone(),
+        per_second
+            .redis_per_second_timeout
+            .unwrap_or(settings.redis.redis_timeout),
+    ))
+}
+
+/// One Redis, with the connect timeout and TLS files every Redis shares.
+fn connection(
+    settings: &ServeSettings,
+    urls: Secret,
+    kind: RedisType,
+    sentinel_master: Option<String>,
+    sentinel_password: Option<Secret>,
+    timeout: Duration,
+) -> RedisOptions {
+    let redis = &settings.redis;
+    RedisOptions {
+        urls,
+        kind: match kind {
             RedisType::Single => RedisKind::Single,
             RedisType::Sentinel => RedisKind::Sentinel,
             RedisType::Cluster => RedisKind::Cluster,
         },
-        sentinel_master: redis.redis_sentinel_master.clone(),
-        sentinel_password: redis.redis_sentinel_password.clone(),
-        timeout: redis.redis_timeout,
+        sentinel_master,
+        sentinel_password,
+        timeout,
         connect_timeout: redis.redis_connect_timeout,
-        tls: TlsFiles {
+        tls: RedisTls {
             ca: redis.redis_tls_ca.clone(),
             client: redis
                 .redis_tls_cert
                 .clone()
                 .zip(redis.redis_tls_key.clone()),
+            skip_hostname_verification: redis.redis_tls_skip_hostname_verification,
         },
-    })
+    }
 }
 
 /// Where counters live, for the startup log: `memory`, or Redis's kind and URLs without their
-/// passwords.
+/// passwords (and the per-second Redis's).
 pub fn store_summary(settings: &ServeSettings) -> String {
-    match &settings.redis_url {
-        None => "memory".into(),
-        Some(urls) => {
-            let kind = format!("{:?}", settings.redis.redis_type).to_ascii_lowercase();
-            format!("redis {kind} {}", urls_without_passwords(urls.expose()))
-        }
+    let describe = |kind: RedisType, urls: &Secret| {
+        let kind = format!("{kind:?}").to_ascii_lowercase();
+        format!("redis {kind} {}", urls_without_passwords(urls.expose()))
+    };
+    let Some(urls) = &settings.redis_url else {
+        return "memory".into();
+    };
+    let main = describe(settings.redis.redis_type, urls);
+    let per_second = &settings.per_second;
+    match &per_second.redis_per_second_url {
+        None => main,
+        Some(second) => format!(
+            "{main}; per-second limits in {}",
+            describe(per_second.redis_per_second_type, second)
+        ),
     }
 }
 
@@ -89,6 +134,7 @@ pub fn limiter(settings: &ServeSettings) -> LimiterOptions {
         modes: Modes {
             global_shadow: settings.global_shadow_mode,
             global_quota: settings.global_quota_mode,
+            stop_increment_when_over: settings.stop_cache_key_increment_when_overlimit,
         },
         near_limit_ratio: settings.near_limit_ratio,
         max_match_bytes: settings.requests.max_match_bytes,

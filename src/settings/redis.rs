@@ -87,6 +87,50 @@ pub struct RedisSettings {
     /// PEM file of the private key of `--redis-tls-cert`.
     #[arg(long, env = "RATELIMITER_REDIS_TLS_KEY", requires = "redis_tls_cert")]
     pub redis_tls_key: Option<PathBuf>,
+
+    /// For rediss:// URLs: accept a Redis server certificate that does not name the host
+    /// dialled (such as GCP Memorystore's), still requiring it to chain to `--redis-tls-ca` (or
+    /// the system's trust store) and to be valid otherwise. Not with a sentinel Redis.
+    #[arg(long, env = "RATELIMITER_REDIS_TLS_SKIP_HOSTNAME_VERIFICATION")]
+    pub redis_tls_skip_hostname_verification: bool,
+}
+
+/// A second Redis for the limits whose unit is second (the Go service's REDIS_PERSECOND). Its
+/// TLS files and host name check, connect timeout and key prefix are the main Redis's
+/// (`--redis-tls-*`, as the Go service shares REDIS_TLS_*).
+#[derive(Clone, Debug, Args)]
+pub struct PerSecondRedisSettings {
+    /// Count the limits whose window is one second (unit `second`) in this Redis instead of
+    /// `--redis-url`'s; every other limit, a list with any longer limit, and the node registry
+    /// stay there. Same forms as `--redis-url`; needs it.
+    #[arg(
+        long,
+        env = "RATELIMITER_REDIS_PER_SECOND_URL",
+        hide_env_values = true,
+        requires = "redis_url"
+    )]
+    pub redis_per_second_url: Option<Secret>,
+
+    /// What `--redis-per-second-url` points at, as `--redis-type`.
+    #[arg(long, env = "RATELIMITER_REDIS_PER_SECOND_TYPE", value_enum, ignore_case = true, default_value_t = RedisType::Single)]
+    pub redis_per_second_type: RedisType,
+
+    /// With `--redis-per-second-type sentinel`: the master name, as `--redis-sentinel-master`.
+    #[arg(long, env = "RATELIMITER_REDIS_PER_SECOND_SENTINEL_MASTER")]
+    pub redis_per_second_sentinel_master: Option<String>,
+
+    /// With `--redis-per-second-type sentinel`: the sentinels' password, as
+    /// `--redis-sentinel-password`.
+    #[arg(
+        long,
+        env = "RATELIMITER_REDIS_PER_SECOND_SENTINEL_PASSWORD",
+        hide_env_values = true
+    )]
+    pub redis_per_second_sentinel_password: Option<Secret>,
+
+    /// As `--redis-timeout`, for the per-second Redis; `--redis-timeout` when left out.
+    #[arg(long, env = "RATELIMITER_REDIS_PER_SECOND_TIMEOUT", value_parser = parse_duration)]
+    pub redis_per_second_timeout: Option<Duration>,
 }
 
 /// How this node announces itself in the node registry (with `--redis-url`).

@@ -3,14 +3,18 @@
 //!
 //! Each op counts by its algorithm: a fixed window ([`crate::clock::Window`]), a sliding window
 //! ([`sliding`]) or a token bucket ([`bucket`]), and every store keeps the same rules. Ops that
-//! must be decided together (the limits of one list) are a run: an op marked
-//! [`Admission::WithPrevious`] joins the one before it, and the hits of a run are counted only
-//! when every op of it fits, atomically.
+//! must be decided together (the limits of one list, or with
+//! `--stop-cache-key-increment-when-overlimit` every op of a request) are a run: an op marked
+//! [`Admission::WithPrevious`] or [`Admission::CountAllWithPrevious`] joins the one before it,
+//! and the hits of a run are counted only when every op of it fits, atomically (a count-all op
+//! that does not fit is counted all the same).
 
 pub mod bucket;
 pub mod memory;
+pub mod per_second;
 pub mod redis;
 pub mod sliding;
+mod two_steps;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,6 +23,7 @@ use std::time::{Duration, Instant};
 use crate::algorithm::Algorithm;
 
 pub use memory::MemoryStore;
+pub use per_second::PerSecondSplit;
 pub use redis::RedisStore;
 pub use sliding::Slide;
 
@@ -53,8 +58,59 @@ pub enum Admission {
     /// When they fit: with zero hits, the op fits when one more hit would.
     Fit,
     /// When they fit and so do the hits of every op of its run (the op before it and the run
-    /// that one is in): all or nothing. On a Redis Cluster a run's keys share a hash slot.
+    /// that one is in): all or nothing. A list's keys share a hash slot, so on a Redis Cluster
+    /// its run is one script call.
     WithPrevious,
+    /// A count-all fixed window in the run of the op before it: counted when its own hits do
+    /// not fit (over the limit, as [`Admission::CountAll`]), else only when every op of the run
+    /// fits. The Go service's STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT: a request's counters are
+    /// not incremented when one of them goes over, except the ones going over.
+    CountAllWithPrevious,
+}
+
+impl Admission {
+    /// Whether the op joins the run of the op before it.
+    pub fn joins_previous(self) -> bool {
+        matches!(
+            self,
+            Admission::WithPrevious | Admission::CountAllWithPrevious
+        )
+    }
+
+    /// Whether the op's hits over the limit are counted too (fixed windows only).
+    pub fn counts_all(self) -> bool {
+        matches!(self, Admission::CountAll | Admission::CountAllWithPrevious)
+    }
+
+    /// The same admission joined to the op before it (a run of a whole request).
+    pub fn joined(self) -> Admission {
+        match self {
+            Admission::CountAll | Admission::CountAllWithPrevious => {
+                Admission::CountAllWithPrevious
+            }
+            Admission::Fit | Admission::WithPrevious => Admission::WithPrevious,
+        }
+    }
+
+    /// The same admission alone, in a run of its own.
+    pub fn alone(self) -> Admission {
+        match self {
+            Admission::CountAll | Admission::CountAllWithPrevious => Admission::CountAll,
+            Admission::Fit | Admission::WithPrevious => Admission::Fit,
+        }
+    }
+}
+
+/// Whether an op that was judged (`fits`, its own hits) in a run where every op fits or not
+/// (`run_fits`) is counted: a count-all fixed window when its hits fit only with the rest of its
+/// run, or go over (alone in its run, always); any other op when the whole run fits and it has
+/// hits to count or refund. Every store keeps this rule (`apply.lua` too).
+pub fn is_counted(op: &CounterOp, fits: bool, run_fits: bool) -> bool {
+    if op.admission.counts_all() && op.algorithm == Algorithm::FixedWindow {
+        run_fits || !fits
+    } else {
+        run_fits && op.delta != 0
+    }
 }
 
 impl CounterOp {

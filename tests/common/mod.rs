@@ -16,6 +16,7 @@ pub mod ports;
 pub mod process;
 pub mod redis;
 pub mod redis_store;
+pub mod stop_increment;
 pub mod tls;
 pub mod tls_client;
 

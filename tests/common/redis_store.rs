@@ -41,7 +41,7 @@ pub async fn connect(url: &str, flags: &[&str], prefix: &str) -> Connected {
     let health = Arc::new(Health::new());
     let stop = CancellationToken::new();
     let redis = options::redis(&settings).expect("--redis-url given");
-    let link = RedisLink::start(&redis, health.clone(), stop.clone())
+    let link = RedisLink::start(&redis, health.store(), stop.clone())
         .await
         .unwrap();
     let store = Arc::new(RedisStore::new(link.clone(), prefix));

@@ -1,6 +1,6 @@
 //! Throwaway certificates for TLS tests, made with the `openssl` command: a CA, a server
 //! certificate for `localhost` and 127.0.0.1 signed by it (and a second one, `server-next`, to
-//! rotate to), client certificates for mutual TLS (`client` with the SAN `envoy.client`,
+//! rotate to; and `misnamed`, for `other.example` only), client certificates for mutual TLS (`client` with the SAN `envoy.client`,
 //! `outsider` with another SAN), and a second CA with a client of its own (`other-ca`,
 //! `stranger`). A missing `openssl` fails the test with the command that installs it.
 
@@ -23,6 +23,8 @@ impl Certificates {
         let server = "subjectAltName=DNS:localhost,IP:127.0.0.1";
         certificates.signed("ca", "server", "localhost", server);
         certificates.signed("ca", "server-next", "localhost", server);
+        let elsewhere = "subjectAltName=DNS:other.example";
+        certificates.signed("ca", "misnamed", "other.example", elsewhere);
         let client = |san: &str| format!("extendedKeyUsage=clientAuth\nsubjectAltName=DNS:{san}");
         certificates.signed("ca", "client", "ratelimiter", &client("envoy.client"));
         certificates.signed("ca", "outsider", "outsider", &client("outsider.client"));
@@ -72,18 +74,18 @@ impl Certificates {
         ]
     }
 
-    /// The `redis-server` flags that serve TLS on `port` with the server certificate, asking
-    /// clients for a certificate from the CA when `mutual`.
-    pub fn redis_flags(&self, port: u16, mutual: bool) -> Vec<String> {
+    /// The `redis-server` flags that serve TLS on `port` with the server certificate `server`
+    /// (`server` or `misnamed`), asking clients for a certificate from the CA when `mutual`.
+    pub fn redis_flags(&self, port: u16, server: &str, mutual: bool) -> Vec<String> {
         let path = |name: &str| self.file(name).to_str().unwrap().to_string();
         let auth_clients = if mutual { "yes" } else { "no" };
         [
             "--tls-port",
             &port.to_string(),
             "--tls-cert-file",
-            &path("server.crt"),
+            &path(&format!("{server}.crt")),
             "--tls-key-file",
-            &path("server.key"),
+            &path(&format!("{server}.key")),
             "--tls-ca-cert-file",
             &path("ca.crt"),
             "--tls-auth-clients",

@@ -158,10 +158,10 @@ async fn passwords_stay_out_of_error_texts() {
         std::path::Path::new("unused"),
         &["--redis-url", "redis://:hunter2@host:notaport"],
     );
-    let health = std::sync::Arc::new(ratelimiter::health::Health::new());
+    let health = ratelimiter::health::Health::new();
     let setup = ratelimiter::store::redis::RedisLink::start(
         &ratelimiter::server::options::redis(&bad).expect("--redis-url given"),
-        health,
+        health.store(),
         tokio_util::sync::CancellationToken::new(),
     )
     .await;

@@ -15,4 +15,5 @@ mod faults;
 mod harness;
 mod health;
 mod registry;
+mod stop_increment;
 mod store;

@@ -1,7 +1,8 @@
 //! The Redis store on real servers, for each kind of deployment (single, single over mutual
 //! TLS, Sentinel, Cluster): it keeps the store contract, two service processes that share it
 //! admit exactly the limit between them over gRPC (and so do two nodes whose clocks are 30 s
-//! apart), and no key it writes is ever left without a TTL. TLS certificates are checked.
+//! apart), and no key it writes is ever left without a TTL. TLS certificates are checked (with
+//! the host name check skipped, still their chain).
 
 use std::time::Duration;
 
@@ -121,8 +122,9 @@ impl TlsRedis {
         let certificates = Certificates::create();
         // TLS on the companion port; the plain port is for the harness's own checks (which
         // process answers, key listing) only.
-        let server =
-            RedisServer::start_with_companion(|tls_port| certificates.redis_flags(tls_port, true));
+        let server = RedisServer::start_with_companion(|tls_port| {
+            certificates.redis_flags(tls_port, "server", true)
+        });
         TlsRedis {
             url: format!("rediss://localhost:{}", ports::companion(server.port)),
             server,
@@ -171,6 +173,53 @@ async fn tls_without_the_right_certificates_never_connects() {
         );
         assert!(!connected.health.is_store_reachable(), "{flags:?}");
     }
+}
+
+/// A server whose certificate names only `other.example`, dialled as 127.0.0.1: refused, unless
+/// the host name check is skipped; skipping it still checks the chain, so the same certificate
+/// is refused when another CA is trusted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn skipping_the_host_name_check_still_checks_the_chain() {
+    let certificates = Certificates::create();
+    let server = RedisServer::start_with_companion(|tls_port| {
+        certificates.redis_flags(tls_port, "misnamed", false)
+    });
+    let url = format!("rediss://127.0.0.1:{}", ports::companion(server.port));
+    let file = |name: &str| certificates.file(name).to_str().unwrap().to_string();
+    let (ca, other_ca) = (file("ca.crt"), file("other-ca.crt"));
+    let skip = "--redis-tls-skip-hostname-verification";
+    let refused: [&[&str]; 2] = [
+        &["--redis-tls-ca", &ca],
+        &["--redis-tls-ca", &other_ca, skip],
+    ];
+    for flags in refused {
+        let connected = connect(&url, flags, "refused:").await;
+        let answer = connected
+            .store
+            .apply(&[common::contract::op("k", 60, 1)])
+            .await;
+        assert!(
+            matches!(answer, Err(StoreError::Unavailable(_))),
+            "{flags:?}: {answer:?}"
+        );
+        assert!(!connected.health.is_store_reachable(), "{flags:?}");
+    }
+    assert!(keys_and_ttls(server.port).is_empty(), "nothing was counted");
+
+    let connected = connect(&url, &["--redis-tls-ca", &ca, skip], "skipped:").await;
+    let counted = connected
+        .store
+        .apply(&[common::contract::op("k", 60, 2)])
+        .await
+        .unwrap();
+    assert_eq!(counted[0].value, 2);
+    assert!(connected.health.is_store_reachable());
+    let keys: Vec<String> = keys_and_ttls(server.port)
+        .into_iter()
+        .map(|(key, _)| key)
+        .filter(|key| key.starts_with("skipped:"))
+        .collect();
+    assert_eq!(keys.len(), 1, "{keys:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -20,6 +20,7 @@ mod rls_concurrency;
 mod rls_matching;
 mod rotation;
 mod stats_keys;
+mod stop_increment;
 mod store_contract;
 mod tls;
 mod tracing;

@@ -53,10 +53,10 @@ fn samples(variable: &GoVariable) -> Vec<&'static str> {
         "BACKEND_TYPE" => "memcache",
         "PROMETHEUS_ADDR" => ":9191",
         "TRACING_EXPORTER_PROTOCOL" => "grpc",
-        "REDIS_SOCKET_TYPE" => "udp",
-        "REDIS_TYPE" => "cluster",
-        "REDIS_URL" => "other:6380",
-        "REDIS_AUTH" => "user:pass",
+        "REDIS_SOCKET_TYPE" | "REDIS_PERSECOND_SOCKET_TYPE" => "udp",
+        "REDIS_TYPE" | "REDIS_PERSECOND_TYPE" => "cluster",
+        "REDIS_URL" | "REDIS_PERSECOND_URL" => "other:6380",
+        "REDIS_AUTH" | "REDIS_PERSECOND_AUTH" => "user:pass",
         "LIMIT_LIMIT_HEADER" | "LIMIT_REMAINING_HEADER" | "LIMIT_RESET_HEADER" => "X-Header",
         _ => "/some/path",
     };
@@ -84,6 +84,16 @@ fn outcome(vars: &HashMap<&str, &str>) -> Result<String, &'static str> {
         settings
             .redis
             .redis_sentinel_password
+            .as_ref()
+            .map(|s| s.expose().to_string()),
+        settings
+            .per_second
+            .redis_per_second_url
+            .as_ref()
+            .map(|s| s.expose().to_string()),
+        settings
+            .per_second
+            .redis_per_second_sentinel_password
             .as_ref()
             .map(|s| s.expose().to_string()),
     ];
@@ -126,6 +136,15 @@ fn every_honoured_variable_changes_the_settings_or_is_refused_by_name() {
         if variable.name == "REDIS_SENTINEL_AUTH" {
             base.insert("REDIS_TYPE", "sentinel");
             base.insert("REDIS_URL", "mymaster,sentinel:26379");
+        }
+        if variable.name.starts_with("REDIS_PERSECOND_") {
+            base.insert("REDIS_PERSECOND", "true");
+            base.insert("REDIS_PERSECOND_SOCKET_TYPE", "tcp");
+            base.insert("REDIS_PERSECOND_URL", "second:6379");
+        }
+        if variable.name == "REDIS_PERSECOND_SENTINEL_AUTH" {
+            base.insert("REDIS_PERSECOND_TYPE", "sentinel");
+            base.insert("REDIS_PERSECOND_URL", "mymaster,sentinel:26379");
         }
         base.remove(variable.name);
         let before = match outcome(&base) {

@@ -198,6 +198,11 @@ pub fn answers(settings: &mut ServeSettings, given: Given, go: &GoEnv) -> Result
             &mut settings.global_quota_mode,
         ),
         (
+            "STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT",
+            "stop_cache_key_increment_when_overlimit",
+            &mut settings.stop_cache_key_increment_when_overlimit,
+        ),
+        (
             "RESPONSE_DYNAMIC_METADATA",
             "response_dynamic_metadata",
             &mut responses.response_dynamic_metadata,
@@ -250,9 +255,5 @@ pub fn answers(settings: &mut ServeSettings, given: Given, go: &GoEnv) -> Result
         }
         settings.near_limit_ratio = ratio;
     }
-    go.refuse_true(
-        "STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT",
-        "not supported here yet: every descriptor of a request is counted, as with the Go service's default (false)",
-    )?;
     Ok(())
 }

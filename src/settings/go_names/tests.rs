@@ -205,6 +205,143 @@ fn a_typical_kubernetes_manifest_is_read_whole() {
 }
 
 #[test]
+fn skipping_the_redis_host_name_check_needs_tls_and_serves_both_redis() {
+    let skip = |vars: &[(&str, &str)], flags: &[&str]| {
+        let mut all = vec![
+            ("REDIS_SOCKET_TYPE", "tcp"),
+            ("REDIS_URL", "h:1"),
+            ("REDIS_TLS_SKIP_HOSTNAME_VERIFICATION", "true"),
+        ];
+        all.extend_from_slice(vars);
+        settings_with(&all, flags)
+            .unwrap()
+            .redis
+            .redis_tls_skip_hostname_verification
+    };
+    assert!(skip(&[("REDIS_TLS", "true")], &[]));
+    assert!(!skip(&[], &[]), "Go reads it only with TLS");
+    assert!(
+        skip(
+            &[
+                ("REDIS_PERSECOND", "true"),
+                ("REDIS_PERSECOND_SOCKET_TYPE", "tcp"),
+                ("REDIS_PERSECOND_URL", "s:1"),
+                ("REDIS_PERSECOND_TLS", "true"),
+            ],
+            &[]
+        ),
+        "the per-second Redis's TLS reads it too, for both, as in Go"
+    );
+    assert!(
+        skip(
+            &[
+                ("REDIS_URL", "m,h:1"),
+                ("REDIS_TYPE", "sentinel"),
+                ("REDIS_PERSECOND", "true"),
+                ("REDIS_PERSECOND_SOCKET_TYPE", "tcp"),
+                ("REDIS_PERSECOND_URL", "s:1"),
+                ("REDIS_PERSECOND_TLS", "true"),
+            ],
+            &[]
+        ),
+        "a sentinel Redis without TLS has no certificate to check"
+    );
+    let given = ["--redis-tls-skip-hostname-verification"];
+    let ours = settings_with(
+        &[
+            ("REDIS_URL", "m,h:1"),
+            ("REDIS_TYPE", "sentinel"),
+            ("REDIS_TLS", "true"),
+            ("REDIS_TLS_SKIP_HOSTNAME_VERIFICATION", "false"),
+        ],
+        &given,
+    )
+    .unwrap();
+    assert!(
+        ours.redis.redis_tls_skip_hostname_verification,
+        "our flag wins"
+    );
+}
+
+#[test]
+fn a_per_second_redis_is_read_in_the_same_forms() {
+    let (settings, report) = report_with(
+        &[
+            ("REDIS_URL", "/run/main.sock"),
+            ("REDIS_PERSECOND", "true"),
+            ("REDIS_PERSECOND_SOCKET_TYPE", "tcp"),
+            ("REDIS_PERSECOND_URL", "mymaster,s1:26379"),
+            ("REDIS_PERSECOND_TYPE", "SENTINEL"),
+            ("REDIS_PERSECOND_AUTH", "u:p"),
+            ("REDIS_PERSECOND_TLS", "true"),
+            ("REDIS_PERSECOND_SENTINEL_AUTH", "spass"),
+            ("REDIS_PERSECOND_TIMEOUT", "250ms"),
+            ("REDIS_TLS_CACERT", "/c/ca.crt"),
+            ("REDIS_PERSECOND_POOL_SIZE", "5"),
+        ],
+        &[],
+    );
+    let second = &settings.per_second;
+    assert_eq!(
+        second.redis_per_second_url.as_ref().unwrap().expose(),
+        "rediss://u:p@s1:26379"
+    );
+    assert_eq!(second.redis_per_second_type, RedisType::Sentinel);
+    assert_eq!(
+        second.redis_per_second_sentinel_master.as_deref(),
+        Some("mymaster")
+    );
+    assert_eq!(
+        second
+            .redis_per_second_sentinel_password
+            .as_ref()
+            .unwrap()
+            .expose(),
+        "spass"
+    );
+    assert_eq!(
+        second.redis_per_second_timeout,
+        Some(std::time::Duration::from_millis(250))
+    );
+    assert_eq!(
+        settings.redis.redis_tls_ca.unwrap().to_str(),
+        Some("/c/ca.crt"),
+        "REDIS_PERSECOND_TLS reads the shared certificates, as in Go"
+    );
+    assert_eq!(
+        settings.redis_url.unwrap().expose(),
+        "redis+unix:///run/main.sock"
+    );
+    assert_eq!(report.not_needed[0].0, "REDIS_PERSECOND_POOL_SIZE");
+    let default_url = settings_with(
+        &[("REDIS_URL", "/run/main.sock"), ("REDIS_PERSECOND", "true")],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        default_url
+            .per_second
+            .redis_per_second_url
+            .unwrap()
+            .expose(),
+        "redis+unix:///var/run/nutcracker/ratelimitpersecond.sock",
+        "Go's default"
+    );
+    let off = settings_with(
+        &[
+            ("REDIS_URL", "/run/main.sock"),
+            ("REDIS_PERSECOND_URL", "h:1"),
+        ],
+        &[],
+    )
+    .unwrap();
+    assert!(
+        off.per_second.redis_per_second_url.is_none(),
+        "only with REDIS_PERSECOND=true"
+    );
+}
+
+#[test]
 fn redis_urls_in_every_go_form() {
     assert_eq!(
         redis_url(&[("REDIS_URL", "/var/run/redis.sock")]),
@@ -365,7 +502,20 @@ type Refusal = (
 
 #[test]
 fn each_value_that_cannot_be_honoured_is_refused_by_name() {
-    let cases: [Refusal; 28] = [
+    let sentinel_tls: &[(&str, &str)] = &[
+        ("REDIS_URL", "m,h:1"),
+        ("REDIS_TYPE", "sentinel"),
+        ("REDIS_TLS", "true"),
+    ];
+    let per_second_sentinel_tls: &[(&str, &str)] = &[
+        ("REDIS_SOCKET_TYPE", "tcp"),
+        ("REDIS_URL", "h:1"),
+        ("REDIS_PERSECOND", "true"),
+        ("REDIS_PERSECOND_URL", "m,s:1"),
+        ("REDIS_PERSECOND_TYPE", "sentinel"),
+        ("REDIS_PERSECOND_TLS", "true"),
+    ];
+    let cases: [Refusal; 29] = [
         ("CONFIG_TYPE", "GRPC_XDS_SOTW", &[]),
         ("CONFIG_TYPE", "file", &[]),
         ("BACKEND_TYPE", "memcache", &[]),
@@ -379,15 +529,24 @@ fn each_value_that_cannot_be_honoured_is_refused_by_name() {
             "user:pass",
             &[("REDIS_URL", "m,h:1"), ("REDIS_TYPE", "sentinel")],
         ),
-        ("REDIS_TLS_SKIP_HOSTNAME_VERIFICATION", "true", &[]),
+        ("REDIS_TLS_SKIP_HOSTNAME_VERIFICATION", "true", sentinel_tls),
+        (
+            "REDIS_TLS_SKIP_HOSTNAME_VERIFICATION",
+            "true",
+            per_second_sentinel_tls,
+        ),
         ("REDIS_PERSECOND", "true", &[]),
+        (
+            "REDIS_PERSECOND_TYPE",
+            "replica",
+            &[("REDIS_URL", "h:1"), ("REDIS_PERSECOND", "true")],
+        ),
         ("LOG_LEVEL", "verbose", &[]),
         ("PORT", "08080", &[]),
         ("GRPC_PORT", "tcp://10.0.0.1:8081", &[]),
         ("GRPC_PORT", "70000", &[]),
         ("HOST", "no such host.invalid", &[]),
         ("GRPC_MAX_CONNECTION_AGE", "10", &[]),
-        ("STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT", "true", &[]),
         ("PROMETHEUS_MAPPER_YAML", "/etc/mapper.yaml", &[]),
         ("PROMETHEUS_RESPONSE_TIME_AS_MILLISECONDS", "true", &[]),
         (

@@ -41,7 +41,7 @@ fn fixed(found: Option<&Counter>, op: &CounterOp, now_ms: u64) -> Verdict {
     };
     let after = add_delta(before, op.delta);
     let fits = match op.admission {
-        Admission::CountAll => after <= op.limit,
+        Admission::CountAll | Admission::CountAllWithPrevious => after <= op.limit,
         Admission::Fit | Admission::WithPrevious => {
             before.saturating_add(needed(op.delta)) <= op.limit || op.delta < 0
         }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use meter::{Verdict, judge};
 use shard::{Capacity, Change, Counter, Shard, lock};
 
-use super::{Admission, BoxFuture, Count, CounterOp, CounterPage, CounterStore, StoreError};
+use super::{BoxFuture, Count, CounterOp, CounterPage, CounterStore, StoreError, is_counted};
 use crate::clock::Clock;
 
 /// Shards (a power of two). Enough that two cores never meet on one lock by chance, few enough
@@ -127,7 +127,7 @@ impl MemoryStore {
         let mut shard = lock(&self.shards[index]);
         let found = shard.peek(hash, &op.key, op.capacity());
         let verdict = judge(found.as_deref(), op, now);
-        if !verdict_counts(op, verdict.fits) {
+        if !is_counted(op, verdict.fits, verdict.fits) {
             return verdict.refused;
         }
         let change = Counter::update(found, verdict.change, now);
@@ -137,7 +137,7 @@ impl MemoryStore {
 
     /// A run of ops decided together: the shards of its keys are locked in index order (so two
     /// runs never wait for each other in a circle), every op is judged, and the hits are counted
-    /// only when all of them fit. The ops of a run count distinct keys.
+    /// only when all of them fit (see [`is_counted`]). The ops of a run count distinct keys.
     fn apply_run(&self, ops: &[CounterOp], now: u64) -> Vec<Count> {
         let located: Vec<(usize, u64)> = ops.iter().map(|op| self.locate(&op.key)).collect();
         let mut order: Vec<usize> = located.iter().map(|&(index, _)| index).collect();
@@ -162,7 +162,8 @@ impl MemoryStore {
             .zip(verdicts)
             .map(|((op, (index, hash)), verdict)| {
                 let shard = &mut guards[guard(index)];
-                self.settle(shard, hash, op, verdict, verdict_counts(op, all_fit), now)
+                let counted = is_counted(op, verdict.fits, all_fit);
+                self.settle(shard, hash, op, verdict, counted, now)
             })
             .collect()
     }
@@ -203,15 +204,6 @@ impl MemoryStore {
     }
 }
 
-/// Whether an op's hits are counted: always for [`Admission::CountAll`], else when they and the
-/// rest of its run fit (`run_fits`) and there are hits to count or refund.
-fn verdict_counts(op: &CounterOp, run_fits: bool) -> bool {
-    match op.admission {
-        Admission::CountAll if op.algorithm == crate::algorithm::Algorithm::FixedWindow => true,
-        _ => run_fits && op.delta != 0,
-    }
-}
-
 impl CounterStore for MemoryStore {
     /// Answers at once: there is no deadline to keep.
     fn apply_by<'a>(
@@ -227,7 +219,7 @@ impl CounterStore for MemoryStore {
                 + 1
                 + ops[start + 1..]
                     .iter()
-                    .take_while(|op| op.admission == Admission::WithPrevious)
+                    .take_while(|op| op.admission.joins_previous())
                     .count();
             match &ops[start..end] {
                 [op] => counts.push(self.apply_one(op, now)),

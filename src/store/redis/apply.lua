@@ -3,8 +3,10 @@
 --
 -- ARGV[1]: sliding-window buckets per window. Then 6 numbers per key in KEYS: algorithm (0
 -- fixed window, 1 sliding window, 2 token bucket), window ms, limit, burst, delta, admission (0
--- count all, 1 fit, 2 with the previous key). Answers 3 numbers per key: value, ms until reset,
--- 1 when its hits fit (else 0). A run (a key and the keys after it marked 2) is all or nothing.
+-- count all, 1 fit, 2 with the previous key, 3 count all with the previous key). Answers 3
+-- numbers per key: value, ms until reset, 1 when its hits fit (else 0). A run (a key and the
+-- keys after it marked 2 or 3) is all or nothing (`store::is_counted`): a count-all fixed window
+-- is counted when the whole run fits or its own hits go over.
 -- Time is Redis's own (TIME), the clock every node shares.
 local clock = redis.call('TIME')
 local now_us = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
@@ -35,7 +37,7 @@ local function fixed(op)
     before = tonumber(redis.pcall('GET', op.key)) or 0
   end
   local after = clamp(before + op.delta)
-  if op.admission == 0 then
+  if op.admission == 0 or op.admission == 3 then
     op.fits = after <= op.limit
   else
     op.fits = op.delta < 0 or before + needed(op.delta) <= op.limit
@@ -199,7 +201,7 @@ local count = #KEYS
 local first = 1
 while first <= count do
   local last = first
-  while last < count and arg(last + 1, 6) == 2 do
+  while last < count and arg(last + 1, 6) >= 2 do
     last = last + 1
   end
   local run = {}
@@ -215,7 +217,12 @@ while first <= count do
   end
   for i = first, last do
     local op = run[i]
-    local counted = (op.admission == 0 and op.algorithm == 0) or (all_fit and op.delta ~= 0)
+    local counted
+    if (op.admission == 0 or op.admission == 3) and op.algorithm == 0 then
+      counted = all_fit or not op.fits
+    else
+      counted = all_fit and op.delta ~= 0
+    end
     local value, wait = op.before, op.before_wait
     if counted then
       op.commit()

@@ -15,7 +15,7 @@ use redis::{
     IntoConnectionInfo, Pipeline, RedisFuture, RedisResult, TlsCertificates, TlsMode, Value,
 };
 
-use super::options::{RedisKind, RedisOptions, TlsFiles};
+use super::options::{RedisKind, RedisOptions, RedisTls};
 use super::switch::MasterSwitches;
 use crate::secret::without_password;
 
@@ -35,6 +35,14 @@ pub enum RedisSetupError {
     TooManyUrls(usize),
     #[error("--redis-type sentinel needs --redis-sentinel-master (the monitored master's name)")]
     NoSentinelMaster,
+    #[error(
+        "--redis-url entry {index} ends in #insecure, which would skip every certificate check; trust the server's CA with --redis-tls-ca instead"
+    )]
+    InsecureUrl { index: usize },
+    #[error(
+        "--redis-tls-skip-hostname-verification cannot be used with a sentinel Redis (--redis-type or --redis-per-second-type sentinel): the redis crate can only skip every certificate check of the master the sentinels name, not just its host name; name the host in the certificate instead"
+    )]
+    SkipHostnameWithSentinel,
     #[error("cannot read {path}: {error}")]
     TlsFile { path: String, error: std::io::Error },
     #[error("cannot set up the Redis client: {0}")]
@@ -90,7 +98,8 @@ impl Target {
     pub fn new(options: &RedisOptions) -> Result<Target, RedisSetupError> {
         let urls = options.urls.expose();
         let infos = parse_urls(urls)?;
-        if infos.iter().any(|info| is_tls(info.addr())) {
+        let tls = infos.iter().any(|info| is_tls(info.addr()));
+        if tls {
             // redis-rs's rustls needs a process-wide crypto provider; a second install (another
             // store in the same process) fails harmlessly.
             let _ = rustls::crypto::ring::default_provider().install_default();
@@ -106,19 +115,28 @@ impl Target {
                     Some(certificates) => Client::build_with_tls(info, certificates),
                     None => Client::open(info),
                 };
-                client.map(Target::Single).map_err(client_error)
+                client
+                    .and_then(|client| {
+                        skip_hostname(client, options.tls.skip_hostname_verification)
+                    })
+                    .map(Target::Single)
+                    .map_err(client_error)
             }
             RedisKind::Cluster => {
                 let mut builder = ClusterClientBuilder::new(infos)
                     .connection_timeout(options.connect_timeout)
                     .response_timeout(response_timeout(options))
-                    .retries(CLUSTER_RETRIES);
+                    .retries(CLUSTER_RETRIES)
+                    .danger_accept_invalid_hostnames(options.tls.skip_hostname_verification);
                 if let Some(certificates) = certificates {
                     builder = builder.certs(certificates);
                 }
                 builder.build().map(Target::Cluster).map_err(client_error)
             }
             RedisKind::Sentinel => {
+                if options.tls.skip_hostname_verification && tls {
+                    return Err(RedisSetupError::SkipHostnameWithSentinel);
+                }
                 let master = options
                     .sentinel_master
                     .as_deref()
@@ -202,8 +220,26 @@ fn parse_urls(text: &str) -> Result<Vec<ConnectionInfo>, RedisSetupError> {
                     // removed anyway in case a future version does.
                     detail: format!(": {}", redact(&error.to_string(), url)),
                 })
+                .and_then(|info| match info.addr() {
+                    ConnectionAddr::TcpTls { insecure: true, .. } => {
+                        Err(RedisSetupError::InsecureUrl { index })
+                    }
+                    _ => Ok(info),
+                })
         })
         .collect()
+}
+
+/// `client` again, not checking the host name when `skip`. `Client::build_with_tls` always
+/// checks it, so the flag is set on the address it built.
+fn skip_hostname(client: Client, skip: bool) -> RedisResult<Client> {
+    if !skip {
+        return Ok(client);
+    }
+    let info = client.get_connection_info().clone();
+    let mut addr = info.addr().clone();
+    addr.set_danger_accept_invalid_hostnames(true);
+    Client::open(info.set_addr(addr))
 }
 
 fn is_tls(addr: &ConnectionAddr) -> bool {
@@ -267,7 +303,7 @@ fn sentinel(
 }
 
 /// The CA and client certificate files, when any is given.
-fn certificates(files: &TlsFiles) -> Result<Option<TlsCertificates>, RedisSetupError> {
+fn certificates(files: &RedisTls) -> Result<Option<TlsCertificates>, RedisSetupError> {
     let root_cert = files.ca.as_deref().map(read).transpose()?;
     let client_tls = match &files.client {
         Some((cert, key)) => Some(ClientTlsConfig {
@@ -304,7 +340,7 @@ mod tests {
             sentinel_password: None,
             timeout: Duration::from_millis(15),
             connect_timeout: Duration::from_millis(500),
-            tls: TlsFiles::default(),
+            tls: RedisTls::default(),
         }
     }
 
@@ -326,6 +362,31 @@ mod tests {
             Target::new(&missing_ca),
             Err(RedisSetupError::TlsFile { .. })
         ));
+    }
+
+    #[test]
+    fn only_the_host_name_check_can_be_skipped_and_never_with_sentinel_tls() {
+        let skipping = |urls: &str, kind: RedisKind| {
+            let mut options = options(urls, kind);
+            options.sentinel_master = Some("m".into());
+            options.tls.skip_hostname_verification = true;
+            Target::new(&options)
+        };
+        assert!(skipping("rediss://a:1", RedisKind::Single).is_ok());
+        assert!(skipping("rediss://a:1,rediss://b:2", RedisKind::Cluster).is_ok());
+        assert!(
+            skipping("redis://a:1", RedisKind::Sentinel).is_ok(),
+            "no certificate to check"
+        );
+        assert!(matches!(
+            skipping("rediss://a:1", RedisKind::Sentinel),
+            Err(RedisSetupError::SkipHostnameWithSentinel)
+        ));
+        let insecure = parse_urls("rediss://a:1,rediss://b:2/#insecure").unwrap_err();
+        assert!(
+            matches!(insecure, RedisSetupError::InsecureUrl { index: 2 }),
+            "{insecure}"
+        );
     }
 
     #[test]

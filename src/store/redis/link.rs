@@ -29,7 +29,7 @@ use super::backoff::Backoff;
 use super::cluster::SlotMap;
 use super::connect::{Connection, RedisSetupError, Target, redact};
 use super::options::RedisOptions;
-use crate::health::Health;
+use crate::health::StoreHealth;
 use crate::secret::urls_without_passwords;
 use crate::store::StoreError;
 
@@ -47,7 +47,7 @@ pub struct RedisLink {
     redial: AtomicBool,
     /// Counts successful dials, so that others (the registry) can act on a reconnect.
     dials: watch::Sender<u64>,
-    health: Arc<Health>,
+    health: Arc<StoreHealth>,
     options: RedisOptions,
     cluster: bool,
 }
@@ -57,7 +57,7 @@ impl RedisLink {
     /// connect is not an error: the keeper goes on trying until `stop` fires.
     pub async fn start(
         options: &RedisOptions,
-        health: Arc<Health>,
+        health: Arc<StoreHealth>,
         stop: CancellationToken,
     ) -> Result<Arc<RedisLink>, RedisSetupError> {
         let mut target = Target::new(options)?;
@@ -71,7 +71,7 @@ impl RedisLink {
             options: options.clone(),
             cluster: target.is_cluster(),
         });
-        link.health.set_store_reachable(false);
+        link.health.set_reachable(false);
         if let Err(error) = link.dial(&mut target).await {
             tracing::warn!(%error, "cannot reach Redis yet; requests answer UNAVAILABLE until it is there");
             link.trouble(true);
@@ -116,7 +116,7 @@ impl RedisLink {
     /// store, however it answers PING.
     fn report<T>(&self, outcome: &Result<T, StoreError>) {
         let failure = outcome.as_ref().err().map(ToString::to_string);
-        self.health.store_call(failure.as_deref());
+        self.health.record_call(failure.as_deref());
     }
 
     /// Counts the outcome of a counting call that was given `budget` (sent another way than
@@ -221,7 +221,7 @@ impl RedisLink {
         if let Some(refusal) = &refusal {
             crate::throttled!(ERROR, "{refusal}");
         }
-        self.health.set_store_refusal(refusal);
+        self.health.set_refusal(refusal);
     }
 
     /// Classifies a failed request: the store is unreachable (transient) or said something the
@@ -247,7 +247,7 @@ impl RedisLink {
     }
 
     fn trouble(&self, redial: bool) {
-        self.health.set_store_reachable(false);
+        self.health.set_reachable(false);
         if redial {
             self.redial.store(true, Ordering::Relaxed);
         }
@@ -264,7 +264,7 @@ impl RedisLink {
                 self.current.store(Some(Arc::new(connection)));
                 self.redial.store(false, Ordering::Relaxed);
                 self.refresh_slots().await;
-                self.health.set_store_reachable(true);
+                self.health.set_reachable(true);
                 self.check_scripts().await;
                 self.dials.send_modify(|dials| *dials += 1);
                 Ok(())
@@ -364,14 +364,14 @@ async fn keep(link: Arc<RedisLink>, mut target: Target, stop: CancellationToken)
         }
         if healthy && link.ping().await {
             link.refresh_slots().await;
-            link.health.set_store_reachable(true);
-            if link.health.store_problem().is_some() {
+            link.health.set_reachable(true);
+            if link.health.problem().is_some() {
                 // Rights can be given without a reconnect: look again.
                 link.check_scripts().await;
             }
             continue;
         }
-        link.health.set_store_reachable(false);
+        link.health.set_reachable(false);
         link.drop_single_connection();
         match link.dial(&mut target).await {
             Ok(()) => {

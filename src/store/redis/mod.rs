@@ -3,7 +3,8 @@
 //!
 //! A request's operations go in one script call on a single server; on a Cluster, in one call
 //! per hash slot (`batch`); the ops of a run share a slot (the key encoder tags a list's keys),
-//! so a run is always one call, decided whole by the script. The calls of concurrent requests
+//! so a list's run is always one call, decided whole by the script (a whole request's run, that
+//! may spread over slots, is judged in two steps: [`crate::store::two_steps`]). The calls of concurrent requests
 //! are coalesced into one pipeline per server or master (`coalesce`). Every request is answered
 //! by its caller's deadline, or within [`RedisOptions::timeout`] when the caller set none. Keys
 //! are the limiter's injective keys behind a prefix. Time comes from Redis, never from the
@@ -28,14 +29,16 @@ pub use cluster::slot;
 pub use connect::{Connection, RedisSetupError, redact};
 pub use link::RedisLink;
 pub use list::scan_all;
-pub use options::{RedisKind, RedisOptions, TlsFiles};
+pub use options::{RedisKind, RedisOptions, RedisTls};
 
 use batch::Scripted;
 use coalesce::Coalescer;
 use lanes::Deadline;
 
 use super::sliding::BUCKETS;
-use super::{Admission, BoxFuture, Count, CounterOp, CounterPage, CounterStore, StoreError};
+use super::{
+    Admission, BoxFuture, Count, CounterOp, CounterPage, CounterStore, StoreError, two_steps,
+};
 use crate::algorithm::Algorithm;
 
 pub struct RedisStore {
@@ -84,9 +87,25 @@ impl RedisStore {
             },
         };
         let keys: Vec<String> = ops.iter().map(|op| self.redis_key(&op.key)).collect();
-        if self.link.slot_map().is_some() {
-            runs_share_slots(ops, &keys)?;
+        let apart = |index: usize| slot(&keys[index]) != slot(&keys[index - 1]);
+        if self.link.slot_map().is_some() && two_steps::spans(ops, apart) {
+            let looked = self
+                .apply_in_calls(&two_steps::looks(ops), &keys, deadline)
+                .await?;
+            let counts = two_steps::counts(ops, &looked, apart);
+            return self.apply_in_calls(&counts, &keys, deadline).await;
         }
+        self.apply_in_calls(ops, &keys, deadline).await
+    }
+
+    /// One script call per hash slot (one in all outside a Cluster); `keys` are the ops' keys in
+    /// Redis.
+    async fn apply_in_calls(
+        &self,
+        ops: &[CounterOp],
+        keys: &[String],
+        deadline: Deadline,
+    ) -> Result<Vec<Count>, StoreError> {
         let args = |call: &mut redis::Cmd, group: &[usize]| {
             call.arg(BUCKETS);
             for &index in group {
@@ -95,7 +114,7 @@ impl RedisStore {
         };
         let answers = self
             .scripted(&scripts::APPLY)
-            .run::<3>(&keys, args, deadline)
+            .run::<3>(keys, args, deadline)
             .await;
         self.link.report_within(deadline.budget, &answers);
         let answers = answers?;
@@ -107,22 +126,6 @@ impl RedisStore {
                 resets_in: millis(resets_in_ms),
             })
             .collect())
-    }
-}
-
-/// A run is one script call, so on a Cluster its keys must share a hash slot.
-fn runs_share_slots(ops: &[CounterOp], keys: &[String]) -> Result<(), StoreError> {
-    let apart = (1..ops.len()).find(|&index| {
-        ops[index].admission == Admission::WithPrevious
-            && slot(&keys[index]) != slot(&keys[index - 1])
-    });
-    match apart {
-        Some(index) => Err(StoreError::Protocol(format!(
-            "{:?} is decided with {:?} but lies in another hash slot",
-            ops[index].key,
-            ops[index - 1].key
-        ))),
-        None => Ok(()),
     }
 }
 
@@ -138,6 +141,7 @@ pub fn script_args(op: &CounterOp) -> [i64; 6] {
         Admission::CountAll => 0,
         Admission::Fit => 1,
         Admission::WithPrevious => 2,
+        Admission::CountAllWithPrevious => 3,
     };
     let number = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
     [

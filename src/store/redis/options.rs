@@ -21,7 +21,7 @@ pub struct RedisOptions {
     pub timeout: Duration,
     /// Longest wait for one connection attempt (TCP, TLS, AUTH), and for management requests.
     pub connect_timeout: Duration,
-    pub tls: TlsFiles,
+    pub tls: RedisTls,
 }
 
 /// What the URLs point at (the Go service's `REDIS_TYPE`).
@@ -33,11 +33,15 @@ pub enum RedisKind {
     Cluster,
 }
 
-/// PEM files for `rediss://` URLs; without any, the system's trust store is used.
+/// How `rediss://` URLs are checked: PEM files (without a CA, the system's trust store is used)
+/// and whether the host name is.
 #[derive(Clone, Debug, Default)]
-pub struct TlsFiles {
+pub struct RedisTls {
     /// The certificate authorities that sign the servers' certificates.
     pub ca: Option<PathBuf>,
     /// This service's client certificate and its private key, for servers that require one.
     pub client: Option<(PathBuf, PathBuf)>,
+    /// Accept a server certificate that does not name the host dialled, as long as it chains
+    /// to a trusted CA and is valid otherwise. Not possible with [`RedisKind::Sentinel`].
+    pub skip_hostname_verification: bool,
 }
