@@ -30,7 +30,8 @@
 //! - [`store`]: the `CounterStore` trait, the counting rules of each algorithm (`sliding`,
 //!   `bucket`), the in-memory store and the Redis store (`store::redis`: options, connection
 //!   keeping, Lua scripts, the coalescing of concurrent requests' calls into pipelines answered
-//!   by each caller's deadline, listing).
+//!   by each caller's deadline, listing), and `store::per_second`, which sends one-second windows
+//!   to a second store (the Go service's `REDIS_PERSECOND`).
 //! - Leaves: [`algorithm`] (the counting algorithms' names), [`key`] (injective counter keys),
 //!   [`clock`] (units, the clock, epoch-aligned windows), [`metrics`] (every Prometheus
 //!   metric), [`health`] (the service's health, shared by whoever changes and whoever reports
