@@ -252,10 +252,9 @@ fn on_parse_stack<T: Send>(work: impl FnOnce() -> T + Send) -> T {
 fn yaml_error(name: &str, error: &serde_saphyr::Error) -> ConfigError {
     let text = match (yaml::budget::breach(error), error.without_snippet()) {
         (Some(breach), _) => yaml::budget::explain(breach),
-        (None, serde_saphyr::Error::DuplicateMappingKey { key, .. }) => format!(
-            "the key {} appears twice in one mapping; keep one of them (the Go service silently keeps the last, which hides the mistake)",
-            key.as_deref().map_or("?".into(), |key| format!("'{key}'"))
-        ),
+        (None, serde_saphyr::Error::DuplicateMappingKey { key, .. }) => {
+            yaml::appears_twice(key.as_deref().unwrap_or("?"))
+        }
         (None, serde_saphyr::Error::MultipleDocuments { .. }) => "a second YAML document (after `---`) in one file; put each domain in a file of its own (the Go service silently ignores every document but the first)".into(),
         (None, other) => other.to_string(),
     };
@@ -312,9 +311,22 @@ mod tests {
             "{duplicate}"
         );
         assert!(duplicate.contains("line 2"), "{duplicate}");
+        // Tags make the keys differ to the parser, not here.
+        let tagged = error_of(&format!("!a domain: a\n!b domain: b\n{rule}"));
+        assert!(
+            tagged.contains("the key 'domain' appears twice"),
+            "{tagged}"
+        );
+        let tagged_metadata = error_of(&format!(
+            "domain: a\n{rule}    metadata: {{!a x: 1, !b x: 2}}\n"
+        ));
+        assert!(
+            tagged_metadata.contains("the key 'x' appears twice"),
+            "{tagged_metadata}"
+        );
         let second = error_of(&format!("domain: a\n{rule}---\ndomain: b\n"));
         assert!(second.contains("a second YAML document"), "{second}");
-        for text in [&duplicate, &second] {
+        for text in [&duplicate, &tagged, &tagged_metadata, &second] {
             assert!(
                 !text.contains("Options") && !text.contains("from_str"),
                 "{text}"

@@ -6,6 +6,7 @@
 //! stays the string `1.10`, as in the Go service.
 
 pub mod budget;
+mod duplicates;
 mod values;
 
 use std::fmt;
@@ -14,7 +15,10 @@ use std::marker::PhantomData;
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
+pub use duplicates::appears_twice;
 pub use values::{MetaValue, Scalar};
+
+use duplicates::KeysSeen;
 
 /// A value with the position it was read from.
 pub type At<T> = Spanned<T>;
@@ -131,9 +135,11 @@ trait Fields: Default {
 
 fn read_fields<'de, T: Fields, A: MapAccess<'de>>(mut map: A) -> Result<T, A::Error> {
     let mut fields = T::default();
+    let mut seen = KeysSeen::default();
     while let Some(key) = map.next_key::<At<Scalar>>()? {
         let stray = match key.value {
             Scalar::Text(name) => {
+                seen.first(&name)?;
                 if fields.read(&name, &mut map)? {
                     continue;
                 }

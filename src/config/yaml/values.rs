@@ -5,6 +5,8 @@ use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use super::duplicates::KeysSeen;
+
 /// A scalar read without a target type: map keys (which must be text) and fields whose wrong
 /// types get their own message.
 #[derive(Debug, Clone, PartialEq)]
@@ -132,9 +134,13 @@ impl<'de> Deserialize<'de> for MetaValue {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<MetaValue, A::Error> {
                 let mut entries = Vec::new();
+                let mut seen = KeysSeen::default();
                 while let Some(key) = map.next_key::<Scalar>()? {
                     match key {
-                        Scalar::Text(name) => entries.push((name, map.next_value()?)),
+                        Scalar::Text(name) => {
+                            seen.first(&name)?;
+                            entries.push((name, map.next_value()?));
+                        }
                         other => {
                             return Err(de::Error::custom(format!(
                                 "error parsing metadata: key is not of type string: {other}"
