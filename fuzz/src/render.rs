@@ -44,6 +44,12 @@ pub fn number(value: f64) -> String {
     }
 }
 
+/// One entry of a flow mapping. The key is explicit (`? key : value`): an implicit key may be
+/// at most 1,024 characters long, and an escaped key can be longer.
+fn entry(key: &str, value: &str) -> String {
+    format!("? {} : {value}", quoted(key))
+}
+
 /// Metadata as YAML flow text.
 pub fn meta(value: &MetaValue) -> String {
     match value {
@@ -58,7 +64,7 @@ pub fn meta(value: &MetaValue) -> String {
         MetaValue::Map(entries) => {
             let entries: Vec<String> = entries
                 .iter()
-                .map(|(key, value)| format!("{}: {}", quoted(key), meta(value)))
+                .map(|(key, value)| entry(key, &meta(value)))
                 .collect();
             format!("{{{}}}", entries.join(", "))
         }
@@ -70,7 +76,7 @@ pub fn structure(value: &Struct) -> String {
     let fields: BTreeMap<&String, &Value> = value.fields.iter().collect();
     let entries: Vec<String> = fields
         .into_iter()
-        .map(|(key, value)| format!("{}: {}", quoted(key), proto_value(value)))
+        .map(|(key, value)| entry(key, &proto_value(value)))
         .collect();
     format!("{{{}}}", entries.join(", "))
 }
