@@ -2,6 +2,7 @@
 //! own) and the keys of the counters it is counted in, before anything is counted.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 
 use crate::algorithm::Algorithm;
 use crate::config::{DomainTree, Limit, MatchBudget, MatchBudgetSpent, Rate, Rule};
@@ -135,17 +136,26 @@ pub(super) fn stop_when_over(ops: &mut [CounterOp], blocked: bool) {
         ops.iter_mut().for_each(|op| op.delta = 0);
         return;
     }
-    let mut run_start = 0;
-    for index in 1..ops.len() {
-        if ops[run_start..index]
-            .iter()
-            .any(|earlier| earlier.key == ops[index].key)
-        {
-            run_start = index;
-            ops[index].admission = ops[index].admission.alone();
+    // Each key is hashed once: comparing every op with every earlier one of its run would cost
+    // the square of a request's ops (up to 64 descriptors of 16 limits) in key bytes.
+    let mut run: HashSet<&str> = HashSet::with_capacity(ops.len());
+    let starts_run: Vec<bool> = ops
+        .iter()
+        .map(|op| {
+            let repeated = !run.insert(&op.key);
+            if repeated {
+                run.clear();
+                run.insert(&op.key);
+            }
+            repeated
+        })
+        .collect();
+    for (op, starts_run) in ops.iter_mut().zip(starts_run).skip(1) {
+        op.admission = if starts_run {
+            op.admission.alone()
         } else {
-            ops[index].admission = ops[index].admission.joined();
-        }
+            op.admission.joined()
+        };
     }
 }
 
